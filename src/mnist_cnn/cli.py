@@ -1,0 +1,206 @@
+"""The `mnist-cnn` command: argument parsing, printing and exit codes, nothing else.
+
+`main(argv) -> int` is tested in-process. Handlers are thin: they resolve settings and
+call the library. Keras/TensorFlow are imported inside handlers so `--help` stays fast.
+Exit codes: 0 success, 2 a user error (one line on stderr, no traceback), 1 a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import MnistCnnError
+
+log = logging.getLogger("mnist_cnn")
+
+EPILOGS = {
+    "train": "example:\n  mnist-cnn train --data-dir ../shared/data --epochs 12\n"
+             "  mnist-cnn train --dataset fashion-mnist --model keras-example --config my.toml\n"
+             "  mnist-cnn train --resume runs/20261127T120000Z-mnist-cnn",
+    "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/",
+    "models": "example:\n  mnist-cnn models",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (plus a pointer to --help), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mnist-cnn", description="Train, evaluate and use CNNs on MNIST-family data.",
+                     epilog="run `mnist-cnn COMMAND --help` for each command's options and an example",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    t = command("train", "Train a model and write a run folder (model, metrics, plots, report).", _cmd_train)
+    t.add_argument("--dataset", help="dataset name: mnist (default) or fashion-mnist")
+    t.add_argument("--model", help="architecture (see `mnist-cnn models`; default cnn)")
+    t.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
+    t.add_argument("--batch-size", type=int, help="images per optimizer step")
+    t.add_argument("--learning-rate", type=float, help="peak learning rate of Adam")
+    t.add_argument("--labels", help="onehot (categorical_crossentropy) or sparse (sparse_categorical_crossentropy)")
+    t.add_argument("--val-fraction", type=float, help="share of training images held out for validation")
+    t.add_argument("--patience", type=int, help="epochs without validation improvement before stopping")
+    t.add_argument("--seed", type=int, help="random seed for split, initialisation and shuffling")
+    t.add_argument("--deterministic", action="store_const", const=True, help="TensorFlow op determinism")
+    t.add_argument("--train-limit", type=int, help="keep only the first N training images (smoke runs)")
+    t.add_argument("--config", type=Path, help="a .toml or .json file of settings (flags override it)")
+    t.add_argument("--data-dir", type=Path, help="folder holding DATASET/ with the IDX files")
+    t.add_argument("--runs-dir", type=Path, help="where run folders go (default $MNIST_CNN_RUNS_DIR or ./runs)")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
+
+    e = command("evaluate", "Recompute test metrics, plots and report for a saved model.", _cmd_evaluate)
+    e.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    e.add_argument("--dataset", help="dataset to test on (default: the one the model's run used, else mnist)")
+    e.add_argument("--data-dir", type=Path, help="folder holding DATASET/ with the IDX files")
+    e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
+
+    command("models", "List the registered architectures with their parameter counts.", _cmd_models)
+    return parser
+
+
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow and Keras with their C++ start-up chatter silenced.
+
+    TF 2.2x prints oneDNN and absl notes straight to file descriptor 2 while importing,
+    before TF_CPP_MIN_LOG_LEVEL is honoured, so the descriptor itself is pointed at
+    /dev/null for the import. Python exceptions still surface after it is restored.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.constant(0)  # the second batch of notes comes with the first op
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, load_config_file
+    from .data import get_spec, load_dataset
+    from .runs import config_from_run, default_runs_dir, new_run_dir
+
+    if args.resume is not None:
+        run_dir = args.resume
+        config = config_from_run(run_dir)
+        if (run_dir / "metrics.json").exists():
+            raise MnistCnnError(f"{run_dir} already finished (metrics.json exists); start a new run instead")
+    else:
+        overrides = load_config_file(args.config) if args.config else {}
+        flags = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs,
+                 "batch_size": args.batch_size, "learning_rate": args.learning_rate, "labels": args.labels,
+                 "val_fraction": args.val_fraction, "patience": args.patience, "seed": args.seed,
+                 "deterministic": args.deterministic, "train_limit": args.train_limit}
+        config = TrainConfig().replace(**overrides).replace(**flags)
+        run_dir = None
+    get_spec(config.dataset)
+    dataset = load_dataset(config.dataset, args.data_dir)  # before the slow imports: fail fast
+    _quiet_tensorflow()
+    from .models import build_model
+    from .report import results_lines
+    from .train import train
+
+    build_model(config.model)  # an unknown name fails here, before a run folder exists
+    if run_dir is None:
+        run_dir = new_run_dir(args.runs_dir or default_runs_dir(), config.dataset, config.model)
+    print(f"run folder: {run_dir}", flush=True)
+    result = train(config, dataset, run_dir, verbose=1 if sys.stdout.isatty() else 2,
+                   resume=args.resume is not None)
+    print("\n".join(results_lines(result.metrics)))
+    print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from .data import load_dataset, normalize
+    from .evaluate import predict_probabilities, write_evaluation
+    from .models import load_saved_model
+    from .report import results_lines, write_report
+    from .runs import read_run_config, utc_stamp
+
+    model_path: Path = args.model_path
+    model = load_saved_model(model_path)
+    dataset_name = args.dataset
+    if dataset_name is None and (model_path.parent / "config.json").exists():
+        dataset_name = read_run_config(model_path.parent).get("config", {}).get("dataset")
+    dataset = load_dataset(dataset_name or "mnist", args.data_dir)
+    expected_classes = model.output_shape[-1]
+    if expected_classes != dataset.num_classes:
+        raise MnistCnnError(f"{model_path} predicts {expected_classes} classes but {dataset.name} has "
+                            f"{dataset.num_classes}; pass the --dataset the model was trained on")
+    out = args.out or model_path.parent / f"evaluate-{dataset.name}-{utc_stamp()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MnistCnnError(f"cannot create output folder {out}: {e.strerror}; pass --out to a writable folder")
+    probabilities = predict_probabilities(model, normalize(dataset.test_images))
+    metrics = write_evaluation(out, dataset, probabilities,
+                               extra={"model": model.name, "model_file": str(model_path.resolve())})
+    write_report(out)
+    print("\n".join(results_lines(metrics)))
+    print(f"written to {out}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from .models import MODELS, build_model
+
+    print(f"{'name':<16}{'parameters':>12}  description")
+    for name, entry in MODELS.items():
+        print(f"{name:<16}{build_model(name).count_params():>12,}  {entry.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except MnistCnnError as e:
+        print(f"mnist-cnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mnist-cnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

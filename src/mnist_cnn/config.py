@@ -1,0 +1,115 @@
+"""Every training default in one place, validated.
+
+`TrainConfig` is frozen: a run's settings never change after it starts, and the resolved
+config is written to the run's `config.json`. CLI flags default to None, meaning "not
+overridden", so the values here are the only defaults. No I/O at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+LabelMode = Literal["onehot", "sparse"]
+Schedule = Literal["cosine", "constant"]
+LABEL_MODES: tuple[str, ...] = ("onehot", "sparse")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run. Defaults give >= 99.3% on MNIST with the `cnn` model."""
+
+    dataset: str = "mnist"  # registered dataset name (see `mnist-cnn data list`)
+    model: str = "cnn"  # registered architecture (see `mnist-cnn models`)
+    epochs: int = 12  # upper bound; early stopping may end sooner
+    batch_size: int = 128  # images per optimizer step
+    learning_rate: float = 2e-3  # peak Adam learning rate (reached after warm-up)
+    schedule: Schedule = "cosine"  # "cosine": linear warm-up then cosine decay to 0; "constant"
+    warmup_epochs: float = 1.0  # linear warm-up from learning_rate / 20 (cosine only; at most 1/4 of training)
+    labels: LabelMode = "onehot"  # "onehot" + categorical_crossentropy, or "sparse" + sparse_categorical_crossentropy
+    label_smoothing: float = 0.0  # only with onehot labels; 0.1 spreads 10% of the target mass
+    val_fraction: float = 0.1  # share of the training set held out, stratified by class
+    patience: int = 4  # epochs without a lower validation loss before early stopping
+    seed: int = 0  # seeds the split, weight init and shuffling
+    deterministic: bool = False  # TF op determinism: repeatable to the bit, somewhat slower
+    train_limit: int | None = None  # keep only the first N training images (smoke runs)
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(0 < self.learning_rate < 10, "learning_rate", self.learning_rate, "a number in (0, 10)")
+        _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        _check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, "a number >= 0")
+        _check(self.labels in LABEL_MODES, "labels", self.labels, f"one of {', '.join(LABEL_MODES)}")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "a number in [0, 1)")
+        _check(self.label_smoothing == 0 or self.labels == "onehot", "label_smoothing",
+               self.label_smoothing, "0 with --labels sparse (Keras smooths one-hot targets only)")
+        _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a number in (0, 1)")
+        _check(self.patience >= 1, "patience", self.patience, "an integer >= 1")
+        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _check(self.train_limit is None or self.train_limit >= 20, "train_limit", self.train_limit,
+               "an integer >= 20 (enough for a stratified split)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied; None values mean "keep", as CLI flags do."""
+        check_keys(changes)
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid {name} = {value!r}: expected {expected}")
+
+
+_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def check_keys(values: dict[str, Any]) -> None:
+    unknown = sorted(set(values) - set(_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}: known keys are {', '.join(_TYPES)}")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check a value read from a config file against the field's type (JSON has no int/float split)."""
+    kind = _TYPES[name]
+    if value is None and "None" in kind:
+        return None
+    if "bool" in kind:
+        ok = isinstance(value, bool)
+    elif "int" in kind:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif "float" in kind:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:  # str and Literal fields
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"invalid {name} = {value!r} in config file: expected {kind}")
+    return value
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read overrides from a `.toml` or `.json` file; unknown keys and wrong types are errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path") from None
+    try:
+        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a table/object of settings")
+    check_keys(values)
+    return {k: _coerce(k, v) for k, v in values.items()}

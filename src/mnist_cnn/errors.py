@@ -1,0 +1,33 @@
+"""The exceptions a user can cause, each carrying a one-line message with the fix.
+
+The CLI turns every `MnistCnnError` into one line on stderr and exit code 2; anything
+else is a bug and exits 1 with a traceback.
+"""
+
+
+class MnistCnnError(Exception):
+    """A problem the user can fix: bad input, missing files, invalid settings."""
+
+
+class ConfigError(MnistCnnError, ValueError):
+    """An invalid setting (a number out of range, an unknown name or config key)."""
+
+
+class DataError(MnistCnnError):
+    """A dataset that cannot be found or read."""
+
+
+class DatasetNotFoundError(DataError):
+    """No copy of the dataset in any of the places searched."""
+
+
+class IdxFormatError(DataError):
+    """A file that is not a valid (gzipped) IDX file of the expected kind."""
+
+
+class ChecksumError(DataError):
+    """A file whose uncompressed payload does not match its pinned SHA-256."""
+
+
+class ModelFileError(MnistCnnError):
+    """A model file that is missing, unreadable or not a Keras model."""

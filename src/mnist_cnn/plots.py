@@ -1,0 +1,97 @@
+"""Pictures of a run, one function each, drawn with matplotlib's Figure API.
+
+No pyplot: figures are plain objects (thread-safe in a server, no global state) written
+atomically as PNG. Importing this module selects nothing and touches no disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .atomic import atomic_path
+
+DPI = 100
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def plot_curves(history: dict[str, Sequence[float]], path: Path) -> Path:
+    """Train vs validation loss and accuracy per epoch (from `history.csv` columns).
+
+    A validation curve that rises while the training curve keeps falling is overfitting;
+    both curves still falling at the end means more epochs would help (underfitting).
+    """
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig = Figure(figsize=(10, 4))
+    for ax, metric, title in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy")):
+        ax.plot(epochs, history[metric], "o-", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+        ax.set(title=title, xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if "val_loss" in history and len(history["val_loss"]):
+        best = int(np.argmin(history["val_loss"]))
+        fig.axes[0].axvline(best + 1, color="grey", ls="--", lw=1, label="best (restored)")
+        fig.axes[0].legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path) -> Path:
+    """Counts of true (rows) vs predicted (columns) classes; off-diagonal cells are the mistakes."""
+    cm = np.asarray(matrix)
+    n = len(class_names)
+    size = max(5.0, 0.6 * n + 2)
+    fig = Figure(figsize=(size, size * 0.85))
+    ax = fig.subplots()
+    # Log-like colour scale via clipping so a few errors stay visible beside ~1000 correct.
+    im = ax.imshow(np.log1p(cm), cmap="Blues")
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, labels=class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
+    ax.set_yticks(ticks, labels=class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
+    threshold = np.log1p(cm).max() / 2
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if np.log1p(cm[i, j]) > threshold else "black")
+    fig.colorbar(im, ax=ax, label="log(1 + count)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                       class_names: Sequence[str], path: Path, max_images: int = 25) -> Path:
+    """A grid of the most confident mistakes: image, true class, predicted class, confidence.
+
+    `images`: uint8 or float (N, 28, 28[, 1]); `labels`: (N,); `probabilities`: (N, C).
+    """
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-confidence[wrong])][:max_images]
+    cols = 5
+    rows = max(1, int(np.ceil(len(wrong) / cols)))
+    fig = Figure(figsize=(cols * 1.9, rows * 2.1))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    if len(wrong) == 0:
+        axes[0].text(0, 0.5, "no mistakes on this split", fontsize=12)
+    for ax, i in zip(axes, wrong):
+        ax.imshow(np.squeeze(images[i]), cmap="gray")
+        ax.set_title(f"true {class_names[labels[i]]}\npred {class_names[predicted[i]]} "
+                     f"({confidence[i]:.0%})", fontsize=8)
+    fig.suptitle(f"Most confident mistakes ({len(wrong)} of {int((predicted != labels).sum())} shown)")
+    fig.tight_layout()
+    return _save(fig, path)

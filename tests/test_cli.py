@@ -1,0 +1,88 @@
+"""The CLI in-process: help for every command, and clean one-line errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_cnn.cli import build_parser, main
+
+COMMANDS = ["train", "evaluate", "models"]
+
+
+def test_every_command_is_listed_and_has_help_with_an_example(capsys):
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(subparsers.choices) == sorted(COMMANDS)
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert "example:" in out and f"mnist-cnn {command}" in out
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert "Traceback" not in err
+    return err
+
+
+def run_cli(argv) -> int:
+    """main()'s return code, or the code argparse exits with for a usage error."""
+    try:
+        return main(argv)
+    except SystemExit as exit_info:
+        return int(exit_info.code)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], "invalid epochs = 0"),
+    (["train", "--val-fraction", "1.5"], "invalid val_fraction = 1.5"),
+    (["train", "--labels", "binary"], "invalid labels"),
+    (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["train", "--epochs", "many"], "invalid int value"),
+    (["train", "--no-such-flag"], "unrecognized arguments"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_flags_exit_2_with_one_line(capsys, argv, message):
+    assert run_cli(argv) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_unknown_model_fails_before_creating_a_run(capsys, tiny_dataset, isolated_env):
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--model", "resnet"]) == 2
+    assert "unknown model 'resnet'" in one_line_error(capsys)
+    assert not (isolated_env / "runs").exists()
+
+
+def test_missing_data_is_one_line_with_the_fix(capsys, isolated_env):
+    assert main(["train", "--data-dir", str(isolated_env / "empty")]) == 2
+    err = one_line_error(capsys)
+    assert "not found" in err and "--data-dir" in err
+
+
+def test_unknown_config_key(capsys, tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("epochs = 2\nlr = 0.1\n")
+    assert main(["train", "--config", str(path)]) == 2
+    assert "unknown config key(s) lr" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("content, message", [(b"PK\x03\x04garbage", "cannot load"), (None, "does not exist")])
+def test_evaluate_rejects_non_keras_files(capsys, tmp_path, content, message):
+    path = tmp_path / "model.keras"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["evaluate", str(path)]) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_resume_of_a_non_run_folder(capsys, tmp_path):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "not a run folder" in one_line_error(capsys)
+
+
+def test_models_lists_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "keras-example" in out and "34,826" in out and "cnn" in out

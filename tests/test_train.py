@@ -1,0 +1,103 @@
+"""End to end: the real CLI on real MNIST subsets, evaluation of the saved model, and resume.
+
+These take tens of seconds each; they are the proof that every artifact is produced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_cnn.cli import main
+from mnist_cnn.runs import RUN_ARTIFACTS
+
+pytestmark = pytest.mark.slow
+
+METRIC_KEYS = {"num_images", "accuracy", "loss", "errors", "macro", "weighted", "per_class", "confusion_matrix"}
+
+
+def only_run(runs_dir: Path) -> Path:
+    (run_dir,) = list(runs_dir.iterdir())
+    return run_dir
+
+
+def test_train_writes_every_artifact_and_learns(shared_data, isolated_env, capsys):
+    code = main(["train", "--data-dir", str(shared_data), "--train-limit", "5000", "--epochs", "2",
+                 "--runs-dir", str(isolated_env / "runs"), "--seed", "3"])
+    assert code == 0
+    run_dir = only_run(isolated_env / "runs")
+    assert run_dir.name.endswith("-mnist-cnn")
+    for name in RUN_ARTIFACTS:
+        assert (run_dir / name).stat().st_size > 0, name
+    assert not list(run_dir.glob(".tmp-*"))  # no half-written leftovers
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    assert METRIC_KEYS <= set(test)
+    assert test["num_images"] == 10_000 and len(test["per_class"]) == 10
+    assert test["accuracy"] > 0.8, test["accuracy"]  # chance is 0.1
+    assert sum(map(sum, test["confusion_matrix"])) == 10_000
+    assert metrics["training"]["reload_max_abs_diff"] <= 1e-5
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["train_limit"] == 5000 and config["config"]["seed"] == 3
+    assert config["data"]["num_train"] + config["data"]["num_val"] == 5000
+    assert len(config["data"]["sha256"]) == 4 and config["environment"]["keras"]
+    report = (run_dir / "report.md").read_text()
+    for picture in ("curves.png", "confusion_matrix.png", "misclassified.png"):
+        assert f"]({picture})" in report
+    summary = (run_dir / "summary.txt").read_text()
+    assert "Model before training" in summary and "test accuracy" in summary
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and str(run_dir) in out
+
+    # evaluate recomputes the same accuracy from model.keras alone, into its own folder.
+    assert main(["evaluate", str(run_dir / "model.keras"), "--data-dir", str(shared_data),
+                 "--out", str(isolated_env / "eval")]) == 0
+    again = json.loads((isolated_env / "eval" / "metrics.json").read_text())["test"]
+    assert again["accuracy"] == test["accuracy"]
+    assert again["confusion_matrix"] == test["confusion_matrix"]
+    assert (isolated_env / "eval" / "report.md").exists()
+
+
+def test_sparse_labels_and_keras_example(shared_data, isolated_env):
+    assert main(["train", "--data-dir", str(shared_data), "--train-limit", "1000", "--epochs", "1",
+                 "--model", "keras-example", "--labels", "sparse"]) == 0
+    metrics = json.loads((only_run(isolated_env / "runs") / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.5
+
+
+def test_resume_after_sigkill(shared_data, isolated_env):
+    """Kill a 3-epoch run with SIGKILL after its first epoch, then finish it with --resume."""
+    runs_dir = isolated_env / "runs"
+    cmd = [sys.executable, "-m", "mnist_cnn", "train", "--data-dir", str(shared_data), "--train-limit", "2000",
+           "--epochs", "3", "--patience", "5", "--runs-dir", str(runs_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(runs_dir.glob("*/last.keras")):
+            assert proc.poll() is None, "training ended before it could be interrupted"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    run_dir = only_run(runs_dir)
+    assert not (run_dir / "metrics.json").exists()
+
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(shared_data)]) == 0
+    history = (run_dir / "history.csv").read_text().splitlines()
+    epochs = [int(float(line.split(",")[0])) for line in history[1:]]
+    assert epochs == [1, 2, 3]  # continued, no epoch lost or repeated
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["training"]["epochs_run"] == 3 and metrics["training"]["resumed"] is True
+    # A finished run cannot be resumed again.
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(shared_data)]) == 2
