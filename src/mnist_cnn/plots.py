@@ -53,7 +53,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     size = max(5.0, 0.6 * n + 2)
     fig = Figure(figsize=(size, size * 0.85))
     ax = fig.subplots()
-    # Log-like colour scale via clipping so a few errors stay visible beside ~1000 correct.
+    # Colour by log(1 + count) so a few errors stay visible beside ~1000 correct answers.
     im = ax.imshow(np.log1p(cm), cmap="Blues")
     ticks = np.arange(n)
     ax.set_xticks(ticks, labels=class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
