@@ -60,6 +60,11 @@ class FetchOptions:
     retries: int = RETRIES
     backoff_s: float = BACKOFF_S
 
+    @classmethod
+    def from_module(cls) -> FetchOptions:
+        """The module's current constants (read at call time, so tests can shorten them)."""
+        return cls(TIMEOUT_S, RETRIES, BACKOFF_S)
+
 
 @dataclass(frozen=True)
 class FileStatus:
@@ -141,8 +146,8 @@ def _describe(error: BaseException) -> tuple[str, bool]:
     return str(reason) or type(reason).__name__, True
 
 
-def _download(url: str, tmp: Path, options: FetchOptions, progress: Progress | None) -> None:
-    """Stream `url` into `tmp`; _MirrorFailed for anything the mirror did wrong."""
+def _download(url: str, tmp: Path, options: FetchOptions, progress: Progress | None) -> tuple[int, int | None]:
+    """Stream `url` into `tmp`; returns (bytes, Content-Length); _MirrorFailed if the mirror failed."""
     request = urllib.request.Request(url, headers={"User-Agent": f"mnist-cnn/{__version__}"})
     try:
         with urllib.request.urlopen(request, timeout=options.timeout_s) as response, \
@@ -155,14 +160,13 @@ def _download(url: str, tmp: Path, options: FetchOptions, progress: Progress | N
                 done += len(chunk)
                 if progress:
                     progress(url, done, total, False)
-            if progress:
-                progress(url, done, total, True)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         reason, transient = _describe(e)
         raise _MirrorFailed(reason, transient) from None
     # http.client returns a short body silently when the server closes early.
     if total is not None and done != total:
         raise _MirrorFailed(f"truncated transfer ({done} of {total} bytes)", True)
+    return done, total
 
 
 def _write(out, chunk: bytes, tmp: Path) -> None:
@@ -229,7 +233,7 @@ def _fetch_file(spec: DatasetSpec, file_name: str, folder: Path, urls: Sequence[
                 time.sleep(options.backoff_s * 2 ** (attempt - 1))
             with _temp_file(folder) as tmp:
                 try:
-                    _download(url, tmp, options, progress)
+                    done, total = _download(url, tmp, options, progress)
                     problem = check_file(tmp, spec.sha256.get(file_name))
                     if problem:
                         raise _MirrorFailed(f"served bad data: {problem}", transient=False)
@@ -249,6 +253,8 @@ def _fetch_file(spec: DatasetSpec, file_name: str, folder: Path, urls: Sequence[
                 except OSError as e:
                     raise _cache_write_error(folder, e) from None
                 log.info("downloaded %s from %s", final, url)
+                if progress:  # "finished" only for a verified file that is in place
+                    progress(url, done, total, True)
                 return FileStatus(file_name, "downloaded", final, url)
     if not urls:
         failures.append("no mirror configured")
@@ -259,7 +265,7 @@ def _fetch_file(spec: DatasetSpec, file_name: str, folder: Path, urls: Sequence[
 
 
 def fetch_dataset(spec: DatasetSpec, *, mirrors: Sequence[str] = (), offline: bool | None = None,
-                  folder: Path | None = None, options: FetchOptions = FetchOptions(),
+                  folder: Path | None = None, options: FetchOptions | None = None,
                   progress: Progress | None = None) -> list[FileStatus]:
     """Make `folder` (default: the user cache for `spec`) hold all of `spec`'s files, verified.
 
@@ -268,6 +274,7 @@ def fetch_dataset(spec: DatasetSpec, *, mirrors: Sequence[str] = (), offline: bo
     """
     folder = Path(folder) if folder is not None else user_cache_dir() / spec.name
     offline = is_offline(offline)
+    options = options or FetchOptions.from_module()
     urls = mirror_urls(spec, mirrors)
     results: list[FileStatus] = []
     with _locked(folder):
