@@ -71,6 +71,12 @@ def test_load_dataset_fetches_on_first_use(tiny_mirror):
     assert final_files(cache_dir()) == sorted(TINY_FILES)
 
 
+def test_a_file_url_mirror_works_for_air_gapped_copies(tiny_dataset):
+    results = fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_dataset.as_uri()])
+    assert [r.url for r in results] == [f"{tiny_dataset.as_uri()}/tiny/{f}" for f in TINY_FILES]
+    assert final_files(cache_dir()) == sorted(TINY_FILES)
+
+
 def test_user_mirror_layout_env_order_and_dedup(monkeypatch):
     spec = data.DatasetSpec("mnist", "m", (), {}, {}, mirrors=("https://registry.example/mnist/",))
     monkeypatch.setenv("MNIST_CNN_MIRROR", "http://env.example/data, http://flag.example/")
