@@ -180,6 +180,11 @@ class MirrorServer(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.delay_s = 2.0
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that gives up mid-body (a timeout, a full disk) breaks the pipe; socketserver
+        # would print that traceback to stderr, which tests read for the CLI's one-line errors.
+        pass
+
     def url(self, mode: str = "ok") -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/{mode}/"
 

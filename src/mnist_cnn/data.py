@@ -269,7 +269,7 @@ def load_dataset(name: str = "mnist", data_dir: Path | None = None, *, mirrors: 
             raise  # never rewrite files the user put somewhere themselves
         from . import fetch  # noqa: PLC0415
 
-        log.warning("%s", bad)
+        log.info("%s; re-checking the cached files", bad)
         fetch.fetch_dataset(spec, **fetch_args)  # re-hashes each file, replaces the bad ones
         return _read_folder(spec, folder)
 

@@ -285,12 +285,15 @@ def fetch_dataset(spec: DatasetSpec, *, mirrors: Sequence[str] = (), offline: bo
                 if problem is None:
                     results.append(FileStatus(file_name, "ok", existing))
                     continue
-                log.warning("%s is corrupt (%s); replacing it", existing, problem)
                 if offline:
                     raise DownloadError(f"{existing} is corrupt ({problem}) and offline mode is on "
                                         f"(--offline or {OFFLINE_ENV}=1); delete it and copy a good file "
                                         f"there, or run `mnist-cnn data fetch {spec.name}` online")
-                existing.unlink()
+                log.warning("%s is corrupt (%s); downloading it again", existing, problem)
+                try:
+                    existing.unlink()  # a failed download then leaves it missing, not bad
+                except OSError as e:
+                    raise _cache_write_error(folder, e) from None
             elif offline:
                 raise DownloadError(f"{folder / file_name}.gz is missing and offline mode is on (--offline or "
                                     f"{OFFLINE_ENV}=1), so nothing was downloaded; copy the files into "
