@@ -211,11 +211,11 @@ def test_train_evaluate_and_resume_on_an_npz(tmp_path, isolated_env, monkeypatch
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    assert main(["evaluate", str(run_dir / "model.keras"), "--out", str(tmp_path / "eval")]) == 0
+    assert main(["evaluate", str(run_dir / "model.keras"), "--dataset", str(path), "--out", str(tmp_path / "eval")]) == 0
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert again["dataset"] == "pets" and again["test"]["accuracy"] == metrics["test"]["accuracy"]
     (run_dir / "metrics.json").unlink()  # as if killed after its last epoch
-    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert main(["train", "--resume", str(run_dir)]) == 0  # finds pets.npz from config.json, from elsewhere
     assert (run_dir / "metrics.json").exists()
 
 

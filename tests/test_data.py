@@ -167,7 +167,7 @@ def hook(event, args):
     if event.startswith("socket."):
         events.append((event, args))
 sys.addaudithook(hook)
-import mnist_cnn, mnist_cnn.data, mnist_cnn.config, mnist_cnn.cli
+import mnist_cnn, mnist_cnn.data, mnist_cnn.config, mnist_cnn.cli, mnist_cnn.fetch, mnist_cnn.custom, mnist_cnn.cards
 assert not events, events
 assert "tensorflow" not in sys.modules and "keras" not in sys.modules
 """
