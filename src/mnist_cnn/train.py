@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -154,10 +154,11 @@ class TrainResult:
 
 
 def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int | str = "auto",
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train `config.model` on `dataset` and write every artifact into `run_dir`.
 
     `verbose` is Keras' fit verbosity (1: progress bar, 2: one line per epoch, 0: silent).
+    `extra_callbacks` run before the run's own (the benchmark times epochs with one).
     With `resume=True`, `run_dir` must hold an interrupted run of the same config: training
     continues after the last completed epoch recorded in `last.keras`.
     """
@@ -195,7 +196,8 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
             validation_data=make_batches(data.x_val, data.y_val, config.batch_size),
             epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
             shuffle=False,  # the dataset reshuffles itself each epoch
-            callbacks=[RunCheckpoint(run_dir, rows), ResumableEarlyStopping(rows, patience=config.patience)],
+            callbacks=[*extra_callbacks, RunCheckpoint(run_dir, rows),
+                       ResumableEarlyStopping(rows, patience=config.patience)],
         )
     fit_seconds = time.perf_counter() - start
 
