@@ -24,6 +24,8 @@ EPILOGS = {
              "  mnist-cnn train --resume runs/20261127T120000Z-mnist-cnn",
     "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/",
     "models": "example:\n  mnist-cnn models",
+    "explain": "example:\n  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png -o explained.png\n"
+               "  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras --test-index 8 -o test8.png",
 }
 
 
@@ -82,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
 
     command("models", "List the registered architectures with their parameter counts.", _cmd_models)
+
+    x = command("explain", "Draw what a model sees in one image: input, probabilities, saliency, feature maps.",
+                _cmd_explain)
+    x.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    x.add_argument("image", type=Path, nargs="?", metavar="IMAGE",
+                   help="an image file of one digit (PNG, JPEG, ...), preprocessed as `predict` does")
+    x.add_argument("--test-index", type=int, metavar="N", help="explain test image N of --dataset instead of IMAGE")
+    x.add_argument("--dataset", help="dataset for --test-index (default: the model's run, else mnist)")
+    x.add_argument("--data-dir", type=Path, help="folder holding DATASET/ with the IDX files")
+    x.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.png", help="where to write the picture")
     return parser
 
 
@@ -184,6 +196,39 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"{'name':<16}{'parameters':>12}  description")
     for name, entry in MODELS.items():
         print(f"{name:<16}{build_model(name).count_params():>12,}  {entry.description}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.test_index is None):
+        raise MnistCnnError("give either IMAGE or --test-index N (not both, not neither)")
+    if not args.out.parent.is_dir():
+        raise MnistCnnError(f"folder {args.out.parent} does not exist; create it or pass another -o path")
+    _quiet_tensorflow()
+    from .data import get_spec, load_dataset, normalize
+    from .explain import explain_figure, save_figure
+    from .models import load_saved_model
+    from .preprocess import preprocess
+    from .runs import read_run_config
+
+    model = load_saved_model(args.model_path)
+    run = read_run_config(args.model_path.parent) if (args.model_path.parent / "config.json").exists() else {}
+    dataset_name = args.dataset or run.get("config", {}).get("dataset") or "mnist"
+    class_names = run.get("data", {}).get("class_names") or list(get_spec(dataset_name).class_names)
+    if len(class_names) != model.output_shape[-1]:
+        class_names = [str(i) for i in range(model.output_shape[-1])]
+    if args.image is not None:
+        image = preprocess(args.image)  # the same steps and errors as `mnist-cnn predict`
+        title = f"{args.image.name}"
+    else:
+        dataset = load_dataset(dataset_name, args.data_dir)
+        if not 0 <= args.test_index < len(dataset.test_labels):
+            raise MnistCnnError(f"--test-index {args.test_index} is out of range: {dataset.name} has "
+                                f"{len(dataset.test_labels)} test images (0..{len(dataset.test_labels) - 1})")
+        image = normalize(dataset.test_images[args.test_index: args.test_index + 1])[0]  # already MNIST-style
+        title = f"{dataset.name} test image {args.test_index} (true class {class_names[dataset.test_labels[args.test_index]]})"
+    save_figure(explain_figure(model, image, class_names, title=title), args.out)
+    print(f"written to {args.out}")
     return 0
 
 
