@@ -43,6 +43,12 @@ def _inputs(model: keras.Model) -> Any:
     return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
+def _predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Class probabilities for a few images: a direct call, as `model.predict` builds (and, for
+    each new batch size, retraces) a tf.function, slower than the work for one image."""
+    return model(np.asarray(images, dtype=np.float32), training=False).numpy()
+
+
 def conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The model's Conv2D layers, input side first."""
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -188,7 +194,7 @@ def plot_saliency(model: keras.Model, images: np.ndarray, labels: Sequence[int],
                   class_names: Sequence[str]) -> Figure:
     """Each image with its saliency for the predicted class overlaid; titles give true/predicted."""
     images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28)
-    probabilities = np.asarray(model.predict(images[..., np.newaxis], verbose=0))
+    probabilities = _predict(model, images[..., np.newaxis])
     fig = Figure(figsize=(1.7 * len(images), 2.1))
     axes = np.atleast_1d(fig.subplots(1, len(images)))
     for ax, image, label, p in zip(axes, images, labels, probabilities):
@@ -207,7 +213,7 @@ def explain_figure(model: keras.Model, image: np.ndarray, class_names: Sequence[
                    title: str | None = None) -> Figure:
     """One picture: the input, class probabilities, saliency overlay, and feature maps per conv layer."""
     image = np.asarray(image, dtype=np.float32).reshape(28, 28)
-    probabilities = np.asarray(model.predict(_as_batch(image), verbose=0))[0]
+    probabilities = _predict(model, _as_batch(image))[0]
     predicted = int(probabilities.argmax())
     maps = feature_maps(model, image)
     fig = Figure(figsize=(11, 3.2 + 1.6 * max(1, len(maps))))
