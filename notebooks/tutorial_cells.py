@@ -35,7 +35,7 @@ followed by an explanation of what just happened and why.
 **To run it:** from the repository, `pip install -e '.[dev]'`, then open this notebook
 with the notebooks folder as working directory. MNIST is looked for where the package
 always looks (`$MNIST_CNN_DATA_DIR`, then `~/.cache/mnist-cnn`, then
-`/usr/share/datasets`). A full run trains the default model for up to 10 epochs: a few
+`/usr/share/datasets`). A full run trains the default model for up to 8 epochs: a few
 minutes on a laptop CPU. With `MNIST_CNN_TUTORIAL_QUICK=1` it trains on 3,000 images for
 one epoch instead (the automated tests do this): fast, but the numbers are much worse.
 """,
@@ -57,7 +57,7 @@ célula de código é seguida de uma explicação do que aconteceu e por quê.
 **Para executar:** no repositório, `pip install -e '.[dev]'` e abra este notebook com a
 pasta `notebooks` como diretório de trabalho. O MNIST é procurado onde o pacote sempre
 procura (`$MNIST_CNN_DATA_DIR`, depois `~/.cache/mnist-cnn`, depois `/usr/share/datasets`).
-Uma execução completa treina o modelo padrão por até 10 épocas: alguns minutos na CPU de
+Uma execução completa treina o modelo padrão por até 8 épocas: alguns minutos na CPU de
 um notebook. Com `MNIST_CNN_TUTORIAL_QUICK=1` ele treina com 3.000 imagens por uma única
 época (é o que os testes automáticos fazem): rápido, mas os números ficam bem piores.
 """,
@@ -346,9 +346,10 @@ built the default, `cnn`. Reading it from input to output:
 - **MaxPooling2D**: keeps the strongest response in each 2 × 2 block, halving the size
   (28 → 14): the network becomes tolerant of small shifts and cheaper to run.
 - A second block does the same with **64 filters** that combine the first block's maps into
-  larger shapes (loops, corners, crossings), then pools again (14 → 7).
-- **Flatten → Dropout(0.4) → Dense(10, softmax)**: the 7 × 7 × 64 maps become one vector of
-  3,136 numbers; dropout switches off a random 40% of them at each training step so the
+  larger shapes (loops, corners, crossings), then pools again (14 → 7); a third block with
+  **128 filters** combines those once more on the 7 × 7 grid, into parts of whole digits.
+- **Flatten → Dropout(0.4) → Dense(10, softmax)**: the 7 × 7 × 128 maps become one vector of
+  6,272 numbers; dropout switches off a random 40% of them at each training step so the
   classifier cannot rely on any single one (it memorises less); the dense layer turns them
   into 10 scores and softmax into 10 probabilities that add up to 1.
 
@@ -368,9 +369,10 @@ Construímos a padrão, `cnn`. Lendo da entrada para a saída:
 - **MaxPooling2D**: guarda a resposta mais forte de cada bloco 2 × 2, reduzindo o tamanho
   pela metade (28 → 14): a rede fica tolerante a pequenos deslocamentos e mais barata.
 - Um segundo bloco faz o mesmo com **64 filtros**, que combinam os mapas do primeiro bloco
-  em formas maiores (laços, cantos, cruzamentos), e reduz de novo (14 → 7).
-- **Flatten → Dropout(0,4) → Dense(10, softmax)**: os mapas 7 × 7 × 64 viram um vetor de
-  3.136 números; o dropout desliga 40% deles ao acaso a cada passo de treino, para que o
+  em formas maiores (laços, cantos, cruzamentos), e reduz de novo (14 → 7); um terceiro bloco,
+  com **128 filtros**, combina esses mais uma vez na grade 7 × 7, em partes de dígitos inteiros.
+- **Flatten → Dropout(0,4) → Dense(10, softmax)**: os mapas 7 × 7 × 128 viram um vetor de
+  6.272 números; o dropout desliga 40% deles ao acaso a cada passo de treino, para que o
   classificador não dependa de nenhum em particular (ele decora menos); a camada densa os
   transforma em 10 notas e o softmax em 10 probabilidades que somam 1.
 
@@ -402,8 +404,10 @@ the counts by hand is a good exercise:
 - its batch norm: 4 numbers per channel × 32 = **128**, of which half (the running mean and
   variance) are not trained by gradient descent: they are the "non-trainable" parameters;
 - second conv: 3 × 3 × 32 × 64 = **18,432**; its batch norm 4 × 64 = 256;
-- the classifier: 3,136 inputs × 10 outputs + 10 biases = **31,370**, the biggest layer of
-  all, even though convolutions do most of the work.
+- third conv: 3 × 3 × 64 × 128 = **73,728**, the biggest layer; its batch norm 4 × 128 = 512;
+- the classifier: 6,272 inputs × 10 outputs + 10 biases = **62,730**.
+
+In total 156,074 numbers, of which 448 (the batch norms' running statistics) are not trained.
 
 Pooling, ReLU, flatten and dropout have no parameters: they only move or select numbers.
 """,
@@ -417,8 +421,12 @@ Conferir as contas à mão é um bom exercício:
 - sua batch norm: 4 números por canal × 32 = **128**, dos quais metade (a média e a variância
   acumuladas) não são treinados por gradiente: são os parâmetros "não treináveis";
 - segunda convolução: 3 × 3 × 32 × 64 = **18.432**; sua batch norm 4 × 64 = 256;
-- o classificador: 3.136 entradas × 10 saídas + 10 vieses = **31.370**, a maior camada de
-  todas, embora as convoluções façam a maior parte do trabalho.
+- terceira convolução: 3 × 3 × 64 × 128 = **73.728**, a maior camada; sua batch norm
+  4 × 128 = 512;
+- o classificador: 6.272 entradas × 10 saídas + 10 vieses = **62.730**.
+
+No total, 156.074 números, dos quais 448 (as estatísticas acumuladas das batch norms) não são
+treinados.
 
 Pooling, ReLU, flatten e dropout não têm parâmetros: só movem ou selecionam números.
 """,
@@ -978,7 +986,8 @@ receives; we show 16 of each layer's maps. In the first layer (28 × 28) you can
 recognise the digit: each map highlights the parts matching one filter, such as the left
 edges of strokes, the top edges, the stroke itself. After pooling, the second layer's maps
 (14 × 14) are coarser and more abstract: they respond to combinations (a corner, the end of
-a stroke, a curve in one place) rather than to single edges. Deeper layers trade *where*
+a stroke, a curve in one place) rather than to single edges, and the third layer's (7 × 7)
+mark only roughly *where* a larger part of the digit is. Deeper layers trade *where*
 for *what*, which is how the network becomes robust to small changes in handwriting.
 """,
         pt="""
@@ -989,7 +998,8 @@ camada (28 × 28) ainda dá para reconhecer o dígito: cada mapa destaca as part
 com um filtro, como as bordas esquerdas dos traços, as bordas de cima, o próprio traço.
 Depois do pooling, os mapas da segunda camada (14 × 14) são mais grosseiros e abstratos:
 respondem a combinações (um canto, a ponta de um traço, uma curva num certo lugar) e não a
-bordas isoladas. Camadas mais profundas trocam o *onde* pelo *o quê*, e é assim que a rede
+bordas isoladas, e os da terceira (7 × 7) marcam só de modo aproximado *onde* está uma parte
+maior do dígito. Camadas mais profundas trocam o *onde* pelo *o quê*, e é assim que a rede
 fica robusta a pequenas variações da letra de cada um.
 """,
     ),

@@ -69,10 +69,11 @@ def test_train_writes_every_artifact_and_learns(shared_data, isolated_env, capsy
 
 
 def test_sparse_labels_and_keras_example(shared_data, isolated_env):
-    assert main(["train", "--data-dir", str(shared_data), "--train-limit", "1000", "--epochs", "1",
+    assert main(["train", "--data-dir", str(shared_data), "--train-limit", "6000", "--epochs", "2",
                  "--model", "keras-example", "--labels", "sparse"]) == 0
     metrics = json.loads((only_run(isolated_env / "runs") / "metrics.json").read_text())
-    assert metrics["test"]["accuracy"] > 0.5
+    # Two epochs of 43 steps (~0.9 here); 900 images for one epoch gave only ~0.48.
+    assert metrics["test"]["accuracy"] > 0.8, metrics["test"]["accuracy"]
 
 
 def test_resume_after_sigkill(shared_data, isolated_env):

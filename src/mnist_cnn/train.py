@@ -140,6 +140,11 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
                  "num_val": len(data.x_val), "num_test": len(dataset.test_labels)}
 
     rows: list[dict[str, float]] = []
+    if resume:
+        recorded = runs.read_run_config(run_dir).get("data", {}).get("sha256")
+        if recorded and recorded != dataset.sha256:
+            raise MnistCnnError(f"the {dataset.name} files in {dataset.source} differ from those {run_dir} was "
+                                f"trained on; resume with the same data or start a new run")
     if resume and (run_dir / LAST_CHECKPOINT).exists():
         model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
         initial_epoch = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) // steps
