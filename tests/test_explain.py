@@ -125,6 +125,15 @@ def test_explain_command_on_a_test_digit(capsys, saved_model, tiny_dataset, tmp_
     assert "out of range" in capsys.readouterr().err
 
 
+def test_explain_command_on_a_real_mnist_test_digit(capsys, saved_model, shared_data, tmp_path):
+    out = tmp_path / "mnist0.png"
+    argv = ["explain", str(saved_model), "--test-index", "0", "--data-dir", str(shared_data), "-o", str(out)]
+    assert main(argv) == 0
+    assert f"written to {out}" in capsys.readouterr().out
+    with Image.open(out) as picture:
+        assert picture.format == "PNG"
+
+
 @pytest.mark.parametrize("case, message", [("blank", "blank"), ("missing", "cannot read"),
                                            ("both", "either IMAGE or --test-index"),
                                            ("neither", "either IMAGE or --test-index")])
