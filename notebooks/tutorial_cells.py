@@ -584,32 +584,30 @@ influenciando demais as escolhas, ou dados de teste diferentes.
     ),
     code("""
 print(result.summary_after)
-first_conv = result.model.get_layer(index=0)
-before = model.get_layer(index=0).get_weights()[0]
-after = first_conv.get_weights()[0]
-print(f"first-layer weights: mean |w| {np.abs(before).mean():.3f} (a fresh model) -> "
-      f"{np.abs(after).mean():.3f} (trained)")
+trainable = sum(int(np.prod(weight.shape)) for weight in result.model.trainable_weights)
+print(f"trainable weights: {trainable:,} | Adam's state, 2 per weight + a step counter: {2 * trainable + 1:,}")
 """),
     md(
         en="""
 The summary after training has **the same layers, shapes and parameter counts** as in 2.1:
-training never changes a network's structure, only the values of its weights. Keras now
-also counts the optimizer's own state (Adam keeps two running averages per weight), which
-is saved with the model so training could resume.
+training never changes a network's structure, only the values of its weights. One new line
+appears, *Optimizer params*: Adam keeps two running averages for every trainable weight
+(of its gradient and of the gradient's square) plus a step counter, and the last line checks
+that arithmetic. That state is saved with the model, so training can resume where it stopped.
 
-What did change is inside: the last line compares the average size of the first layer's
-weights in a fresh, random model and in the trained one. Chapter 9 looks at those weights
-as pictures.
+What training changed is invisible in a summary: the values of the weights. Chapter 9 looks
+at the first layer's weights as pictures.
 """,
         pt="""
 O resumo depois do treino tem **as mesmas camadas, formatos e contagens de parâmetros** do
-2.1: o treino nunca muda a estrutura de uma rede, só os valores dos seus pesos. O Keras agora
-também conta o estado do próprio otimizador (o Adam guarda duas médias móveis por peso), que
-é salvo com o modelo para que o treino possa continuar.
+2.1: o treino nunca muda a estrutura de uma rede, só os valores dos seus pesos. Aparece uma
+linha nova, *Optimizer params*: o Adam guarda duas médias móveis para cada peso treinável
+(do gradiente e do quadrado do gradiente) mais um contador de passos, e a última linha
+confere essa conta. Esse estado é salvo com o modelo, para que o treino possa continuar de
+onde parou.
 
-O que mudou está por dentro: a última linha compara o tamanho médio dos pesos da primeira
-camada num modelo novo, aleatório, e no treinado. O capítulo 9 olha esses pesos como
-imagens.
+O que o treino mudou não aparece num resumo: os valores dos pesos. O capítulo 9 olha os pesos
+da primeira camada como imagens.
 """,
     ),
     md(
@@ -918,8 +916,9 @@ for name, image in [("naive resize", naive), ("MNIST-style", digit)]:
         en="""
 `model_input` adds the batch and channel axes, (28, 28) → (1, 28, 28, 1), and the model
 gives its three most probable classes for each version. The preprocessed digit should be
-read as a 7 with high confidence (after a full run); the naive version gets a
-near-arbitrary answer, because the network has never seen dark digits on a light background.
+read as a 7 with high confidence (after a full run); the naive version gets a wrong
+answer, often a confident one, because the network has never seen dark digits on a light
+background.
 This is the most common reason why "my model gets 99% on MNIST but fails on my drawing":
 not the model, the preprocessing. The command `mnist-cnn predict MODEL my_digit.png` does
 exactly these steps.
@@ -928,7 +927,8 @@ exactly these steps.
 `model_input` acrescenta os eixos de lote e de canal, (28, 28) → (1, 28, 28, 1), e o modelo
 dá as suas três classes mais prováveis para cada versão. O dígito pré-processado deve ser
 lido como 7 com alta confiança (depois de uma execução completa); a versão ingênua recebe uma
-resposta quase arbitrária, porque a rede nunca viu dígitos escuros sobre fundo claro. Este é
+resposta errada, muitas vezes com muita confiança, porque a rede nunca viu dígitos escuros
+sobre fundo claro. Este é
 o motivo mais comum de "meu modelo acerta 99% no MNIST mas erra o meu desenho": não é o
 modelo, é o pré-processamento. O comando `mnist-cnn predict MODEL my_digit.png` faz
 exatamente esses passos.
@@ -957,17 +957,18 @@ show(explain.plot_filters(filters))
         en="""
 These are the 32 **filters of the first convolution**, each a 3 × 3 grid of learned weights
 (red positive, blue negative). A filter responds strongly where the image under it looks
-like it: one with a red column beside a blue one is a **vertical edge** detector, one with
-a red row above a blue row detects **horizontal edges**, diagonal patterns detect slanted
-strokes. Nobody programmed these: they emerged from lowering the loss, and they resemble
+like it. At 3 × 3 pixels they look rough, and many mix several patterns, but look for these:
+a red row above a blue row responds to a **horizontal edge** of a stroke, a red column
+beside a blue one to a **vertical edge**, a diagonal of one colour to **slanted strokes**. Nobody programmed these: they emerged from lowering the loss, and they resemble
 the edge detectors found in the first stage of animal vision.
 """,
         pt="""
 Estes são os 32 **filtros da primeira convolução**, cada um uma grade 3 × 3 de pesos
 aprendidos (vermelho positivo, azul negativo). Um filtro responde forte onde a imagem abaixo
-dele se parece com ele: um com uma coluna vermelha ao lado de uma azul detecta **bordas
-verticais**, um com uma linha vermelha sobre uma azul detecta **bordas horizontais**, padrões
-diagonais detectam traços inclinados. Ninguém programou isso: eles surgiram ao baixar a
+dele se parece com ele. Com 3 × 3 pixels eles parecem grosseiros, e muitos misturam vários
+padrões, mas procure estes: uma linha vermelha sobre uma azul responde a uma **borda
+horizontal** de um traço, uma coluna vermelha ao lado de uma azul a uma **borda vertical**,
+uma diagonal de uma só cor a **traços inclinados**. Ninguém programou isso: eles surgiram ao baixar a
 perda, e lembram os detectores de bordas do primeiro estágio da visão dos animais.
 """,
     ),
