@@ -959,8 +959,9 @@ These are the 32 **filters of the first convolution**, each a 3 × 3 grid of lea
 (red positive, blue negative). A filter responds strongly where the image under it looks
 like it. At 3 × 3 pixels they look rough, and many mix several patterns, but look for these:
 a red row above a blue row responds to a **horizontal edge** of a stroke, a red column
-beside a blue one to a **vertical edge**, a diagonal of one colour to **slanted strokes**. Nobody programmed these: they emerged from lowering the loss, and they resemble
-the edge detectors found in the first stage of animal vision.
+beside a blue one to a **vertical edge**, a diagonal of one colour to **slanted strokes**.
+Nobody programmed these: they emerged from lowering the loss, and they resemble the edge
+detectors found in the first stage of animal vision.
 """,
         pt="""
 Estes são os 32 **filtros da primeira convolução**, cada um uma grade 3 × 3 de pesos

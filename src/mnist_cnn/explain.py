@@ -3,13 +3,12 @@
 Pure functions over a Keras model and one preprocessed image, float32 (28, 28) or
 (28, 28, 1) in [0, 1] (what `preprocess.preprocess` or `data.normalize` returns); the
 figures use matplotlib's Figure API (no pyplot state). Chapter 9 of the tutorial and
-`mnist-cnn explain` call the same functions. Keras/TensorFlow are imported by the caller's
-model already; nothing runs at import.
+`mnist-cnn explain` call the same functions. Importing it imports Keras (seconds), so the
+CLI imports it inside its handler; nothing runs and no file is touched at import.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,8 +17,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .atomic import atomic_path
-
-log = logging.getLogger(__name__)
 
 NO_CONV_MESSAGE = "this model has no convolutional layers, so it has no filters or feature maps to show"
 SMOOTHGRAD_SAMPLES = 16  # noisy copies averaged per saliency map (SmoothGrad); 1 = plain gradient
