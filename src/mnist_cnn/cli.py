@@ -29,6 +29,8 @@ EPILOGS = {
     "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/\n"
                 "  mnist-cnn evaluate model.keras --dataset my_images/ --offline",
     "models": "example:\n  mnist-cnn models",
+    "explain": "example:\n  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png -o out.png\n"
+               "  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras --test-index 8 -o test8.png",
     "data": cli_data.EPILOGS["data"],
 }
 
@@ -92,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
 
     command("models", "List the registered architectures with their parameter counts.", _cmd_models)
+
+    x = command("explain", "Draw what a model sees in one image: input, probabilities, saliency, feature maps.",
+                _cmd_explain)
+    x.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    x.add_argument("image", type=Path, nargs="?", metavar="IMAGE",
+                   help="an image file of one digit (PNG, JPEG, ...), preprocessed as `predict` does")
+    x.add_argument("--test-index", type=int, metavar="N", help="explain test image N of --dataset instead of IMAGE")
+    x.add_argument("--dataset", help="dataset for --test-index (default: the model's run, else mnist)")
+    cli_data.add_source_flags(x)  # --data-dir, --mirror, --offline, for --test-index
+    x.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.png", help="where to write the picture")
     cli_data.add_data_command(sub, _Parser)
     return parser
 
@@ -206,6 +218,42 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"\n{'recipe':<16}{'model':>12}  description (mnist-cnn train --recipe NAME)")
     for name, recipe in RECIPES.items():
         print(f"{name:<16}{recipe.settings.get('model', 'cnn'):>12}  {recipe.description}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.test_index is None):
+        raise MnistCnnError("give either IMAGE or --test-index N (not both, not neither)")
+    if not args.out.parent.is_dir():
+        raise MnistCnnError(f"folder {args.out.parent} does not exist; create it or pass another -o path")
+    _quiet_tensorflow()
+    from .data import DATASETS, load_dataset, normalize
+    from .explain import explain_figure, save_figure
+    from .models import load_saved_model
+    from .preprocess import preprocess
+    from .runs import read_run_config
+
+    model = load_saved_model(args.model_path)
+    run = read_run_config(args.model_path.parent) if (args.model_path.parent / "config.json").exists() else {}
+    dataset_name = args.dataset or run.get("config", {}).get("dataset") or "mnist"
+    class_names = run.get("data", {}).get("class_names") or (
+        list(DATASETS[dataset_name].class_names) if dataset_name in DATASETS else [])
+    if args.image is not None:
+        image = preprocess(args.image)  # the same steps and errors as `mnist-cnn predict`
+        title = f"{args.image.name}"
+    else:
+        dataset = load_dataset(dataset_name, args.data_dir, **cli_data.source_kwargs(args))
+        class_names = class_names or list(dataset.class_names)
+        if not 0 <= args.test_index < len(dataset.test_labels):
+            raise MnistCnnError(f"--test-index {args.test_index} is out of range: {dataset.name} has "
+                                f"{len(dataset.test_labels)} test images (0..{len(dataset.test_labels) - 1})")
+        image = normalize(dataset.test_images[args.test_index: args.test_index + 1])[0]  # already MNIST-style
+        true_class = dataset.class_names[dataset.test_labels[args.test_index]]
+        title = f"{dataset.name} test image {args.test_index} (true class {true_class})"
+    if len(class_names) != model.output_shape[-1]:  # no run folder, or one for another dataset
+        class_names = [str(i) for i in range(model.output_shape[-1])]
+    save_figure(explain_figure(model, image, class_names, title=title), args.out)
+    print(f"written to {args.out}")
     return 0
 
 

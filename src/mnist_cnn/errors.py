@@ -43,3 +43,15 @@ class CacheWriteError(DataError):
 
 class ModelFileError(MnistCnnError):
     """A model file that is missing, unreadable or not a Keras model."""
+
+
+class ImageError(MnistCnnError):
+    """An image that cannot be read: not an image, truncated, corrupt, or a bad pixel array."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image over the byte or pixel limit (a decompression bomb is refused before decoding)."""
+
+
+class EmptyImageError(ImageError):
+    """An image with no ink on it: a blank page has no digit to read."""

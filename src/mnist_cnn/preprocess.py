@@ -1,0 +1,251 @@
+"""MNIST-style preprocessing of any image: the one path the CLI, the API and the page share.
+
+MNIST's digits were made by scanning black-on-white handwriting, fitting each digit into
+a 20x20 box keeping its aspect ratio (anti-aliased, hence the grey edges) and pasting it
+into a 28x28 field so that its centre of mass sits at the centre. A model trained on that
+reads other images well only if they go through the same steps, which `to_mnist` does:
+
+1. decode (`decode_image`): PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, PNM; any size
+   and mode. Bytes are capped before reading and pixels before decoding (`im.size` is
+   known from the header), so a small file claiming a huge image is refused unread.
+2. grayscale in [0, 1] (`to_gray`): transparent pixels are composited onto white, or
+   onto black when the opaque ink itself is light, so either ink survives.
+3. polarity: if the image border is light (paper), invert, so ink is white on black.
+4. contrast: subtract the background level (the border's median) and stretch so the
+   ink's typical peak becomes 1; anything under NOISE_LEVEL (paper grain, JPEG noise)
+   becomes 0. No ink left -> EmptyImageError (a guess on a blank image would be noise).
+5. crop to the ink's bounding box.
+6. keep thin strokes: a large crop is max-pooled (not averaged) to at most WORK_SIDE px,
+   so a 1-px pen line stays at full strength; if the strokes are still thinner than
+   MIN_STROKE_PX would be at 20 px, they are dilated to TARGET_STROKE_PX.
+7. resize so the longer side is 20 px, keeping the aspect ratio (Lanczos, anti-aliased).
+8. paste into 28x28 and shift (whole pixels) so the centre of mass is at row 14,
+   column 14, where MNIST's own digits have it on average.
+
+The result is float32 (28, 28) in [0, 1], white ink on black, like `data.normalize`'s
+output per image; `model_input` adds the batch and channel axes. Pillow and NumPy only:
+no Keras here, and nothing runs at import.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import EmptyImageError, ImageError, ImageTooLargeError
+
+DEFAULT_MAX_BYTES = 5 * 1024 * 1024  # largest accepted image file / upload (5 MiB)
+DEFAULT_MAX_PIXELS = 25_000_000  # largest decoded image (a 25-MP photo); bombs claim billions
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")  # no EPS: it runs Ghostscript
+JPEG_DRAFT_SIDE = 1024  # big JPEGs are decoded at 1/2..1/8 scale, but never below this (px)
+SIDE = 28  # output image side (px)
+BOX = 20  # the digit's longer side inside the 28x28 field (px), as in MNIST
+CENTRE = 14.0  # where MNIST digits' centre of mass lies (row and column, pixel indices)
+MIN_CONTRAST = 0.1  # ink must differ from the background by >= 10% of full scale
+NOISE_LEVEL = 0.15  # after stretching, values below this are background noise
+INK_LEVEL = 0.5  # after stretching, values above this count as stroke for width estimates
+BORDER_FRACTION = 0.03  # the border strip used to judge the background (share of the side)
+WORK_SIDE = 4 * BOX  # crops larger than this are max-pooled down to it before thinning checks
+MIN_STROKE_PX = 1.5  # thinner strokes (at the 20-px scale) get dilated ...
+TARGET_STROKE_PX = 2.5  # ... to about this, MNIST's typical stroke width at 20 px
+
+
+def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode image bytes (first frame of an animation), refusing oversized input before decoding.
+
+    Raises ImageTooLargeError (too many bytes or pixels) or ImageError (not an image of an
+    allowed format, truncated, corrupt).
+    """
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"image is {len(data):,} bytes, over the {max_bytes:,}-byte limit; "
+                                 f"send a smaller file (a digit needs only a few KB)")
+    if not data:
+        raise ImageError("image is empty (0 bytes); send a PNG, JPEG, WebP or GIF file")
+    try:
+        im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:  # Pillow's own cap (far above ours) fires inside open()
+        raise ImageTooLargeError(f"image dimensions are over Pillow's pixel limit (and the "
+                                 f"{max_pixels:,}-pixel limit here); scale it down first") from None
+    except Exception:  # Pillow raises UnidentifiedImageError, SyntaxError, ValueError, ...
+        raise ImageError(f"not a readable image (allowed: {', '.join(ALLOWED_FORMATS)}); "
+                         f"send a PNG, JPEG, WebP or GIF file") from None
+    width, height = im.size  # from the header: nothing is decoded yet
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels, over the "
+                                 f"{max_pixels:,}-pixel limit; scale it down first")
+    if im.format == "JPEG":
+        im.draft("L", (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))  # decode big photos at reduced scale
+    try:
+        im.load()
+        return ImageOps.exif_transpose(im)  # photos: apply the camera's rotation
+    except Exception as e:  # truncated data raises OSError; corrupt chunks SyntaxError, zlib.error ...
+        first_line = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise ImageError(f"cannot decode the image ({first_line}); the file is truncated or "
+                         f"corrupt, send it again or re-save it") from None
+
+
+def read_image_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """`decode_image` on a file, checking its size before reading it."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageTooLargeError(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit; "
+                                     f"scale it down first")
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageError(f"cannot read {path}: {e.strerror}; check the path") from None
+    try:
+        return decode_image(data, max_bytes, max_pixels)
+    except ImageError as e:
+        raise type(e)(f"{path}: {e}") from None
+
+
+def to_gray(im: Image.Image) -> np.ndarray:
+    """Any Pillow image -> float32 (H, W) luminance in [0, 1], transparency composited."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float scans
+        values = np.asarray(im, dtype=np.float32)
+        return np.clip(values / (65535.0 if values.max() > 255 else 255.0), 0.0, 1.0)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if not has_alpha:
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    rgba = im.convert("RGBA")
+    luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    opaque = alpha > 0.5
+    # Light ink on a transparent background would vanish on white: composite it onto black.
+    background = 0.0 if opaque.any() and float(np.median(luminance[opaque])) > 0.5 else 1.0
+    return luminance * alpha + background * (1.0 - alpha)
+
+
+def gray_from_array(values: np.ndarray) -> np.ndarray:
+    """A 2-D array of 0..255 values (e.g. a raw MNIST image) -> float32 (H, W) in [0, 1]."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2 or min(values.shape) < 1:
+        raise ImageError(f"expected a 2-D array of pixels, got shape {values.shape}")
+    if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
+        raise ImageError("pixel values must be finite numbers from 0 to 255")
+    return values / 255.0
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    width = max(1, round(BORDER_FRACTION * min(gray.shape)))
+    return np.concatenate([gray[:width].ravel(), gray[-width:].ravel(),
+                           gray[:, :width].ravel(), gray[:, -width:].ravel()])
+
+
+def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W) -> (ceil(H/f), ceil(W/f)), each output pixel the max of its f x f block."""
+    h, w = image.shape
+    padded = np.zeros((-(-h // factor) * factor, -(-w // factor) * factor), image.dtype)
+    padded[:h, :w] = image
+    return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).max(axis=(1, 3))
+
+
+def _dilate(image: np.ndarray, radius: int) -> np.ndarray:
+    """Grey dilation with a (2r+1)^2 square, separable; the output grows by r on every side."""
+    padded = np.pad(image, 2 * radius)
+    h, w = padded.shape
+    size = 2 * radius + 1
+    rows = np.max([padded[:, i:w - size + 1 + i] for i in range(size)], axis=0)
+    return np.max([rows[i:h - size + 1 + i, :] for i in range(size)], axis=0)
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Typical stroke width in px of a boolean ink mask: 2 * area / (pixels lost to a 3x3 erosion).
+
+    Exact for strokes >= 3 px (erosion peels one pixel off each side); 1- and 2-px strokes
+    both read as 2, which is fine for deciding whether to thicken.
+    """
+    area = int(ink.sum())
+    if area == 0:
+        return 0.0
+    padded = np.pad(ink, 1)
+    h, w = ink.shape
+    eroded = np.min([padded[i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=0)
+    return 2.0 * area / max(area - int(eroded.sum()), 1)
+
+
+def _bounding_box(image: np.ndarray) -> tuple[slice, slice]:
+    rows, cols = np.nonzero(image.any(axis=1))[0], np.nonzero(image.any(axis=0))[0]
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def to_mnist(gray: np.ndarray) -> np.ndarray:
+    """Grayscale float (H, W) in [0, 1], either polarity -> float32 (28, 28) in [0, 1], MNIST-style.
+
+    Steps 3-8 of the module docstring. Raises EmptyImageError when there is no ink.
+    """
+    gray = np.asarray(gray, dtype=np.float32)
+    if float(np.median(_border(gray))) > 0.5:  # light paper: make the ink white on black
+        gray = 1.0 - gray
+    background = float(np.median(_border(gray)))
+    ink_values = gray[gray > background + MIN_CONTRAST]
+    if ink_values.size == 0:
+        raise EmptyImageError("the image is blank (no ink found); draw or photograph a digit, dark on "
+                              "light or light on dark")
+    peak = float(np.percentile(ink_values, 95))  # not max: one hot pixel must not set the scale
+    image = np.clip((gray - background) / max(peak - background, 1e-6), 0.0, 1.0)
+    image[image < NOISE_LEVEL] = 0.0
+    image = image[_bounding_box(image)]
+
+    longer = max(image.shape)
+    if longer > WORK_SIDE:
+        image = _max_pool(image, math.ceil(longer / WORK_SIDE))
+        image = image[_bounding_box(image)]
+    scale = BOX / max(image.shape)  # this size -> the 20-px box
+    width = stroke_width(image > INK_LEVEL)
+    if width * scale < MIN_STROKE_PX:
+        radius = math.ceil((TARGET_STROKE_PX / scale - width) / 2)
+        image = _dilate(image, radius)
+        image = image[_bounding_box(image)]
+        scale = BOX / max(image.shape)
+
+    # (h, w) -> longer side 20 px, aspect kept
+    height, width_px = (max(1, round(n * scale)) for n in image.shape)
+    resized = Image.fromarray(image.astype(np.float32), mode="F").resize(
+        (width_px, height), Image.Resampling.LANCZOS)
+    digit = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    if digit.max() > 0:
+        digit /= digit.max()  # MNIST strokes saturate; anti-aliasing must not dim a thin digit
+
+    total = float(digit.sum())
+    rows, cols = np.indices(digit.shape)
+    centre_row, centre_col = (rows * digit).sum() / total, (cols * digit).sum() / total
+    # Whole-pixel shift (no blur); clamped so the 20-px box stays inside the field.
+    top = int(np.clip(round(CENTRE - centre_row), 0, SIDE - digit.shape[0]))
+    left = int(np.clip(round(CENTRE - centre_col), 0, SIDE - digit.shape[1]))
+    out = np.zeros((SIDE, SIDE), np.float32)
+    out[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return out
+
+
+def preprocess(source: bytes | Path | Image.Image | np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Image bytes, an image file, a Pillow image or a 0..255 array -> float32 (28, 28) in [0, 1]."""
+    if isinstance(source, np.ndarray):
+        return to_mnist(gray_from_array(source))
+    if isinstance(source, (bytes, bytearray)):
+        im = decode_image(bytes(source), max_bytes, max_pixels)
+    elif isinstance(source, Image.Image):
+        im = source
+    else:
+        im = read_image_file(Path(source), max_bytes, max_pixels)
+    return to_mnist(to_gray(im))
+
+
+def model_input(images: np.ndarray) -> np.ndarray:
+    """float32 (28, 28) or (N, 28, 28) -> (N, 28, 28, 1), the shape every model here takes."""
+    images = np.asarray(images, dtype=np.float32)
+    return (images[np.newaxis] if images.ndim == 2 else images)[..., np.newaxis]
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float (28, 28) in [0, 1] -> uint8 0..255, for saving and for JSON responses."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -1,0 +1,228 @@
+"""MNIST-style preprocessing: any image lands centred, 20 px tall, white on black, like MNIST.
+
+No model here (no TensorFlow): these run in a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import SHARED_DATA
+from mnist_cnn import data
+from mnist_cnn.errors import EmptyImageError, ImageError, ImageTooLargeError
+from mnist_cnn.preprocess import decode_image, gray_from_array, preprocess, stroke_width
+
+MNIST_INK_PIXELS = 96  # mean count of pixels > 0.5 in an MNIST test digit (measured)
+
+
+@pytest.fixture(scope="module")
+def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The first 200 real MNIST test digits, uint8 (200, 28, 28), and their labels."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
+    spec = data.get_spec("mnist")
+    images, labels, _ = data.load_split(spec, SHARED_DATA / "mnist", "test")
+    return images[:200], labels[:200]
+
+
+def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **options) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.indices(image.shape)
+    return float((rows * image).sum() / image.sum()), float((cols * image).sum() / image.sum())
+
+
+def box_size(image: np.ndarray, level: float = 0.1) -> tuple[int, int]:
+    rows, cols = np.nonzero(image > level)
+    return int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1
+
+
+def assert_mnist_like(image: np.ndarray) -> None:
+    assert image.shape == (28, 28) and image.dtype == np.float32
+    assert image.min() >= 0.0 and image.max() == pytest.approx(1.0)
+    row, col = centre_of_mass(image)
+    assert abs(row - 14) <= 1 and abs(col - 14) <= 1, (row, col)
+    assert 18 <= max(box_size(image)) <= 22, box_size(image)
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    assert border.mean() < 0.05  # background stays black (a digit may touch one edge, as in MNIST)
+    assert image.mean() < 0.35  # white ink on black, not the reverse
+
+
+def draw_seven(size: tuple[int, int], width: int, offset=(0, 0), ink=0, paper=255, mode="L") -> Image.Image:
+    """A hand-drawn-looking 7 on a canvas of `size`, its box 40% of the shorter side."""
+    im = Image.new(mode, size, paper)
+    side = 0.4 * min(size)
+    x0, y0 = size[0] / 2 - side / 2 + offset[0], size[1] / 2 - side / 2 + offset[1]
+    ImageDraw.Draw(im).line([(x0, y0), (x0 + side * 0.7, y0), (x0 + side * 0.3, y0 + side)], fill=ink, width=width)
+    return im
+
+
+def test_real_mnist_digits_pass_through_nearly_unchanged(mnist_digits):
+    images, _ = mnist_digits
+    # 0..255 arrays, already white-on-black, 20 px, centred: at most a 1-px re-centring
+    # (when MNIST's own centre of mass sits half a pixel off) changes them.
+    differences = [np.abs(preprocess(image) - image / 255.0).mean() for image in images[:100]]
+    assert np.median(differences) < 0.01 and max(differences) < 0.1
+
+
+@pytest.mark.parametrize("transform", ["black-on-white", "upscaled-off-centre", "rgba-transparent", "jpeg"])
+def test_transformed_mnist_digits_come_back_as_the_original(mnist_digits, transform):
+    images, _ = mnist_digits
+    differences = []
+    for image in images[:20]:
+        if transform == "black-on-white":
+            source = encode(255 - image)
+        elif transform == "upscaled-off-centre":  # 4x bigger, black on white, in a corner of a big canvas
+            big = np.kron(255 - image, np.ones((4, 4), np.uint8))
+            source = encode(np.pad(big, ((10, 300), (250, 20)), constant_values=255))
+        elif transform == "rgba-transparent":  # black ink whose background is fully transparent
+            rgba = np.zeros((28, 28, 4), np.uint8)
+            rgba[..., 3] = image
+            source = encode(Image.fromarray(rgba, "RGBA"))
+        else:
+            source = encode(np.kron(255 - image, np.ones((3, 3), np.uint8)), "JPEG", quality=85)
+        out = preprocess(source)
+        assert_mnist_like(out)
+        differences.append(np.abs(out - image / 255.0).mean())
+    # Resampling blurs a little and re-centring may move a digit 1 px; nothing more.
+    assert np.median(differences) < 0.03 and max(differences) < 0.12, transform
+
+
+@pytest.mark.parametrize("size, width, offset", [
+    ((300, 300), 12, (0, 0)),  # ordinary
+    ((600, 400), 14, (-170, 90)),  # off-centre, wide canvas
+    ((12, 12), 1, (0, 0)),  # tiny: upscaled
+    ((4000, 3000), 40, (500, -400)),  # huge photo-sized canvas
+])
+def test_drawn_digits_land_centred_with_mnist_statistics(size, width, offset):
+    out = preprocess(draw_seven(size, width, offset))
+    assert_mnist_like(out)
+
+
+def test_a_huge_image_is_fast_enough():
+    source = encode(draw_seven((4000, 4000), 30))
+    start = time.perf_counter()
+    assert_mnist_like(preprocess(source))
+    assert time.perf_counter() - start < 5.0
+
+
+def test_thin_strokes_are_thickened_to_mnist_weight():
+    # A 1-px pen line on a big canvas shrinks to 0.05 px at 20 px: without thickening, nothing is left.
+    thin = draw_seven((800, 800), 1)
+    assert stroke_width(np.asarray(thin) < 128) <= 2
+    out = preprocess(thin)
+    assert_mnist_like(out)
+    ink = int((out > 0.5).sum())
+    assert MNIST_INK_PIXELS / 3 <= ink <= MNIST_INK_PIXELS * 1.5, ink
+
+
+def test_thick_strokes_are_not_thickened_further():
+    out = preprocess(draw_seven((300, 300), 14))
+    thin_out = preprocess(draw_seven((300, 300), 1))
+    assert (out > 0.5).sum() >= (thin_out > 0.5).sum() * 0.8  # both MNIST-weight, thick not bloated
+    assert (out > 0.5).sum() <= MNIST_INK_PIXELS * 1.5
+
+
+@pytest.mark.parametrize("mode, ink, paper", [
+    ("RGB", (20, 20, 120), (250, 245, 230)),  # blue pen on cream paper
+    ("LA", (255, 255), (0, 0)),  # white ink on a transparent background
+    ("RGBA", (0, 0, 0, 255), (255, 255, 255, 0)),  # black ink on transparent
+    ("P", 1, 0),  # palette image
+    ("1", 0, 1),  # bilevel scan
+    ("I;16", 0, 65535),  # 16-bit grayscale scan
+])
+def test_any_mode_reads_the_same_digit(mode, ink, paper):
+    reference = preprocess(draw_seven((200, 200), 10))
+    im = draw_seven((200, 200), 10, ink=ink, paper=paper, mode=mode)
+    if mode == "P":
+        im.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    out = preprocess(encode(im))
+    assert_mnist_like(out)
+    assert np.abs(out - reference).mean() < 0.03, mode
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "BMP", "TIFF"])
+def test_other_formats_decode(fmt):
+    reference = preprocess(draw_seven((200, 200), 10))
+    out = preprocess(encode(draw_seven((200, 200), 10).convert("RGB"), fmt))
+    assert np.abs(out - reference).mean() < 0.03, fmt
+
+
+def test_animated_gif_uses_the_first_frame():
+    frames = [draw_seven((100, 100), 6), Image.new("L", (100, 100), 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    assert_mnist_like(preprocess(buffer.getvalue()))
+
+
+def test_faint_paper_noise_is_dropped():
+    rng = np.random.default_rng(0)
+    page = np.asarray(draw_seven((300, 300), 12), dtype=np.float64)
+    noisy = np.clip(page - rng.uniform(0, 25, page.shape), 0, 255).astype(np.uint8)  # grainy grey paper
+    out = preprocess(noisy)
+    assert_mnist_like(out)
+    assert np.abs(out - preprocess(page.astype(np.uint8))).mean() < 0.03
+
+
+@pytest.mark.parametrize("fill", [0, 255, 128])
+def test_a_blank_image_is_an_error_not_a_guess(fill):
+    with pytest.raises(EmptyImageError, match="blank"):
+        preprocess(encode(Image.new("L", (100, 100), fill)))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height but holds almost no data (a decompression bomb's header)."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height", [(6_000, 6_000), (100_000, 100_000)])
+def test_decompression_bombs_are_refused_before_decoding(width, height):
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match="pixel limit"):
+        decode_image(png_header_only(width, height))
+    assert time.perf_counter() - start < 0.5  # the pixels were never allocated
+
+
+@pytest.mark.parametrize("payload, error, message", [
+    (b"", ImageError, "empty"),
+    (b"this is not an image at all", ImageError, "not a readable image"),
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", ImageError, "not a readable image"),
+    (b"\0" * (5 * 1024 * 1024 + 1), ImageTooLargeError, "byte limit"),
+])
+def test_bad_bytes_are_one_line_errors(payload, error, message):
+    with pytest.raises(error, match=message) as info:
+        decode_image(payload)
+    assert "\n" not in str(info.value)
+
+
+def test_a_truncated_image_is_an_error():
+    whole = encode(draw_seven((300, 300), 10).convert("RGB"), "PNG")
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        decode_image(whole[: len(whole) // 2])
+
+
+@pytest.mark.parametrize("values, message", [
+    (np.full((28, 28), np.nan), "finite"),
+    (np.full((28, 28), 300.0), "0 to 255"),
+    (np.full((28, 28), -1.0), "0 to 255"),
+    (np.zeros((28, 28, 3)), "2-D"),
+])
+def test_pixel_arrays_are_validated(values, message):
+    with pytest.raises(ImageError, match=message):
+        gray_from_array(values)
