@@ -6,7 +6,7 @@ import pytest
 
 from mnist_cnn.cli import build_parser, main
 
-COMMANDS = ["train", "evaluate", "models"]
+COMMANDS = ["train", "evaluate", "models", "predict", "serve"]
 
 
 def test_every_command_is_listed_and_has_help_with_an_example(capsys):

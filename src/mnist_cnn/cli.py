@@ -8,6 +8,7 @@ Exit codes: 0 success, 2 a user error (one line on stderr, no traceback), 1 a bu
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -24,6 +25,13 @@ EPILOGS = {
              "  mnist-cnn train --resume runs/20261127T120000Z-mnist-cnn",
     "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/",
     "models": "example:\n  mnist-cnn models",
+    "predict": "example:\n  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png --top-k 3\n"
+               "  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras photos/ --json "
+               "--save-preprocessed seen/\n"
+               "  cat digit.png | mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras -",
+    "serve": "example:\n  mnist-cnn serve runs/20261127T120000Z-mnist-cnn/model.keras --port 8000\n"
+             "  then open http://127.0.0.1:8000 to draw a digit, or\n"
+             "  curl -F file=@digit.png http://127.0.0.1:8000/predict",
 }
 
 
@@ -82,6 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
 
     command("models", "List the registered architectures with their parameter counts.", _cmd_models)
+
+    p = command("predict", "Read images with a trained model: top-k classes per image (MNIST-style "
+                           "preprocessing: grayscale, invert, crop, fit 20 px, centre in 28x28).", _cmd_predict)
+    p.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, WebP, GIF, BMP, TIFF), folders of them, or - for stdin")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="classes to list per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+                   help="write the 28x28 image the model saw for each input as DIR/<name>.png")
+
+    s = command("serve", "Serve the draw-a-digit page and a JSON API for a trained model "
+                         "(needs the [serve] extra).", _cmd_serve)
+    s.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    s.add_argument("--max-upload-mb", type=float, default=5.0, help="largest accepted image upload (default 5)")
     return parser
 
 
@@ -184,6 +210,59 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"{'name':<16}{'parameters':>12}  description")
     for name, entry in MODELS.items():
         print(f"{name:<16}{build_model(name).count_params():>12,}  {entry.description}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .errors import ImageError
+    from .predict import collect_images, format_prediction, save_preprocessed
+
+    inputs = collect_images(args.images, sys.stdin.buffer)  # before the slow imports: fail fast
+    _quiet_tensorflow()
+    from .predict import Predictor
+
+    predictor = Predictor.from_path(args.model_path)
+    names, images, errors = [], [], []
+    for name, source in inputs:
+        try:
+            images.append(predictor.preprocess(source))
+            names.append(name)
+        except ImageError as e:  # one bad file must not hide the others' answers
+            errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
+    predictions = predictor.predict_preprocessed(np.stack(images), names, args.top_k) if images else []
+    if args.save_preprocessed is not None:
+        save_preprocessed(args.save_preprocessed, predictions)
+    if args.json:
+        print(json.dumps({"model": str(args.model_path), "predictions": [p.to_dict() for p in predictions],
+                          "errors": errors}, indent=2))
+    else:
+        for prediction in predictions:
+            print(format_prediction(prediction))
+    for error in errors:
+        print(f"mnist-cnn predict: error: {error['error']}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn  # noqa: F401
+        from . import serve
+    except ImportError as e:
+        raise MnistCnnError(f"serving needs FastAPI and uvicorn ({e.name} is missing); "
+                            f"pip install 'mnist-cnn[serve]'") from None
+    if args.max_upload_mb <= 0:
+        raise MnistCnnError(f"--max-upload-mb {args.max_upload_mb} must be > 0")
+    _quiet_tensorflow()
+    from .predict import Predictor
+
+    predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+    sock = serve.bind(args.host, args.port)  # a busy port is a one-line error, not a uvicorn traceback
+    host, port = sock.getsockname()[:2]
+    print(f"serving {args.model_path} on http://{host}:{port}  (page at /, API docs at /docs; Ctrl-C stops)",
+          flush=True)
+    serve.run(serve.create_app(predictor), sock)
     return 0
 
 
