@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -255,3 +256,15 @@ def test_cli_serve_runs_the_real_command_and_stops_on_ctrl_c(trained_model):
     finally:
         process.kill()
         process.wait()
+
+
+def test_bound_sockets_say_tcp_so_responses_are_not_delayed():
+    from mnist_cnn.serve import bind
+
+    # asyncio turns Nagle off (TCP_NODELAY) only for sockets whose proto is TCP; with proto 0
+    # every response waited ~40 ms for a delayed ACK (measured: 44 ms vs 0.7 ms per request).
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
