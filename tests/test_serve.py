@@ -227,6 +227,15 @@ def test_cli_serve_refuses_a_busy_port_in_one_line(capsys, trained_model):
     assert "cannot listen on 127.0.0.1" in err and "--port" in err and "\n" not in err
 
 
+def test_cli_serve_refuses_a_model_it_cannot_load(capsys, tmp_path):
+    from mnist_cnn.cli import main
+
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 not a keras file")
+    assert main(["serve", str(tmp_path / "model.keras"), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot load" in err and "\n" not in err
+
+
 def test_cli_serve_runs_the_real_command_and_stops_on_ctrl_c(trained_model):
     import os
     import re

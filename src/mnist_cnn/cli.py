@@ -255,14 +255,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.max_upload_mb <= 0:
         raise MnistCnnError(f"--max-upload-mb {args.max_upload_mb} must be > 0")
     sock = serve.bind(args.host, args.port)  # first: a busy port fails in one line, before TF loads
-    _quiet_tensorflow()
-    from .predict import Predictor
+    with sock:
+        _quiet_tensorflow()
+        from .predict import Predictor
 
-    predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
-    host, port = sock.getsockname()[:2]
-    print(f"serving {args.model_path} on http://{host}:{port}  (page at /, API docs at /docs; Ctrl-C stops)",
-          flush=True)
-    serve.run(serve.create_app(predictor), sock)
+        predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+        host, port = sock.getsockname()[:2]
+        print(f"serving {args.model_path} on http://{host}:{port}  (page at /, API docs at /docs; "
+              f"Ctrl-C stops)", flush=True)
+        serve.run(serve.create_app(predictor), sock)
     return 0
 
 
