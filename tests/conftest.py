@@ -1,14 +1,21 @@
 """Shared fixtures: an isolated environment for every test, tiny IDX datasets, the real data.
 
 No test touches the home folder or the network: the autouse fixture points HOME, the
-user cache, the runs folder and the data variable at the test's tmp_path.
+user cache, the runs folder and the data variable at the test's tmp_path, empties the
+registry's public mirror lists, and refuses to resolve any host but the loopback one.
+Download tests use `http_mirror`, a real HTTP server on 127.0.0.1 with broken variants.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import http.server
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +37,25 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("MNIST_CNN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("MNIST_CNN_DATA_DIR", raising=False)
+    for variable in ("MNIST_CNN_DATA_DIR", "MNIST_CNN_MIRROR", "MNIST_CNN_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "system-datasets")
+    for name, spec in list(data.DATASETS.items()):  # no test may reach a public mirror
+        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, mirrors=()))
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+_real_getaddrinfo = socket.getaddrinfo
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", None}
+
+
+def _loopback_only_getaddrinfo(host, *args, **kwargs):
+    """Resolve loopback names only; any other host fails as a DNS lookup would."""
+    if host not in LOOPBACK_HOSTS:
+        raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no host but 127.0.0.1 (asked for {host!r})")
+    return _real_getaddrinfo(host, *args, **kwargs)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -91,6 +113,110 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
     return SHARED_DATA
+
+
+class _MirrorHandler(http.server.BaseHTTPRequestHandler):
+    """GET /<mode>/<path under the served root>; the mode picks a good or a broken answer.
+
+    ok: the file; 403/404/500: that status; corrupt: a valid gzip of a changed payload;
+    notgzip: garbage bytes; truncated: the announced length, half the bytes, then close;
+    slow: the file after `server.delay_s`; throttled: the file in slow chunks; flaky: 500
+    the first time each path is asked for, then the file.
+    """
+
+    server: "MirrorServer"
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        mode, _, rest = self.path.lstrip("/").partition("/")
+        with self.server.lock:
+            self.server.requests.append(self.path)
+            first_time = self.server.seen.setdefault(self.path, 0) == 0
+            self.server.seen[self.path] += 1
+        if mode.isdigit():
+            self.send_error(int(mode))
+            return
+        file = (self.server.root / rest).resolve()
+        if not file.is_relative_to(self.server.root.resolve()) or not file.is_file():
+            self.send_error(404)
+            return
+        body = file.read_bytes()
+        if mode == "corrupt":
+            payload = bytearray(gzip.decompress(body))
+            payload[-1] ^= 0xFF  # valid gzip, valid IDX, wrong contents
+            body = gzip.compress(bytes(payload))
+        elif mode == "notgzip":
+            body = b"<html>this is not a dataset</html>" + b"\x00" * len(body)
+        elif mode == "slow":
+            time.sleep(self.server.delay_s)
+        elif mode == "flaky" and first_time:
+            self.send_error(500)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if mode == "truncated":
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        step = 1 << 16
+        for start in range(0, len(body), step):
+            self.wfile.write(body[start: start + step])
+            if mode == "throttled":
+                time.sleep(self.server.delay_s)
+
+
+class MirrorServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _MirrorHandler)
+        self.root = Path(root)
+        self.requests: list[str] = []
+        self.seen: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.delay_s = 2.0
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gives up mid-body (a timeout, a full disk) breaks the pipe; socketserver
+        # would print that traceback to stderr, which tests read for the CLI's one-line errors.
+        pass
+
+    def url(self, mode: str = "ok") -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{mode}/"
+
+    def gets(self, suffix: str) -> int:
+        """How many requests asked for a path ending in `suffix`."""
+        return sum(path.endswith(suffix) for path in self.requests)
+
+
+@pytest.fixture
+def http_mirror():
+    """A factory: http_mirror(root) starts a MirrorServer serving `root` (stopped after the test)."""
+    servers: list[MirrorServer] = []
+
+    def start(root: Path) -> MirrorServer:
+        server = MirrorServer(root)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
 
 
 TRAINED_MODEL_IMAGES = 12_000  # enough for ~96% test accuracy after 2 epochs of keras-example

@@ -6,7 +6,8 @@ import pytest
 
 from mnist_cnn.cli import build_parser, main
 
-COMMANDS = ["train", "evaluate", "models", "predict", "serve"]
+COMMANDS = ["train", "evaluate", "models", "data", "predict", "serve"]
+DATA_ACTIONS = ["list", "fetch", "verify", "info", "samples"]
 
 
 def test_every_command_is_listed_and_has_help_with_an_example(capsys):
@@ -18,6 +19,26 @@ def test_every_command_is_listed_and_has_help_with_an_example(capsys):
         assert exit_info.value.code == 0
         out = capsys.readouterr().out
         assert "example:" in out and f"mnist-cnn {command}" in out
+
+
+def test_every_data_action_has_help_with_an_example(capsys):
+    data_parser = next(a for a in build_parser()._actions if a.dest == "command").choices["data"]
+    actions = next(a for a in data_parser._actions if a.dest == "data_command")
+    assert sorted(actions.choices) == sorted(DATA_ACTIONS)
+    for action in DATA_ACTIONS:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["data", action, "--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        assert "example:" in out and f"mnist-cnn data {action}" in out
+
+
+def test_train_and_evaluate_take_mirror_and_offline(capsys):
+    for command in ("train", "evaluate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "--mirror URL" in out and "--offline" in out and "NAME|PATH" in out
 
 
 def one_line_error(capsys) -> str:
@@ -56,9 +77,30 @@ def test_unknown_model_fails_before_creating_a_run(capsys, tiny_dataset, isolate
 
 
 def test_missing_data_is_one_line_with_the_fix(capsys, isolated_env):
+    # No local copy and no mirror (the test fixture empties the registry's): the fetch fails cleanly.
     assert main(["train", "--data-dir", str(isolated_env / "empty")]) == 2
     err = one_line_error(capsys)
-    assert "not found" in err and "--data-dir" in err
+    assert "could not download mnist" in err and "--mirror URL" in err and "--data-dir" in err
+    assert main(["train", "--data-dir", str(isolated_env / "empty"), "--offline"]) == 2
+    err = one_line_error(capsys)
+    assert "not found" in err and "offline mode is on" in err and "--data-dir" in err
+
+
+def test_data_list_verify_and_custom_paths(capsys, tiny_dataset):
+    assert main(["data", "list", "--data-dir", str(tiny_dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny            verified" in out and "(--data-dir)" in out
+    assert "mnist           not found" in out and "mnist-cnn data fetch mnist" in out
+    labels = tiny_dataset / "tiny" / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-8])
+    assert main(["data", "list", "--data-dir", str(tiny_dataset)]) == 0
+    assert "CORRUPT (t10k-labels-idx1-ubyte)" in capsys.readouterr().out
+    assert main(["data", "verify", "tiny", "--data-dir", str(tiny_dataset)]) == 2
+    assert "BAD  " in capsys.readouterr().out
+    assert main(["data", "verify", "./some/folder"]) == 2
+    assert "is a path" in one_line_error(capsys)
+    assert main(["data", "verify", "cifar"]) == 2
+    assert "unknown dataset 'cifar'" in one_line_error(capsys)
 
 
 def test_unknown_config_key(capsys, tmp_path):

@@ -66,8 +66,9 @@ def test_search_order_data_dir_then_env_then_cache_then_system(tiny_dataset, tmp
 
 
 def test_missing_dataset_lists_every_place_and_the_fix(tiny_dataset, tmp_path):
+    # Offline, so the search result is final (online it would go on to fetch: see test_fetch.py).
     with pytest.raises(DatasetNotFoundError) as err:
-        data.load_dataset("tiny", data_dir=tmp_path / "nowhere")
+        data.load_dataset("tiny", data_dir=tmp_path / "nowhere", offline=True)
     message = str(err.value)
     assert "\n" not in message
     for place in data.search_dirs("tiny", tmp_path / "nowhere"):
@@ -166,7 +167,7 @@ def hook(event, args):
     if event.startswith("socket."):
         events.append((event, args))
 sys.addaudithook(hook)
-import mnist_cnn, mnist_cnn.data, mnist_cnn.config, mnist_cnn.cli
+import mnist_cnn, mnist_cnn.data, mnist_cnn.config, mnist_cnn.cli, mnist_cnn.fetch, mnist_cnn.custom, mnist_cnn.cards
 assert not events, events
 assert "tensorflow" not in sys.modules and "keras" not in sys.modules
 """

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import cli_data
 from .errors import MnistCnnError
 
 log = logging.getLogger("mnist_cnn")
@@ -22,9 +23,13 @@ log = logging.getLogger("mnist_cnn")
 EPILOGS = {
     "train": "example:\n  mnist-cnn train --data-dir ../shared/data --epochs 12\n"
              "  mnist-cnn train --dataset fashion-mnist --model keras-example --config my.toml\n"
+             "  mnist-cnn train --dataset my_letters.npz --train-limit 2000\n"
+             "  mnist-cnn train --offline --mirror file:///media/usb/datasets/\n"
              "  mnist-cnn train --resume runs/20261127T120000Z-mnist-cnn",
-    "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/",
+    "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/\n"
+                "  mnist-cnn evaluate model.keras --dataset my_images/ --offline",
     "models": "example:\n  mnist-cnn models",
+    "data": cli_data.EPILOGS["data"],
     "predict": "example:\n  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png --top-k 3\n"
                "  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras photos/ --json "
                "--save-preprocessed seen/\n"
@@ -67,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     t = command("train", "Train a model and write a run folder (model, metrics, plots, report).", _cmd_train)
-    t.add_argument("--dataset", help="dataset name: mnist (default) or fashion-mnist")
+    t.add_argument("--dataset", metavar="NAME|PATH",
+                   help="mnist (default), fashion-mnist, or a path: a folder of IDX files, a .npz "
+                        "(x_train, y_train, x_test, y_test) or a folder with train/ and test/ image folders")
     t.add_argument("--model", help="architecture (see `mnist-cnn models`; default cnn)")
     t.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     t.add_argument("--batch-size", type=int, help="images per optimizer step")
@@ -79,17 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--deterministic", action="store_const", const=True, help="TensorFlow op determinism")
     t.add_argument("--train-limit", type=int, help="keep only the first N training images (smoke runs)")
     t.add_argument("--config", type=Path, help="a .toml or .json file of settings (flags override it)")
-    t.add_argument("--data-dir", type=Path, help="folder holding DATASET/ with the IDX files")
+    cli_data.add_source_flags(t)
     t.add_argument("--runs-dir", type=Path, help="where run folders go (default $MNIST_CNN_RUNS_DIR or ./runs)")
     t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
 
     e = command("evaluate", "Recompute test metrics, plots and report for a saved model.", _cmd_evaluate)
     e.add_argument("model_path", type=Path, metavar="MODEL.keras")
-    e.add_argument("--dataset", help="dataset to test on (default: the one the model's run used, else mnist)")
-    e.add_argument("--data-dir", type=Path, help="folder holding DATASET/ with the IDX files")
+    e.add_argument("--dataset", metavar="NAME|PATH",
+                   help="dataset to test on (default: the one the model's run used, else mnist)")
+    cli_data.add_source_flags(e)
     e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
 
     command("models", "List the registered architectures with their parameter counts.", _cmd_models)
+    cli_data.add_data_command(sub, _Parser)
 
     p = command("predict", "Read images with a trained model: top-k classes per image (MNIST-style "
                            "preprocessing: grayscale, invert, crop, fit 20 px, centre in 28x28).", _cmd_predict)
@@ -137,7 +146,7 @@ def _quiet_tensorflow() -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import TrainConfig, load_config_file
-    from .data import get_spec, load_dataset
+    from .data import is_custom, load_dataset
     from .runs import config_from_run, default_runs_dir, new_run_dir
 
     if args.resume is not None:
@@ -153,8 +162,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                  "deterministic": args.deterministic, "train_limit": args.train_limit}
         config = TrainConfig().replace(**overrides).replace(**flags)
         run_dir = None
-    get_spec(config.dataset)
-    dataset = load_dataset(config.dataset, args.data_dir)  # before the slow imports: fail fast
+    if is_custom(config.dataset):  # absolute, so --resume and evaluate find it from any folder
+        config = config.replace(dataset=str(Path(config.dataset).resolve()))
+    # Before the slow imports: fail fast (and fetch on first use).
+    dataset = load_dataset(config.dataset, args.data_dir, **cli_data.source_kwargs(args))
     _quiet_tensorflow()
     from .models import build_model
     from .report import results_lines
@@ -162,7 +173,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     build_model(config.model)  # an unknown name fails here, before a run folder exists
     if run_dir is None:
-        run_dir = new_run_dir(args.runs_dir or default_runs_dir(), config.dataset, config.model)
+        run_dir = new_run_dir(args.runs_dir or default_runs_dir(), dataset.name, config.model)
     print(f"run folder: {run_dir}", flush=True)
     result = train(config, dataset, run_dir, verbose=1 if sys.stdout.isatty() else 2,
                    resume=args.resume is not None)
@@ -184,7 +195,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     dataset_name = args.dataset
     if dataset_name is None and (model_path.parent / "config.json").exists():
         dataset_name = read_run_config(model_path.parent).get("config", {}).get("dataset")
-    dataset = load_dataset(dataset_name or "mnist", args.data_dir)
+    dataset = load_dataset(dataset_name or "mnist", args.data_dir, **cli_data.source_kwargs(args))
     expected_classes = model.output_shape[-1]
     if expected_classes != dataset.num_classes:
         raise MnistCnnError(f"{model_path} predicts {expected_classes} classes but {dataset.name} has "
@@ -275,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except MnistCnnError as e:
-        print(f"mnist-cnn {args.command}: error: {e}", file=sys.stderr)
+        command = " ".join(filter(None, [args.command, getattr(args, "data_command", None)]))
+        print(f"mnist-cnn {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mnist-cnn {args.command}: interrupted", file=sys.stderr)

@@ -14,10 +14,11 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import ChecksumError, ConfigError, DatasetNotFoundError, IdxFormatError
+from .errors import ChecksumError, ConfigError, DataError, DatasetNotFoundError, IdxFormatError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,16 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}") from None
+        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}, or pass a path to "
+                          f"a folder of IDX files, a .npz file or a folder with train/ and test/ image "
+                          f"folders") from None
+
+
+def is_custom(name: str) -> bool:
+    """True when `name` means a path to custom data rather than a registered dataset."""
+    if name in DATASETS:
+        return False  # a registered name wins over a same-named folder in the working directory
+    return Path(name).exists() or "/" in name or os.sep in name or name.endswith(".npz")
 
 
 def user_cache_dir() -> Path:
@@ -226,14 +236,49 @@ def load_split(spec: DatasetSpec, folder: Path, split: str) -> tuple[np.ndarray,
     return images, labels, digests
 
 
-def load_dataset(name: str = "mnist", data_dir: Path | None = None) -> Dataset:
-    """Locate, verify and load a registered dataset (see `search_dirs` for where it looks)."""
+def load_dataset(name: str = "mnist", data_dir: Path | None = None, *, mirrors: Sequence[str] = (),
+                 offline: bool | None = None, progress: Callable[..., None] | None = None) -> Dataset:
+    """Locate, verify and load a dataset: a registered name or a path to custom data.
+
+    A registered dataset is looked for as `search_dirs` says; if no folder has it, it is
+    downloaded into the user cache (`mirrors` first; never when `offline`, which defaults to
+    `$MNIST_CNN_OFFLINE`). A corrupt copy in the user cache is reported and fetched again.
+    A path is read by `custom.load_custom` (IDX folder, `.npz`, or image folders).
+    """
+    if is_custom(name):
+        from .custom import load_custom  # noqa: PLC0415  (Pillow only when needed)
+
+        return load_custom(Path(name))
     spec = get_spec(name)
-    folder = locate(name, data_dir)
-    log.info("loading %s from %s", name, folder)
+    fetch_args = {"mirrors": mirrors, "offline": offline, "progress": progress}
+    try:
+        folder = locate(name, data_dir)
+    except DatasetNotFoundError as missing:
+        from . import fetch  # noqa: PLC0415  (no network code unless a download is needed)
+
+        if fetch.is_offline(offline):
+            raise DatasetNotFoundError(f"{missing} (offline mode is on: --offline or {fetch.OFFLINE_ENV}=1, "
+                                       f"so nothing was downloaded)") from None
+        log.info("%s not found locally; downloading it into %s", spec.title, user_cache_dir() / name)
+        fetch.fetch_dataset(spec, **fetch_args)
+        folder = locate(name, data_dir)
+    try:
+        return _read_folder(spec, folder)
+    except DataError as bad:
+        if folder != user_cache_dir() / name:
+            raise  # never rewrite files the user put somewhere themselves
+        from . import fetch  # noqa: PLC0415
+
+        log.info("%s; re-checking the cached files", bad)
+        fetch.fetch_dataset(spec, **fetch_args)  # re-hashes each file, replaces the bad ones
+        return _read_folder(spec, folder)
+
+
+def _read_folder(spec: DatasetSpec, folder: Path) -> Dataset:
+    log.info("loading %s from %s", spec.name, folder)
     train_images, train_labels, train_digests = load_split(spec, folder, "train")
     test_images, test_labels, test_digests = load_split(spec, folder, "test")
-    return Dataset(name=name, class_names=spec.class_names, train_images=train_images,
+    return Dataset(name=spec.name, class_names=spec.class_names, train_images=train_images,
                    train_labels=train_labels, test_images=test_images, test_labels=test_labels,
                    source=folder, sha256={**train_digests, **test_digests})
 

@@ -21,12 +21,24 @@ class DatasetNotFoundError(DataError):
     """No copy of the dataset in any of the places searched."""
 
 
-class IdxFormatError(DataError):
+class DatasetFormatError(DataError):
+    """Custom data that cannot be used: an .npz missing keys, an unreadable image, one class."""
+
+
+class IdxFormatError(DatasetFormatError):
     """A file that is not a valid (gzipped) IDX file of the expected kind."""
 
 
 class ChecksumError(DataError):
     """A file whose uncompressed payload does not match its pinned SHA-256."""
+
+
+class DownloadError(DatasetNotFoundError):
+    """No mirror could serve a verified copy of a file (or offline mode forbids trying)."""
+
+
+class CacheWriteError(DataError):
+    """The download folder cannot be written: read-only, missing permissions, disk full."""
 
 
 class ModelFileError(MnistCnnError):

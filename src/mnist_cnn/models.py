@@ -51,7 +51,9 @@ def cnn(num_classes: int = 10) -> keras.Model:
     """The default model: three conv + batch-norm stages, dropout, one dense softmax.
 
     Batch norm lets a high peak learning rate train fast; dropout before the classifier
-    keeps the large flattened layer from memorising. Sized to train in ~3 minutes on 2 CPU cores.
+    keeps the large flattened layer from memorising. Measured here (10 epochs, same
+    schedule): without the third stage the model trained ~1/3 faster but reached only
+    99.15% test accuracy.
     """
     return keras.Sequential(
         [
@@ -77,7 +79,7 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     "keras-example": ModelEntry(keras_example, "keras-io MNIST convnet as published: 2 conv + pool, dropout 0.5"),
-    "cnn": ModelEntry(cnn, "default: 3 conv + batch-norm stages, dropout 0.4"),
+    "cnn": ModelEntry(cnn, "default: 3 conv + batch-norm stages (32, 64, 128), dropout 0.4"),
 }
 
 

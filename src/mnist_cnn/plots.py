@@ -53,7 +53,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     size = max(5.0, 0.6 * n + 2)
     fig = Figure(figsize=(size, size * 0.85))
     ax = fig.subplots()
-    # Log-like colour scale via clipping so a few errors stay visible beside ~1000 correct.
+    # Colour by log(1 + count) so a few errors stay visible beside ~1000 correct answers.
     im = ax.imshow(np.log1p(cm), cmap="Blues")
     ticks = np.arange(n)
     ax.set_xticks(ticks, labels=class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
@@ -93,5 +93,31 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
         ax.set_title(f"true {class_names[labels[i]]}\npred {class_names[predicted[i]]} "
                      f"({confidence[i]:.0%})", fontsize=8)
     fig.suptitle(f"Most confident mistakes ({len(wrong)} of {int((predicted != labels).sum())} shown)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path,
+                 per_class: int = 8, seed: int = 0, title: str = "") -> Path:
+    """A grid of example images: one row per class, `per_class` images chosen at random by `seed`.
+
+    `images`: uint8 (N, 28, 28); `labels`: (N,). A class with fewer images leaves blank cells.
+    """
+    rng = np.random.default_rng(seed)
+    rows = len(class_names)
+    fig = Figure(figsize=(per_class * 0.9 + 1.2, rows * 0.95 + 0.6))
+    axes = np.asarray(fig.subplots(rows, per_class, squeeze=False))
+    for row, name in enumerate(class_names):
+        members = np.flatnonzero(labels == row)
+        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(chosen):
+                ax.imshow(images[chosen[col]], cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_ylabel(f"{name}\n({len(members)})", rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title or f"{per_class} random examples per class")
     fig.tight_layout()
     return _save(fig, path)

@@ -1,0 +1,228 @@
+"""Custom datasets: a folder of IDX files, a Keras-style `.npz`, or folders of class-named images.
+
+Each comes back as the same `Dataset` the registry gives: images `uint8 (N, 28, 28)` in
+0..255, labels `uint8 (N,)` in 0..num_classes-1. Class names and their number come from
+the data. Custom data has no published digest, so `Dataset.sha256` holds the digests of
+what was read, for the run's `config.json`. Pillow is imported only for image folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .data import IMAGE_SIZE, KINDS, SPLITS, Dataset, parse_idx, read_payload, sha256_hex
+from .errors import DatasetFormatError, DatasetNotFoundError
+
+log = logging.getLogger(__name__)
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+NPZ_CLASS_NAMES_KEY = "class_names"  # optional: one name per label value
+CLASSES_FILE = "classes.txt"  # optional beside IDX files: one class name per line, in label order
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_CLASSES = 256  # labels are stored as uint8
+# "train-images-idx3-ubyte.gz", "t10k-labels.idx1-ubyte", "test_images.idx": split word, then kind word.
+_IDX_NAME = re.compile(r"(?P<split>train|t10k|test).*?(?P<kind>images|labels|idx3|idx1)", re.IGNORECASE)
+_IDX_SPLIT = {"train": "train", "t10k": "test", "test": "test"}
+_IDX_KIND = {"images": "images", "idx3": "images", "labels": "labels", "idx1": "labels"}
+
+
+def dataset_name(path: Path) -> str:
+    """A file-name-safe short name for run folders: the path's stem, e.g. "letters" for letters.npz."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "custom"
+
+
+def load_custom(path: Path) -> Dataset:
+    """Load custom data from `path` (see the module docstring for the three layouts)."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".npz":
+        return load_npz(path)
+    if path.is_dir() and (path / "train").is_dir():
+        return load_image_folders(path)
+    if path.is_dir():
+        return load_idx_folder(path)
+    if path.exists():
+        raise DatasetFormatError(f"{path} is neither a .npz file nor a folder; pass a folder of IDX files, "
+                                 f"a .npz with {', '.join(NPZ_KEYS)}, or a folder with train/ and test/")
+    raise DatasetNotFoundError(f"{path} does not exist; pass a folder of IDX files, a .npz file with "
+                               f"{', '.join(NPZ_KEYS)}, or a folder with train/ and test/ image folders")
+
+
+def _finish(path: Path, images: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+            class_names: Sequence[str] | None, digests: dict[str, str]) -> Dataset:
+    """Check label ranges and class count, name the classes, build the Dataset."""
+    for split in SPLITS:
+        if len(images[split]) != len(labels[split]):
+            raise DatasetFormatError(f"{path}: the {split} split has {len(images[split])} images but "
+                                     f"{len(labels[split])} labels; they must pair up one to one")
+        if len(images[split]) == 0:
+            raise DatasetFormatError(f"{path}: the {split} split is empty; it needs at least one image per class")
+    num_classes = int(max(labels[s].max() for s in SPLITS)) + 1
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    elif len(class_names) < num_classes:
+        raise DatasetFormatError(f"{path}: labels go up to {num_classes - 1} but only {len(class_names)} class "
+                                 f"names are given; list one name per label value")
+    if len(class_names) < 2 or len(np.unique(labels["train"])) < 2:
+        raise DatasetFormatError(f"{path}: the training split has a single class; a classifier needs at "
+                                 f"least two (add images of another class)")
+    return Dataset(name=dataset_name(path), class_names=tuple(class_names),
+                   train_images=images["train"], train_labels=labels["train"],
+                   test_images=images["test"], test_labels=labels["test"],
+                   source=path, sha256=digests)
+
+
+def _as_labels(values: np.ndarray, where: str) -> np.ndarray:
+    """Integer class ids (N,) or (N, 1) in 0..255 -> uint8 (N,)."""
+    values = np.asarray(values)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.dtype == bool):
+        raise DatasetFormatError(f"{where} must be integer class ids of shape (N,); got {values.dtype} "
+                                 f"{values.shape} (one-hot labels: take argmax first)")
+    if values.size and (values.min() < 0 or values.max() >= MAX_CLASSES):
+        raise DatasetFormatError(f"{where} holds class ids {values.min()}..{values.max()}; expected 0..255")
+    return values.astype(np.uint8)
+
+
+def _as_images(values: np.ndarray, where: str) -> np.ndarray:
+    """(N, 28, 28) or (N, 28, 28, 1), uint8 0..255 or float 0..1 -> uint8 (N, 28, 28)."""
+    values = np.asarray(values)
+    if values.ndim == 4 and values.shape[-1] == 1:
+        values = values[..., 0]  # (N, 28, 28, 1) -> (N, 28, 28)
+    if values.ndim != 3 or values.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DatasetFormatError(f"{where} has shape {values.shape}; expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}) "
+                                 f"grayscale images (resize them first)")
+    if values.dtype == np.uint8:
+        return values
+    if not np.issubdtype(values.dtype, np.number) or values.size == 0:
+        raise DatasetFormatError(f"{where} has dtype {values.dtype}; expected uint8 pixels 0..255")
+    low, high = float(values.min()), float(values.max())
+    if np.issubdtype(values.dtype, np.floating) and low >= 0 and high <= 1:
+        values = values * 255.0  # floats in [0, 1]: the usual normalised form
+    elif low < 0 or high > 255:
+        raise DatasetFormatError(f"{where} holds pixel values {low:g}..{high:g}; expected 0..255 (or 0..1)")
+    return np.rint(values).astype(np.uint8)
+
+
+def load_npz(path: Path) -> Dataset:
+    """A Keras-style `.npz` (`keras.datasets.mnist.load_data` layout) with `x_train, y_train, x_test, y_test`."""
+    try:
+        archive = np.load(path, allow_pickle=False)  # no pickles: an .npz must not run code
+    except (OSError, ValueError) as e:
+        raise DatasetFormatError(f"cannot read {path} as .npz ({e}); save it with numpy.savez") from None
+    with archive:
+        missing = [k for k in NPZ_KEYS if k not in archive.files]
+        if missing:
+            raise DatasetFormatError(f"{path} lacks {', '.join(missing)} (it has {', '.join(archive.files) or 'nothing'}); "
+                                     f"save it with numpy.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})")
+        try:
+            images = {s: _as_images(archive[f"x_{s}"], f"{path}: x_{s}") for s in SPLITS}
+            labels = {s: _as_labels(archive[f"y_{s}"], f"{path}: y_{s}") for s in SPLITS}
+            names = ([str(n) for n in archive[NPZ_CLASS_NAMES_KEY]]
+                     if NPZ_CLASS_NAMES_KEY in archive.files else None)
+        except ValueError as e:  # e.g. an object array, which needs allow_pickle
+            raise DatasetFormatError(f"cannot read {path}: {e}; store plain numeric arrays") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _finish(path, images, labels, names, {path.name: digest})
+
+
+def load_idx_folder(folder: Path) -> Dataset:
+    """Four IDX files (gzipped or not) with any names that say train/t10k/test and images/labels."""
+    found: dict[tuple[str, str], list[Path]] = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        match = _IDX_NAME.search(path.name)
+        if match:
+            key = (_IDX_SPLIT[match["split"].lower()], _IDX_KIND[match["kind"].lower()])
+            found.setdefault(key, []).append(path)
+    images: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    digests: dict[str, str] = {}
+    for split in SPLITS:
+        for kind in KINDS:
+            paths = found.get((split, kind), [])
+            if len(paths) != 1:
+                problem = "no file" if not paths else f"{len(paths)} files ({', '.join(p.name for p in paths)})"
+                raise DatasetNotFoundError(
+                    f"{folder} has {problem} for the {split} {kind}; a custom IDX folder needs exactly four "
+                    f"files named like train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                    f"t10k-labels-idx1-ubyte (.gz optional)")
+            payload = read_payload(paths[0])
+            array = parse_idx(payload, kind, source=str(paths[0]))
+            (images if kind == "images" else labels)[split] = array
+            digests[paths[0].name] = sha256_hex(payload)
+    names_file = folder / CLASSES_FILE
+    names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()] \
+        if names_file.is_file() else None
+    return _finish(folder, images, labels, names, digests)
+
+
+def load_image_folders(root: Path) -> Dataset:
+    """`root/train/<class>/*.png|jpg` and `root/test/<class>/...`, converted to 28x28 grayscale.
+
+    Classes are the sub-folder names of train/, sorted; test/ may omit classes but not add any.
+    Images are resized as they are (no inversion): MNIST-style data is a light shape on black.
+    """
+    if not (root / "test").is_dir():
+        raise DatasetNotFoundError(f"{root} has train/ but no test/ folder; add test/<class>/ images "
+                                   f"(a few per class) beside train/")
+    class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_names) < 2:
+        raise DatasetFormatError(f"{root / 'train'} has {len(class_names)} class folder(s) "
+                                 f"({', '.join(class_names) or 'none'}); a classifier needs at least two")
+    images: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    digests: dict[str, str] = {}
+    for split in SPLITS:
+        split_dir = root / split
+        extra = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in class_names
+                       and not p.name.startswith("."))
+        if extra:
+            raise DatasetFormatError(f"{split_dir} has class folder(s) {', '.join(extra)} that train/ lacks; "
+                                     f"add them to train/ or remove them")
+        arrays, ids, tree = [], [], hashlib.sha256()
+        for label, name in enumerate(class_names):
+            files = sorted(p for p in (split_dir / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if split == "train" and not files:
+                raise DatasetFormatError(f"{split_dir / name} holds no .png/.jpg images; add some or remove "
+                                         f"the folder")
+            for file in files:
+                raw = _read_bytes(file)
+                arrays.append(_decode_image(raw, file))
+                ids.append(label)
+                # Digest of the split: every file's relative path and contents, in sorted order.
+                tree.update(f"{name}/{file.name}\0".encode() + hashlib.sha256(raw).digest())
+        if not arrays:
+            raise DatasetFormatError(f"{split_dir} holds no .png/.jpg images in its class folders; add some")
+        images[split] = np.stack(arrays)  # list of (28, 28) -> (N, 28, 28)
+        labels[split] = np.asarray(ids, dtype=np.uint8)
+        digests[f"{split}/"] = tree.hexdigest()
+    return _finish(root, images, labels, class_names, digests)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DatasetFormatError(f"cannot read {path}: {e.strerror}; check its permissions or remove it") from None
+
+
+def _decode_image(raw: bytes, path: Path) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 (28, 28), grayscale, resized with Lanczos if needed."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            gray = image.convert("L")
+            if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
+                gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+            return np.asarray(gray, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DatasetFormatError(f"cannot read image {path} ({e}); replace or remove the file") from None

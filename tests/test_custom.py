@@ -1,0 +1,239 @@
+"""Custom datasets: IDX folders, Keras-style .npz and image folders, loaded, described and trained on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import idx_bytes, make_tiny_arrays
+from mnist_cnn import data
+from mnist_cnn.cli import main
+from mnist_cnn.custom import load_custom
+from mnist_cnn.errors import DatasetFormatError, DatasetNotFoundError
+
+CLASSES = ("cat", "dog", "fish", "owl")  # sorted, as folder names are read
+
+
+def small_arrays(n_train: int = 200, n_test: int = 40):
+    return make_tiny_arrays(n_train=n_train, n_test=n_test, num_classes=len(CLASSES), seed=1)
+
+
+def write_npz(path: Path, **overrides) -> Path:
+    (x_train, y_train), (x_test, y_test) = small_arrays()
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, **overrides}
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def write_image_folders(root: Path, n_train: int = 200, n_test: int = 40) -> Path:
+    """train/<class>/*.png and test/<class>/*, some as RGB JPEG at 56x56 to exercise conversion."""
+    (x_train, y_train), (x_test, y_test) = small_arrays(n_train, n_test)
+    for split, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for i, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            picture = Image.fromarray(image)
+            if i % 5 == 0:
+                picture.convert("RGB").resize((56, 56)).save(folder / f"{i}.jpg", quality=95)
+            else:
+                picture.save(folder / f"{i}.png")
+    return root
+
+
+def write_odd_idx_folder(folder: Path) -> dict[str, str]:
+    """EMNIST-style names and a classes.txt; returns file name -> payload digest."""
+    folder.mkdir(parents=True)
+    (x_train, y_train), (x_test, y_test) = small_arrays()
+    files = {"letters-train-images.idx3-ubyte": x_train, "letters-train-labels.idx1-ubyte": y_train,
+             "letters-test-images.idx3-ubyte": x_test, "letters-test-labels.idx1-ubyte": y_test}
+    digests = {}
+    for name, array in files.items():
+        payload = idx_bytes(array)
+        (folder / name).write_bytes(payload)
+        digests[name] = hashlib.sha256(payload).hexdigest()
+    (folder / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    return digests
+
+
+def test_npz_loads_with_names_float_pixels_and_channel_axis(tmp_path):
+    (x_train, y_train), (x_test, y_test) = small_arrays()
+    path = write_npz(tmp_path / "my data.npz", x_train=(x_train / 255.0)[..., None].astype(np.float32),
+                     y_train=y_train.astype(np.int64)[:, None], class_names=np.array(CLASSES))
+    ds = load_custom(path)
+    assert ds.name == "my-data" and ds.class_names == CLASSES and ds.num_classes == 4
+    assert ds.train_images.dtype == np.uint8 and ds.train_images.shape == (200, 28, 28)
+    np.testing.assert_array_equal(ds.train_images, x_train)  # 0..1 floats scaled back exactly
+    np.testing.assert_array_equal(ds.test_labels, y_test)
+    assert ds.sha256 == {"my data.npz": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def test_number_of_classes_comes_from_the_data(tmp_path):
+    (x_train, y_train), (x_test, y_test) = make_tiny_arrays(n_train=60, n_test=30, num_classes=3)
+    ds = load_custom(write_npz(tmp_path / "three.npz", x_train=x_train, y_train=y_train,
+                               x_test=x_test, y_test=y_test))
+    assert ds.class_names == ("0", "1", "2") and ds.num_classes == 3
+
+
+def test_image_folders_load_as_28x28_grayscale(tmp_path):
+    ds = load_custom(write_image_folders(tmp_path / "pets"))
+    assert ds.class_names == CLASSES and ds.train_images.shape == (200, 28, 28)
+    assert ds.train_images.dtype == np.uint8 and ds.test_images.shape == (40, 28, 28)
+    assert np.bincount(ds.train_labels).tolist() == [50, 50, 50, 50]
+    assert set(ds.sha256) == {"train/", "test/"}
+    # The digest pins contents: change one pixel of one image and it changes.
+    before = ds.sha256["train/"]
+    first = sorted((tmp_path / "pets" / "train" / "cat").glob("*.png"))[0]
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(first)
+    assert load_custom(tmp_path / "pets").sha256["train/"] != before
+
+
+def test_idx_folder_with_any_names_and_class_file(tmp_path):
+    digests = write_odd_idx_folder(tmp_path / "letters")
+    ds = data.load_dataset(str(tmp_path / "letters"))
+    assert ds.class_names == CLASSES and ds.sha256 == digests and ds.source == tmp_path / "letters"
+
+
+def test_registered_names_win_over_same_named_folders(tmp_path):
+    (tmp_path / "mnist").mkdir()  # tmp_path is the working directory
+    assert not data.is_custom("mnist")
+    assert data.is_custom("mnist/") and data.is_custom("x.npz") and not data.is_custom("cifar")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"y_test": None}, "lacks y_test"),
+    ({"y_train": np.zeros(199, dtype=np.uint8)}, "200 images but 199 labels"),
+    ({"x_test": np.zeros((40, 32, 32), dtype=np.uint8)}, r"shape \(40, 32, 32\)"),
+    ({"y_train": np.zeros(200, dtype=np.uint8)}, "single class"),
+    ({"y_test": np.full(40, -1)}, "class ids -1"),
+    ({"x_train": np.full((200, 28, 28), 300.0)}, "pixel values 300"),
+    ({"y_train": np.array([None] * 200, dtype=object)}, "plain numeric arrays"),
+])
+def test_bad_npz_is_one_clear_error(tmp_path, overrides, message):
+    with pytest.raises(DatasetFormatError, match=message):
+        load_custom(write_npz(tmp_path / "bad.npz", **overrides))
+
+
+def test_not_an_npz(tmp_path):
+    path = tmp_path / "fake.npz"
+    path.write_bytes(b"hello")
+    with pytest.raises(DatasetFormatError, match="cannot read .*fake.npz as .npz"):
+        load_custom(path)
+
+
+def test_image_folder_with_an_unreadable_file(tmp_path):
+    root = write_image_folders(tmp_path / "pets", n_train=40, n_test=8)
+    broken = root / "train" / "dog" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(DatasetFormatError, match=f"cannot read image {broken}.*replace or remove"):
+        load_custom(root)
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda root: [p.rename(root / "train" / "cat" / f"d{p.name}") for p in (root / "train" / "dog").iterdir()]
+     and None, DatasetFormatError, "no .png/.jpg images"),
+    (lambda root: (root / "test" / "zebra").mkdir(), DatasetFormatError, "zebra that train/ lacks"),
+    (lambda root: (root / "test").rename(root / "valid"), DatasetNotFoundError, "no test/ folder"),
+])
+def test_image_folder_layout_errors(tmp_path, damage, error, message):
+    root = write_image_folders(tmp_path / "pets", n_train=40, n_test=8)
+    damage(root)
+    with pytest.raises(error, match=message):
+        load_custom(root)
+
+
+def test_image_folder_with_a_single_class(tmp_path):
+    for split in ("train", "test"):
+        folder = tmp_path / "one" / split / "cat"
+        folder.mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(folder / "a.png")
+    with pytest.raises(DatasetFormatError, match="1 class folder.*cat.*at least two"):
+        load_custom(tmp_path / "one")
+
+
+def test_idx_folder_missing_a_file_and_missing_path(tmp_path):
+    write_odd_idx_folder(tmp_path / "letters")
+    (tmp_path / "letters" / "letters-test-labels.idx1-ubyte").unlink()
+    with pytest.raises(DatasetNotFoundError, match="no file for the test labels"):
+        load_custom(tmp_path / "letters")
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        data.load_dataset(str(tmp_path / "nowhere.npz"))
+
+
+def test_cli_bad_custom_data_exits_2_before_any_run(tmp_path, capsys, isolated_env):
+    path = write_npz(tmp_path / "bad.npz", x_test=None)
+    assert main(["train", "--dataset", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "lacks x_test" in err and "numpy.savez" in err
+    assert not (isolated_env / "runs").exists()
+
+
+def test_data_info_and_samples_on_custom_data(tmp_path, capsys):
+    root = write_image_folders(tmp_path / "pets", n_train=40, n_test=8)
+    assert main(["data", "info", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "pets: 4 classes" in out and "train: 40 images" in out and "owl" in out and "sha256" in out
+    assert main(["data", "info", str(root), "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["splits"]["train"]["class_counts"] == {"cat": 10, "dog": 10, "fish": 10, "owl": 10}
+    assert 0 < card["splits"]["test"]["pixel_mean"] < 255
+    grid = tmp_path / "out" / "grid.png"
+    assert main(["data", "samples", str(root), "-o", str(grid), "--per-class", "3"]) == 0
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(grid.parent.glob(".tmp-*"))
+
+
+def run_folder(runs: Path) -> Path:
+    (run_dir,) = list(runs.iterdir())
+    return run_dir
+
+
+TRAIN_FLAGS = ["--epochs", "1", "--model", "keras-example", "--batch-size", "32", "--train-limit", "160"]
+
+
+@pytest.mark.slow
+def test_train_evaluate_and_resume_on_an_npz(tmp_path, isolated_env, monkeypatch):
+    path = write_npz(tmp_path / "pets.npz", class_names=np.array(CLASSES))
+    assert main(["train", "--dataset", "pets.npz", *TRAIN_FLAGS]) == 0  # relative to the working folder
+    run_dir = run_folder(isolated_env / "runs")
+    assert run_dir.name.endswith("-pets-keras-example")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["dataset"] == str(path.resolve())  # absolute: resumable from anywhere
+    assert config["data"]["sha256"] == {"pets.npz": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert config["data"]["class_names"] == list(CLASSES)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert list(metrics["test"]["per_class"]) == list(CLASSES) and metrics["test"]["num_images"] == 40
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["evaluate", str(run_dir / "model.keras"), "--dataset", str(path), "--out", str(tmp_path / "eval")]) == 0
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert again["dataset"] == "pets" and again["test"]["accuracy"] == metrics["test"]["accuracy"]
+    (run_dir / "metrics.json").unlink()  # as if killed after its last epoch
+    assert main(["train", "--resume", str(run_dir)]) == 0  # finds pets.npz from config.json, from elsewhere
+    assert (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_train_on_image_folders(tmp_path, isolated_env):
+    root = write_image_folders(tmp_path / "pets")
+    assert main(["train", "--dataset", str(root), *TRAIN_FLAGS]) == 0
+    run_dir = run_folder(isolated_env / "runs")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert set(config["data"]["sha256"]) == {"train/", "test/"}
+    assert config["data"]["class_names"] == list(CLASSES) and config["data"]["num_test"] == 40
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["test"]["confusion_matrix"]) == 4
+
+
+@pytest.mark.slow
+def test_train_on_an_idx_folder(tmp_path, isolated_env):
+    digests = write_odd_idx_folder(tmp_path / "letters")
+    assert main(["train", "--dataset", str(tmp_path / "letters"), *TRAIN_FLAGS]) == 0
+    config = json.loads((run_folder(isolated_env / "runs") / "config.json").read_text())
+    assert config["data"]["sha256"] == digests and config["data"]["name"] == "letters"
