@@ -112,6 +112,13 @@ def test_drawn_digits_land_centred_with_mnist_statistics(size, width, offset):
     assert_mnist_like(out)
 
 
+def test_big_jpeg_photos_are_decoded_at_reduced_scale():
+    photo = encode(draw_seven((6000, 4500), 40).convert("RGB"), "JPEG", quality=90)  # 27 MP > the cap
+    im = decode_image(photo)
+    assert max(im.size) <= 2048  # draft mode: 1/2..1/8 scale, so the pixel cap is met
+    assert_mnist_like(preprocess(photo))
+
+
 def test_a_huge_image_is_fast_enough():
     source = encode(draw_seven((4000, 4000), 30))
     start = time.perf_counter()
@@ -119,10 +126,15 @@ def test_a_huge_image_is_fast_enough():
     assert time.perf_counter() - start < 5.0
 
 
-def test_thin_strokes_are_thickened_to_mnist_weight():
+@pytest.mark.parametrize("size, ink, paper", [
+    ((800, 800), 0, 255),
+    ((5000, 4000), 0, 255),  # pooled down before anything else: the line must survive that too
+    ((5000, 4000), 255, 0),  # light ink on dark paper takes the other pooling
+])
+def test_thin_strokes_are_thickened_to_mnist_weight(size, ink, paper):
     # A 1-px pen line on a big canvas shrinks to 0.05 px at 20 px: without thickening, nothing is left.
-    thin = draw_seven((800, 800), 1)
-    assert stroke_width(np.asarray(thin) < 128) <= 2
+    thin = draw_seven(size, 1, ink=ink, paper=paper)
+    assert stroke_width(np.asarray(thin) == ink) <= 2
     out = preprocess(thin)
     assert_mnist_like(out)
     ink = int((out > 0.5).sum())

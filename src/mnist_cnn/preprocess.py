@@ -8,9 +8,12 @@ reads other images well only if they go through the same steps, which `to_mnist`
 1. decode (`decode_image`): PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, PNM; any size
    and mode. Bytes are capped before reading and pixels before decoding (`im.size` is
    known from the header), so a small file claiming a huge image is refused unread.
+   Big JPEG photos are decoded at 1/2..1/8 scale (JPEG draft mode), which the cap counts.
 2. grayscale in [0, 1] (`to_gray`): transparent pixels are composited onto white, or
    onto black when the opaque ink itself is light, so either ink survives.
 3. polarity: if the image border is light (paper), invert, so ink is white on black.
+   Images over SHRINK_SIDE px are first pooled down, keeping the darkest (or, on dark
+   paper, the lightest) pixel of each block, so pen lines survive and memory stays small.
 4. contrast: subtract the background level (the border's median) and stretch so the
    ink's typical peak becomes 1; anything under NOISE_LEVEL (paper grain, JPEG noise)
    becomes 0. No ink left -> EmptyImageError (a guess on a blank image would be noise).
@@ -39,7 +42,7 @@ from PIL import Image, ImageOps
 from .errors import EmptyImageError, ImageError, ImageTooLargeError
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024  # largest accepted image file / upload (5 MiB)
-DEFAULT_MAX_PIXELS = 25_000_000  # largest decoded image (a 25-MP photo); bombs claim billions
+DEFAULT_MAX_PIXELS = 25_000_000  # largest decoded image (25 MP, ~100 MB as float32); bombs claim billions
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")  # no EPS: it runs Ghostscript
 JPEG_DRAFT_SIDE = 1024  # big JPEGs are decoded at 1/2..1/8 scale, but never below this (px)
 SIDE = 28  # output image side (px)
@@ -49,6 +52,7 @@ MIN_CONTRAST = 0.1  # ink must differ from the background by >= 10% of full scal
 NOISE_LEVEL = 0.15  # after stretching, values below this are background noise
 INK_LEVEL = 0.5  # after stretching, values above this count as stroke for width estimates
 BORDER_FRACTION = 0.03  # the border strip used to judge the background (share of the side)
+SHRINK_SIDE = 1024  # larger images are min/max-pooled to at most this side first (px)
 WORK_SIDE = 4 * BOX  # crops larger than this are max-pooled down to it before thinning checks
 MIN_STROKE_PX = 1.5  # thinner strokes (at the 20-px scale) get dilated ...
 TARGET_STROKE_PX = 2.5  # ... to about this, MNIST's typical stroke width at 20 px
@@ -74,12 +78,12 @@ def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     except Exception:  # Pillow raises UnidentifiedImageError, SyntaxError, ValueError, ...
         raise ImageError(f"not a readable image (allowed: {', '.join(ALLOWED_FORMATS)}); "
                          f"send a PNG, JPEG, WebP or GIF file") from None
-    width, height = im.size  # from the header: nothing is decoded yet
+    if im.format == "JPEG":
+        im.draft("L", (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))  # decode big photos at reduced scale
+    width, height = im.size  # from the header (after draft: the reduced size); nothing decoded yet
     if width * height > max_pixels:
         raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels, over the "
                                  f"{max_pixels:,}-pixel limit; scale it down first")
-    if im.format == "JPEG":
-        im.draft("L", (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))  # decode big photos at reduced scale
     try:
         im.load()
         return ImageOps.exif_transpose(im)  # photos: apply the camera's rotation
@@ -143,8 +147,8 @@ def _border(gray: np.ndarray) -> np.ndarray:
 def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
     """(H, W) -> (ceil(H/f), ceil(W/f)), each output pixel the max of its f x f block."""
     h, w = image.shape
-    padded = np.zeros((-(-h // factor) * factor, -(-w // factor) * factor), image.dtype)
-    padded[:h, :w] = image
+    # Edge padding: a partial block at the border keeps its own pixels' max, whatever the sign.
+    padded = np.pad(image, ((0, -h % factor), (0, -w % factor)), mode="edge")
     return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).max(axis=(1, 3))
 
 
@@ -183,7 +187,11 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     Steps 3-8 of the module docstring. Raises EmptyImageError when there is no ink.
     """
     gray = np.asarray(gray, dtype=np.float32)
-    if float(np.median(_border(gray))) > 0.5:  # light paper: make the ink white on black
+    light_paper = float(np.median(_border(gray))) > 0.5
+    if max(gray.shape) > SHRINK_SIDE:  # keep the ink's extreme per block: lines survive
+        factor = math.ceil(max(gray.shape) / SHRINK_SIDE)
+        gray = -_max_pool(-gray, factor) if light_paper else _max_pool(gray, factor)
+    if light_paper:  # make the ink white on black
         gray = 1.0 - gray
     background = float(np.median(_border(gray)))
     ink_values = gray[gray > background + MIN_CONTRAST]
