@@ -19,6 +19,8 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +28,6 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundary and part headers on top of the image itself
+# Images read at once: more gains nothing on a few cores, and each big image may take
+# a few hundred MB while decoded, so this also bounds memory (others wait their turn).
+MAX_CONCURRENT_IMAGES = 4
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
 Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
@@ -151,6 +155,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K) -> FastAPI:
     """The API and page around one loaded `predictor`; uploads are capped at its `max_bytes`."""
     max_image_bytes = predictor.max_bytes
+    workers = anyio.CapacityLimiter(MAX_CONCURRENT_IMAGES)
     app = FastAPIOffline(title="mnist-cnn", version="0.1.0",
                          description="Read handwritten digits (or Fashion-MNIST items) with a trained CNN. "
                                      "The page at / lets you draw one.")
@@ -201,7 +206,8 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K) -> Fast
                                      f"multipart/form-data (field 'file'), image/*, or application/json")
         try:
             # Decoding and the model are CPU work: a worker thread keeps the event loop free.
-            result = await run_in_threadpool(predictor.predict, [source], top_k, [name])
+            result = await anyio.to_thread.run_sync(predictor.predict, [source], top_k, [name],
+                                                    limiter=workers)
         except ImageTooLargeError as e:
             raise HTTPException(413, str(e)) from None
         except ImageError as e:
