@@ -189,6 +189,31 @@ def test_faint_paper_noise_is_dropped():
     assert np.abs(out - preprocess(page.astype(np.uint8))).mean() < 0.03
 
 
+@pytest.mark.parametrize("light", [True, False])
+def test_a_photo_with_a_shadow_reads_like_a_scan(light):
+    # Paper lit from the right: 65% as bright on the left. Without flattening, the shadow
+    # is darker than the paper's median and reads as ink over half the page.
+    clean = np.asarray(draw_seven((900, 700), 30, ink=0 if light else 255, paper=255 if light else 0), float)
+    lighting = np.linspace(0.65, 1.0, 900)[np.newaxis, :]
+    shaded = clean * lighting if light else 255 - (255 - clean) * lighting
+    noisy = shaded + np.random.default_rng(0).normal(0, 6, clean.shape)
+    photo = encode(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=80)
+    out = preprocess(photo)
+    assert_mnist_like(out)
+    assert np.abs(out - preprocess(clean.astype(np.uint8))).mean() < 0.04
+
+
+def test_isolated_specks_do_not_move_the_crop():
+    page = np.asarray(draw_seven((400, 400), 14)).copy()
+    clean = preprocess(page)
+    page[[5, 390, 200, 20], [5, 390, 10, 380]] = 0  # four dust specks near the corners
+    assert np.abs(preprocess(page) - clean).max() < 1e-6
+    dust_only = np.full((400, 400), 255, np.uint8)
+    dust_only[[5, 390, 200], [5, 390, 10]] = 0
+    with pytest.raises(EmptyImageError, match="specks"):
+        preprocess(dust_only)
+
+
 @pytest.mark.parametrize("fill", [0, 255, 128])
 def test_a_blank_image_is_an_error_not_a_guess(fill):
     with pytest.raises(EmptyImageError, match="blank"):

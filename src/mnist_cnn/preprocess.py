@@ -14,9 +14,12 @@ reads other images well only if they go through the same steps, which `to_mnist`
 3. polarity: if the image border is light (paper), invert, so ink is white on black.
    Images over SHRINK_SIDE px are first pooled down, keeping the darkest (or, on dark
    paper, the lightest) pixel of each block, so pen lines survive and memory stays small.
+   Uneven lighting (a photo's shadow or vignette) is divided out first: the paper's
+   level is estimated per region on a coarse grid and normalised (`flatten_paper`).
 4. contrast: subtract the background level (the border's median) and stretch so the
    ink's typical peak becomes 1; anything under NOISE_LEVEL (paper grain, JPEG noise)
-   becomes 0. No ink left -> EmptyImageError (a guess on a blank image would be noise).
+   becomes 0, and so does any isolated speck (a pen line, however thin, has inked
+   neighbours). No ink left -> EmptyImageError (a guess on a blank image would be noise).
 5. crop to the ink's bounding box.
 6. keep thin strokes: a large crop is max-pooled (not averaged) to at most WORK_SIDE px,
    so a 1-px pen line stays at full strength; if the strokes are still thinner than
@@ -50,8 +53,12 @@ BOX = 20  # the digit's longer side inside the 28x28 field (px), as in MNIST
 CENTRE = 14.0  # where MNIST digits' centre of mass lies (row and column, pixel indices)
 MIN_CONTRAST = 0.1  # ink must differ from the background by >= 10% of full scale
 NOISE_LEVEL = 0.15  # after stretching, values below this are background noise
+SPECK_NEIGHBOURS = 3  # ink pixels with fewer inked pixels in their 3x3 block (self included) are noise
 INK_LEVEL = 0.5  # after stretching, values above this count as stroke for width estimates
 BORDER_FRACTION = 0.03  # the border strip used to judge the background (share of the side)
+FLATTEN_MIN_SIDE = 64  # smaller images (MNIST-sized, icons) are taken as evenly lit (px)
+FLATTEN_GRID = 16  # the paper's level is estimated on a grid of about this many blocks per side
+UNEVEN_LIGHTING = 0.08  # paper levels spreading more than this across the grid get flattened
 SHRINK_SIDE = 1024  # larger images are min/max-pooled to at most this side first (px)
 WORK_SIDE = 4 * BOX  # crops larger than this are max-pooled down to it before thinning checks
 MIN_STROKE_PX = 1.5  # thinner strokes (at the 20-px scale) get dilated ...
@@ -152,6 +159,29 @@ def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
     return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).max(axis=(1, 3))
 
 
+def flatten_paper(gray: np.ndarray, light_paper: bool) -> np.ndarray:
+    """Divide out uneven lighting so the paper has one level (1 if light, 0 if dark).
+
+    The paper's level per block is a high percentile of the block (ink is a minority),
+    then the brightest of each block's neighbours (blocks inside a thick stroke have no
+    paper), interpolated back to full size. Evenly lit and small images come back unchanged.
+    """
+    if min(gray.shape) < FLATTEN_MIN_SIDE:
+        return gray
+    paper = gray if light_paper else 1.0 - gray  # paper bright, ink dark
+    block = math.ceil(max(gray.shape) / FLATTEN_GRID)
+    h, w = paper.shape
+    padded = np.pad(paper, ((0, -h % block), (0, -w % block)), mode="edge")
+    blocks = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block)
+    levels = np.percentile(blocks, 90, axis=(1, 3)).astype(np.float32)  # (rows, cols) of blocks
+    levels = _dilate(levels, 1)[1:-1, 1:-1]  # max over each block's 3x3 neighbourhood
+    if float(levels.max() - levels.min()) < UNEVEN_LIGHTING:
+        return gray
+    background = np.asarray(Image.fromarray(levels, mode="F").resize((w, h), Image.Resampling.BILINEAR))
+    flat = np.clip(paper / np.maximum(background, 1e-3), 0.0, 1.0)
+    return flat if light_paper else 1.0 - flat
+
+
 def _dilate(image: np.ndarray, radius: int) -> np.ndarray:
     """Grey dilation with a (2r+1)^2 square, separable; the output grows by r on every side."""
     padded = np.pad(image, 2 * radius)
@@ -176,6 +206,18 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2.0 * area / max(area - int(eroded.sum()), 1)
 
 
+def drop_specks(image: np.ndarray) -> np.ndarray:
+    """Zero ink pixels with fewer than SPECK_NEIGHBOURS inked pixels in their 3x3 block.
+
+    One noisy pixel far from the digit would otherwise stretch the bounding box over the
+    whole page; a stroke pixel, even on a 1-px line, has at least two inked neighbours.
+    """
+    ink = np.pad(image > 0, 1).astype(np.uint8)
+    h, w = image.shape
+    counts = sum(ink[i:i + h, j:j + w] for i in range(3) for j in range(3))
+    return np.where(counts >= SPECK_NEIGHBOURS, image, 0.0).astype(image.dtype)
+
+
 def _bounding_box(image: np.ndarray) -> tuple[slice, slice]:
     rows, cols = np.nonzero(image.any(axis=1))[0], np.nonzero(image.any(axis=0))[0]
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
@@ -191,6 +233,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     if max(gray.shape) > SHRINK_SIDE:  # keep the ink's extreme per block: lines survive
         factor = math.ceil(max(gray.shape) / SHRINK_SIDE)
         gray = -_max_pool(-gray, factor) if light_paper else _max_pool(gray, factor)
+    gray = flatten_paper(gray, light_paper)
     if light_paper:  # make the ink white on black
         gray = 1.0 - gray
     background = float(np.median(_border(gray)))
@@ -201,6 +244,10 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     peak = float(np.percentile(ink_values, 95))  # not max: one hot pixel must not set the scale
     image = np.clip((gray - background) / max(peak - background, 1e-6), 0.0, 1.0)
     image[image < NOISE_LEVEL] = 0.0
+    image = drop_specks(image)
+    if not image.any():
+        raise EmptyImageError("the image holds only scattered specks, no strokes; draw or photograph a "
+                              "digit, dark on light or light on dark")
     image = image[_bounding_box(image)]
 
     longer = max(image.shape)
