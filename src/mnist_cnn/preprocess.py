@@ -164,13 +164,20 @@ def flatten_paper(gray: np.ndarray, light_paper: bool) -> np.ndarray:
 
     The paper's level per block is a high percentile of the block (ink is a minority),
     then the brightest of each block's neighbours (blocks inside a thick stroke have no
-    paper), interpolated back to full size. Evenly lit and small images come back unchanged.
+    paper), interpolated back to full size. Evenly lit and small images come back unchanged;
+    a border whose eight half-sides all have one level counts as evenly lit (no grid needed).
     """
     if min(gray.shape) < FLATTEN_MIN_SIDE:
         return gray
+    h, w = gray.shape
+    strip = max(1, round(BORDER_FRACTION * min(h, w)))
+    halves = [gray[:strip, :w // 2], gray[:strip, w // 2:], gray[-strip:, :w // 2], gray[-strip:, w // 2:],
+              gray[:h // 2, :strip], gray[h // 2:, :strip], gray[:h // 2, -strip:], gray[h // 2:, -strip:]]
+    border_levels = [float(np.median(half)) for half in halves]
+    if max(border_levels) - min(border_levels) < UNEVEN_LIGHTING / 2:
+        return gray
     paper = gray if light_paper else 1.0 - gray  # paper bright, ink dark
     block = math.ceil(max(gray.shape) / FLATTEN_GRID)
-    h, w = paper.shape
     padded = np.pad(paper, ((0, -h % block), (0, -w % block)), mode="edge")
     blocks = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block)
     levels = np.percentile(blocks, 90, axis=(1, 3)).astype(np.float32)  # (rows, cols) of blocks
