@@ -8,6 +8,7 @@ Exit codes: 0 success, 2 a user error (one line on stderr, no traceback), 1 a bu
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -274,6 +275,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host, port = sock.getsockname()[:2]
         print(f"serving {args.model_path} on http://{host}:{port}  (page at /, API docs at /docs; "
               f"Ctrl-C stops)", flush=True)
+        if not ipaddress.ip_address(host).is_loopback:
+            print(f"note: {host} is reachable from other machines; the API has no authentication",
+                  file=sys.stderr)
         serve.run(serve.create_app(predictor), sock)
     return 0
 
