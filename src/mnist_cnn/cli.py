@@ -24,6 +24,7 @@ log = logging.getLogger("mnist_cnn")
 EPILOGS = {
     "train": "example:\n  mnist-cnn train --data-dir ../shared/data --epochs 12\n"
              "  mnist-cnn train --dataset fashion-mnist --model keras-example --config my.toml\n"
+             "  mnist-cnn train --recipe fast\n"
              "  mnist-cnn train --dataset my_letters.npz --train-limit 2000\n"
              "  mnist-cnn train --offline --mirror file:///media/usb/datasets/\n"
              "  mnist-cnn train --resume runs/20261127T120000Z-mnist-cnn",
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mnist (default), fashion-mnist, or a path: a folder of IDX files, a .npz "
                         "(x_train, y_train, x_test, y_test) or a folder with train/ and test/ image folders")
     t.add_argument("--model", help="architecture (see `mnist-cnn models`; default cnn)")
+    t.add_argument("--recipe", help="start from a named preset: fast, default or strong (see `mnist-cnn models`)")
     t.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
     t.add_argument("--batch-size", type=int, help="images per optimizer step")
     t.add_argument("--learning-rate", type=float, help="peak learning rate of Adam")
@@ -148,6 +150,7 @@ def _quiet_tensorflow() -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import TrainConfig, load_config_file
     from .data import is_custom, load_dataset
+    from .recipes import recipe_settings
     from .runs import config_from_run, default_runs_dir, new_run_dir
 
     if args.resume is not None:
@@ -161,7 +164,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                  "batch_size": args.batch_size, "learning_rate": args.learning_rate, "labels": args.labels,
                  "val_fraction": args.val_fraction, "patience": args.patience, "seed": args.seed,
                  "deterministic": args.deterministic, "train_limit": args.train_limit}
-        config = TrainConfig().replace(**overrides).replace(**flags)
+        base = TrainConfig()
+        if args.recipe:
+            dataset_name = flags["dataset"] or overrides.get("dataset") or base.dataset
+            base = base.replace(**recipe_settings(args.recipe, dataset_name))
+        config = base.replace(**overrides).replace(**flags)
         run_dir = None
     if is_custom(config.dataset):  # absolute, so --resume and evaluate find it from any folder
         config = config.replace(dataset=str(Path(config.dataset).resolve()))
@@ -218,10 +225,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from .models import MODELS, build_model
+    from .recipes import RECIPES
 
-    print(f"{'name':<16}{'parameters':>12}  description")
+    print(f"{'model':<16}{'parameters':>12}  description")
     for name, entry in MODELS.items():
         print(f"{name:<16}{build_model(name).count_params():>12,}  {entry.description}")
+    print(f"\n{'recipe':<16}{'model':>12}  description (mnist-cnn train --recipe NAME)")
+    for name, recipe in RECIPES.items():
+        print(f"{name:<16}{recipe.settings.get('model', 'cnn'):>12}  {recipe.description}")
     return 0
 
 

@@ -40,6 +40,15 @@ class TrainConfig:
     seed: int = 0  # seeds the split, weight init and shuffling
     deterministic: bool = False  # TF op determinism: repeatable to the bit, somewhat slower
     train_limit: int | None = None  # keep only the first N training images (smoke runs)
+    adam_beta_1: float = 0.9  # Adam's first-moment decay; lower (0.8) reacts faster in very short runs
+    adam_beta_2: float = 0.999  # Adam's second-moment decay
+    # Augmentation of training images only (random each step; validation and test untouched).
+    augment: bool = False  # turn the four settings below on
+    aug_shift: float = 0.1  # max translation, as a fraction of 28 px (0.1 = 2.8 px)
+    aug_rotation_deg: float = 10.0  # max rotation either way, degrees (no flips: digits have a handedness)
+    aug_zoom: float = 0.1  # max zoom in or out, as a fraction
+    aug_erasing: float = 0.0  # probability of erasing a random rectangle (useful for Fashion-MNIST)
+    recipe: str | None = None  # the named preset these settings started from (informational)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -54,6 +63,12 @@ class TrainConfig:
         _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a number in (0, 1)")
         _check(self.patience >= 1, "patience", self.patience, "an integer >= 1")
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _check(0 <= self.adam_beta_1 < 1, "adam_beta_1", self.adam_beta_1, "a number in [0, 1)")
+        _check(0 <= self.adam_beta_2 < 1, "adam_beta_2", self.adam_beta_2, "a number in [0, 1)")
+        _check(0 <= self.aug_shift < 0.5, "aug_shift", self.aug_shift, "a fraction in [0, 0.5)")
+        _check(0 <= self.aug_rotation_deg <= 45, "aug_rotation_deg", self.aug_rotation_deg, "degrees in [0, 45]")
+        _check(0 <= self.aug_zoom < 0.5, "aug_zoom", self.aug_zoom, "a fraction in [0, 0.5)")
+        _check(0 <= self.aug_erasing <= 1, "aug_erasing", self.aug_erasing, "a probability in [0, 1]")
         _check(self.train_limit is None or self.train_limit >= 20, "train_limit", self.train_limit,
                "an integer >= 20 (enough for a stratified split)")
 

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -57,7 +57,31 @@ def prepare_data(config: TrainConfig, dataset: Dataset) -> PreparedData:
     return PreparedData(x[train_idx], y[train_idx], x[val_idx], y[val_idx])
 
 
-def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None) -> Any:
+def augmenter(config: TrainConfig) -> keras.Sequential | None:
+    """Random shifts, rotations, zooms (and optionally erasing) for training batches, or None.
+
+    Built from Keras preprocessing layers, applied in the input pipeline rather than inside
+    the model, so saved models carry no augmentation. Empty areas are filled with black,
+    the MNIST background. No flips: a mirrored digit is a different (or no) digit.
+    """
+    if not config.augment:
+        return None
+    fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": config.seed}
+    steps: list[keras.layers.Layer] = []
+    if config.aug_shift:
+        steps.append(keras.layers.RandomTranslation(config.aug_shift, config.aug_shift, **fill))
+    if config.aug_rotation_deg:
+        steps.append(keras.layers.RandomRotation(config.aug_rotation_deg / 360.0, **fill))
+    if config.aug_zoom:
+        steps.append(keras.layers.RandomZoom((-config.aug_zoom, config.aug_zoom), **fill))
+    if config.aug_erasing:
+        steps.append(keras.layers.RandomErasing(factor=config.aug_erasing, fill_value=0.0,
+                                                value_range=(0.0, 1.0), seed=config.seed))
+    return keras.Sequential(steps, name="augment") if steps else None
+
+
+def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None,
+                 augment: keras.Sequential | None = None) -> Any:
     """An in-memory `tf.data` pipeline of (images, labels) batches, reshuffled every epoch.
 
     Measured here: giving `fit` NumPy arrays lets Keras rebuild and reshuffle its input
@@ -69,7 +93,11 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: in
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if augment is not None:
+        dataset = dataset.map(lambda images, labels: (augment(images, training=True), labels),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def steps_per_epoch(config: TrainConfig, num_train: int) -> int:
@@ -96,7 +124,9 @@ def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> keras.
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate(config, steps)), loss=loss, metrics=["accuracy"])
+    optimizer = keras.optimizers.Adam(learning_rate(config, steps), beta_1=config.adam_beta_1,
+                                      beta_2=config.adam_beta_2)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -124,10 +154,11 @@ class TrainResult:
 
 
 def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int | str = "auto",
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train `config.model` on `dataset` and write every artifact into `run_dir`.
 
     `verbose` is Keras' fit verbosity (1: progress bar, 2: one line per epoch, 0: silent).
+    `extra_callbacks` run before the run's own (the benchmark times epochs with one).
     With `resume=True`, `run_dir` must hold an interrupted run of the same config: training
     continues after the last completed epoch recorded in `last.keras`.
     """
@@ -160,11 +191,13 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
     start = time.perf_counter()
     if initial_epoch < config.epochs and not ResumableEarlyStopping.should_stop(rows, config.patience):
         model.fit(
-            make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=config.seed),
+            make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=config.seed,
+                         augment=augmenter(config)),
             validation_data=make_batches(data.x_val, data.y_val, config.batch_size),
             epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
             shuffle=False,  # the dataset reshuffles itself each epoch
-            callbacks=[RunCheckpoint(run_dir, rows), ResumableEarlyStopping(rows, patience=config.patience)],
+            callbacks=[*extra_callbacks, RunCheckpoint(run_dir, rows),
+                       ResumableEarlyStopping(rows, patience=config.patience)],
         )
     fit_seconds = time.perf_counter() - start
 

@@ -1,0 +1,33 @@
+"""The side-by-side benchmark's quick mode runs end to end (its numbers are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+COMPARE = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
+
+
+def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
+    pytest.importorskip("torch", reason="the benchmark's PyTorch reference needs the [bench] extra")
+    done = subprocess.run([sys.executable, str(COMPARE), "--quick", "--data-dir", str(shared_data),
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (result,) = tmp_path.glob("compare-*-quick.json")
+    report = json.loads(result.read_text())
+    names = [row["contender"] for row in report["summary"]]
+    assert names == ["keras-example", "pytorch-example", "fast", "cnn", "strong"]
+    for row in report["runs"]:
+        assert len(row["curve"]) == 1 and row["epochs"] == 1
+        assert row["train_images_per_s"] > 0 and row["inference_images_per_s"] > 0 and row["peak_rss_mb"] > 0
+    by_name = {row["contender"]: row for row in report["runs"]}
+    # The two published baselines learn something in one epoch on 4.5k images.
+    assert by_name["keras-example"]["final_accuracy"] > 0.5
+    assert by_name["pytorch-example"]["final_accuracy"] > 0.5
+    assert result.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert "| fast |" in result.with_suffix(".md").read_text()

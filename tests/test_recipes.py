@@ -1,0 +1,59 @@
+"""Recipes resolve into valid configs, flags override them, and augmentation behaves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mnist_cnn.cli import main
+from mnist_cnn.config import TrainConfig
+from mnist_cnn.errors import ConfigError
+from mnist_cnn.models import MODELS
+from mnist_cnn.recipes import RECIPES, recipe_settings
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_every_recipe_is_a_valid_config_with_a_registered_model(name, dataset):
+    config = TrainConfig().replace(**recipe_settings(name, dataset))
+    assert config.model in MODELS and config.recipe == name
+
+
+def test_strong_recipe_erases_only_on_fashion():
+    assert recipe_settings("strong", "fashion-mnist")["aug_erasing"] > 0
+    assert "aug_erasing" not in recipe_settings("strong", "mnist")
+
+
+def test_unknown_recipe():
+    with pytest.raises(ConfigError, match="unknown recipe 'turbo'"):
+        recipe_settings("turbo", "mnist")
+
+
+def test_flags_override_the_recipe(tiny_dataset, isolated_env):
+    assert main(["train", "--recipe", "fast", "--dataset", "tiny", "--data-dir", str(tiny_dataset),
+                 "--epochs", "1", "--batch-size", "32"]) == 0
+    (run_dir,) = list((isolated_env / "runs").iterdir())
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["recipe"] == "fast" and config["model"] == "fast"
+    assert config["epochs"] == 1 and config["batch_size"] == 32  # flags win
+    assert config["learning_rate"] == RECIPES["fast"].settings["learning_rate"]  # recipe kept
+
+
+def test_augmenter_changes_images_not_shapes_or_range():
+    pytest.importorskip("keras")
+    from mnist_cnn.train import augmenter, make_batches
+
+    assert augmenter(TrainConfig()) is None
+    augment = augmenter(TrainConfig(augment=True, aug_erasing=0.5, seed=1))
+    images = np.zeros((64, 28, 28, 1), dtype=np.float32)
+    images[:, 10:18, 10:18] = 1.0
+    labels = np.arange(64)
+    (batch_x, batch_y), = list(make_batches(images, labels, 64, augment=augment).take(1))
+    batch_x = np.asarray(batch_x)
+    assert batch_x.shape == images.shape
+    assert batch_x.min() >= 0.0 and batch_x.max() <= 1.0 + 1e-6
+    np.testing.assert_array_equal(np.asarray(batch_y), labels)  # labels untouched
+    changed = np.abs(batch_x - images).reshape(64, -1).max(axis=1) > 0.1
+    assert changed.mean() > 0.5  # most images moved, rotated, zoomed or erased
