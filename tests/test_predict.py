@@ -86,7 +86,9 @@ def test_predictor_reads_class_names_and_metrics_from_the_run(predictor, trained
     fashion = list(data.get_spec("fashion-mnist").class_names)
     (tmp_path / "config.json").write_text(json.dumps({"config": {"dataset": "fashion-mnist"},
                                                       "data": {"class_names": fashion}}))
-    assert Predictor.from_path(alone).class_names == tuple(fashion)
+    fashion_predictor = Predictor.from_path(alone)
+    assert fashion_predictor.class_names == tuple(fashion)
+    assert fashion_predictor.describe()["preprocessing"] == "fashion" and predictor.style == "digit"
 
 
 def test_models_that_cannot_be_served_are_refused(tmp_path):

@@ -101,6 +101,23 @@ def test_transformed_mnist_digits_come_back_as_the_original(mnist_digits, transf
     assert np.median(differences) < 0.03 and max(differences) < 0.12, transform
 
 
+def test_fashion_items_follow_fashion_mnists_own_recipe():
+    if not (SHARED_DATA / "fashion-mnist").is_dir():
+        pytest.skip(f"Fashion-MNIST not found at {SHARED_DATA}")
+    images, _, _ = data.load_split(data.get_spec("fashion-mnist"), SHARED_DATA / "fashion-mnist", "test")
+    own, digit_recipe = [], []
+    for image in images[:20]:
+        # As a product photo: dark item on white, 5x larger, off-centre on a bigger page.
+        photo = Image.new("L", (300, 260), 255)
+        photo.paste(Image.fromarray(255 - image).resize((140, 140), Image.Resampling.BICUBIC), (30, 100))
+        own.append(np.abs(preprocess(encode(photo), style="fashion") - image / 255.0).mean())
+        digit_recipe.append(np.abs(preprocess(encode(photo)) - image / 255.0).mean())
+    # Longer edge 28 px, centred by geometry, no contrast games: back to nearly the original
+    # (resampling blur may widen the trimmed item by a pixel).
+    assert np.median(own) < 0.07
+    assert np.median(digit_recipe) > 2 * np.median(own)  # the digit recipe (20-px box) would not be
+
+
 @pytest.mark.parametrize("size, width, offset", [
     ((300, 300), 12, (0, 0)),  # ordinary
     ((600, 400), 14, (-170, 90)),  # off-centre, wide canvas

@@ -1,8 +1,9 @@
 """Using a trained model: `Predictor` loads it once and reads images the way MNIST was made.
 
 Every image goes through `preprocess.preprocess` (steps documented there), the one path
-the CLI, the API and the page share, so what is served is what was trained on. Class
-names come from the run folder beside the model (`config.json`), else 0..N-1.
+the CLI, the API and the page share, so what is served is what was trained on: MNIST's
+recipe, or Fashion-MNIST's for models trained on fashion-mnist. Class names come from
+the run folder beside the model (`config.json`), else 0..N-1.
 Nothing runs at import; Keras is imported only when a model is loaded.
 """
 
@@ -21,13 +22,14 @@ from PIL import Image
 
 from .atomic import write_bytes
 from .errors import ImageError, MnistCnnError, ModelFileError
-from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SIDE, model_input, preprocess,
+from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SIDE, Style, model_input, preprocess,
                          to_uint8)
 from .runs import CONFIG_FILE, METRICS_FILE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 3  # classes listed per image
+FASHION_DATASETS = ("fashion-mnist",)  # models trained on these get Fashion-MNIST's preprocessing
 TEST_METRIC_KEYS = ("accuracy", "loss", "errors", "num_images")  # the run's test scores shown by /model
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"}
 
@@ -96,6 +98,7 @@ class Predictor:
         self.info = dict(info or {})
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        self.style: Style = "fashion" if self.info.get("dataset") in FASHION_DATASETS else "digit"
         self._lock = threading.Lock()
 
     @classmethod
@@ -117,7 +120,8 @@ class Predictor:
     def describe(self) -> dict[str, Any]:
         """Name, dataset, classes, parameter count and the run's test metrics (for GET /model)."""
         return {"name": self.info.get("name", self.model.name), "architecture": self.info.get("architecture"),
-                "dataset": self.info.get("dataset"), "classes": list(self.class_names),
+                "dataset": self.info.get("dataset"), "preprocessing": self.style,
+                "classes": list(self.class_names),
                 "parameters": self.info.get("parameters", int(self.model.count_params())),
                 "test_metrics": self.info.get("test_metrics")}
 
@@ -131,7 +135,7 @@ class Predictor:
 
     def preprocess(self, source: Any) -> np.ndarray:
         """One image (bytes, path, Pillow image or 0..255 array) -> float32 (28, 28)."""
-        return preprocess(source, self.max_bytes, self.max_pixels)
+        return preprocess(source, self.max_bytes, self.max_pixels, self.style)
 
     def predict(self, sources: Sequence[Any], top_k: int = DEFAULT_TOP_K,
                 names: Sequence[str] | None = None) -> list[Prediction]:

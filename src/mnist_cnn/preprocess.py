@@ -5,7 +5,7 @@ a 20x20 box keeping its aspect ratio (anti-aliased, hence the grey edges) and pa
 into a 28x28 field so that its centre of mass sits at the centre. A model trained on that
 reads other images well only if they go through the same steps, which `to_mnist` does:
 
-1. decode (`decode_image`): PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, PNM; any size
+1. decode (`decode_image`, in `imagefile`): PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, PNM; any size
    and mode. Bytes are capped before reading and pixels before decoding (`im.size` is
    known from the header), so a small file claiming a huge image is refused unread.
    Big JPEG photos are decoded at 1/2..1/8 scale (JPEG draft mode), which the cap counts.
@@ -29,25 +29,31 @@ reads other images well only if they go through the same steps, which `to_mnist`
    column 14, where MNIST's own digits have it on average.
 
 The result is float32 (28, 28) in [0, 1], white ink on black, like `data.normalize`'s
-output per image; `model_input` adds the batch and channel axes. Pillow and NumPy only:
+output per image; `model_input` adds the batch and channel axes.
+
+Fashion-MNIST was made differently (Zalando's README): product photos trimmed to the
+item, the longer edge resized to 28 px, centred by geometry, negated; no stroke or
+contrast steps. `to_fashion_mnist` follows that recipe; `preprocess(..., style="fashion")`
+picks it, and a `Predictor` does so for models trained on fashion-mnist. Pillow and NumPy only:
 no Keras here, and nothing runs at import.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import EmptyImageError, ImageError, ImageTooLargeError
+from .errors import EmptyImageError
+# Steps 1-2 live in imagefile; re-exported here, the one public preprocessing API.
+from .imagefile import (ALLOWED_FORMATS, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEG_DRAFT_SIDE,  # noqa: F401
+                        decode_image, gray_from_array, read_image_file, to_gray)
 
-DEFAULT_MAX_BYTES = 5 * 1024 * 1024  # largest accepted image file / upload (5 MiB)
-DEFAULT_MAX_PIXELS = 25_000_000  # largest decoded image (25 MP, ~100 MB as float32); bombs claim billions
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")  # no EPS: it runs Ghostscript
-JPEG_DRAFT_SIDE = 1024  # big JPEGs are decoded at 1/2..1/8 scale, but never below this (px)
+Style = Literal["digit", "fashion"]  # which dataset's recipe: MNIST digits or Fashion-MNIST items
+FASHION_TRIM_LEVEL = 0.05  # Fashion-MNIST: pixels within 5% of the background are trimmed away
 SIDE = 28  # output image side (px)
 BOX = 20  # the digit's longer side inside the 28x28 field (px), as in MNIST
 CENTRE = 14.0  # where MNIST digits' centre of mass lies (row and column, pixel indices)
@@ -63,86 +69,6 @@ SHRINK_SIDE = 1024  # larger images are min/max-pooled to at most this side firs
 WORK_SIDE = 4 * BOX  # crops larger than this are max-pooled down to it before thinning checks
 MIN_STROKE_PX = 1.5  # thinner strokes (at the 20-px scale) get dilated ...
 TARGET_STROKE_PX = 2.5  # ... to about this, MNIST's typical stroke width at 20 px
-
-
-def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes (first frame of an animation), refusing oversized input before decoding.
-
-    Raises ImageTooLargeError (too many bytes or pixels) or ImageError (not an image of an
-    allowed format, truncated, corrupt).
-    """
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(f"image is {len(data):,} bytes, over the {max_bytes:,}-byte limit; "
-                                 f"send a smaller file (a digit needs only a few KB)")
-    if not data:
-        raise ImageError("image is empty (0 bytes); send a PNG, JPEG, WebP or GIF file")
-    try:
-        im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError:  # Pillow's own cap (far above ours) fires inside open()
-        raise ImageTooLargeError(f"image dimensions are over Pillow's pixel limit (and the "
-                                 f"{max_pixels:,}-pixel limit here); scale it down first") from None
-    except Exception:  # Pillow raises UnidentifiedImageError, SyntaxError, ValueError, ...
-        raise ImageError(f"not a readable image (allowed: {', '.join(ALLOWED_FORMATS)}); "
-                         f"send a PNG, JPEG, WebP or GIF file") from None
-    if im.format == "JPEG":
-        im.draft("L", (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))  # decode big photos at reduced scale
-    width, height = im.size  # from the header (after draft: the reduced size); nothing decoded yet
-    if width * height > max_pixels:
-        raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels, over the "
-                                 f"{max_pixels:,}-pixel limit; scale it down first")
-    try:
-        im.load()
-        return ImageOps.exif_transpose(im)  # photos: apply the camera's rotation
-    except Exception as e:  # truncated data raises OSError; corrupt chunks SyntaxError, zlib.error ...
-        first_line = (str(e).splitlines() or [type(e).__name__])[0][:120]
-        raise ImageError(f"cannot decode the image ({first_line}); the file is truncated or "
-                         f"corrupt, send it again or re-save it") from None
-
-
-def read_image_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """`decode_image` on a file, checking its size before reading it."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageTooLargeError(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit; "
-                                     f"scale it down first")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ImageError(f"cannot read {path}: {e.strerror}; check the path") from None
-    try:
-        return decode_image(data, max_bytes, max_pixels)
-    except ImageError as e:
-        raise type(e)(f"{path}: {e}") from None
-
-
-def to_gray(im: Image.Image) -> np.ndarray:
-    """Any Pillow image -> float32 (H, W) luminance in [0, 1], transparency composited."""
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float scans
-        values = np.asarray(im, dtype=np.float32)
-        return np.clip(values / (65535.0 if values.max() > 255 else 255.0), 0.0, 1.0)
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if not has_alpha:
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    rgba = im.convert("RGBA")
-    luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
-    opaque = alpha > 0.5
-    # Light ink on a transparent background would vanish on white: composite it onto black.
-    background = 0.0 if opaque.any() and float(np.median(luminance[opaque])) > 0.5 else 1.0
-    return luminance * alpha + background * (1.0 - alpha)
-
-
-def gray_from_array(values: np.ndarray) -> np.ndarray:
-    """A 2-D array of 0..255 values (e.g. a raw MNIST image) -> float32 (H, W) in [0, 1]."""
-    values = np.asarray(values, dtype=np.float32)
-    if values.ndim != 2 or min(values.shape) < 1:
-        raise ImageError(f"expected a 2-D array of pixels, got shape {values.shape}")
-    if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
-        raise ImageError("pixel values must be finite numbers from 0 to 255")
-    return values / 255.0
 
 
 def _border(gray: np.ndarray) -> np.ndarray:
@@ -288,18 +214,52 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_fashion_mnist(gray: np.ndarray) -> np.ndarray:
+    """Grayscale float (H, W), either polarity -> float32 (28, 28) in [0, 1], Fashion-MNIST-style.
+
+    Dark-on-light photos are negated; the background level is subtracted; the item is
+    trimmed to where it differs from the background, its longer edge resized to 28 px
+    (Lanczos) and the shorter edge centred. Raises EmptyImageError for a blank image.
+    """
+    gray = np.asarray(gray, dtype=np.float32)
+    light_background = float(np.median(_border(gray))) > 0.5
+    gray = flatten_paper(gray, light_background)
+    if light_background:
+        gray = 1.0 - gray
+    background = float(np.median(_border(gray)))
+    item = np.clip((gray - background) / max(1.0 - background, 1e-6), 0.0, 1.0)
+    mask = drop_specks(np.where(item > FASHION_TRIM_LEVEL, item, 0.0))
+    if not mask.any():
+        raise EmptyImageError("the image is blank (nothing differs from its background); photograph "
+                              "one item on a plain background")
+    item = item[_bounding_box(mask)]
+    scale = SIDE / max(item.shape)  # longer edge -> 28 px
+    height, width = (max(1, round(n * scale)) for n in item.shape)
+    resized = Image.fromarray(item, mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    out = np.zeros((SIDE, SIDE), np.float32)
+    # An odd margin's extra pixel goes before the item, as in Fashion-MNIST's own images.
+    top, left = (SIDE - height + 1) // 2, (SIDE - width + 1) // 2
+    out[top:top + height, left:left + width] = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    return out
+
+
 def preprocess(source: bytes | Path | Image.Image | np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Image bytes, an image file, a Pillow image or a 0..255 array -> float32 (28, 28) in [0, 1]."""
+               max_pixels: int = DEFAULT_MAX_PIXELS, style: Style = "digit") -> np.ndarray:
+    """Image bytes, an image file, a Pillow image or a 0..255 array -> float32 (28, 28) in [0, 1].
+
+    `style` picks the recipe: "digit" (MNIST, `to_mnist`) or "fashion" (`to_fashion_mnist`).
+    """
     if isinstance(source, np.ndarray):
-        return to_mnist(gray_from_array(source))
-    if isinstance(source, (bytes, bytearray)):
-        im = decode_image(bytes(source), max_bytes, max_pixels)
-    elif isinstance(source, Image.Image):
-        im = source
+        gray = gray_from_array(source)
     else:
-        im = read_image_file(Path(source), max_bytes, max_pixels)
-    return to_mnist(to_gray(im))
+        if isinstance(source, (bytes, bytearray)):
+            im = decode_image(bytes(source), max_bytes, max_pixels)
+        elif isinstance(source, Image.Image):
+            im = source
+        else:
+            im = read_image_file(Path(source), max_bytes, max_pixels)
+        gray = to_gray(im)
+    return to_fashion_mnist(gray) if style == "fashion" else to_mnist(gray)
 
 
 def model_input(images: np.ndarray) -> np.ndarray:
