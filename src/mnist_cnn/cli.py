@@ -8,15 +8,13 @@ Exit codes: 0 success, 2 a user error (one line on stderr, no traceback), 1 a bu
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import json
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import cli_data
+from . import cli_data, cli_use
 from .errors import MnistCnnError
 
 log = logging.getLogger("mnist_cnn")
@@ -31,14 +29,10 @@ EPILOGS = {
     "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/\n"
                 "  mnist-cnn evaluate model.keras --dataset my_images/ --offline",
     "models": "example:\n  mnist-cnn models",
+    "explain": "example:\n  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png -o out.png\n"
+               "  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras --test-index 8 -o test8.png",
     "data": cli_data.EPILOGS["data"],
-    "predict": "example:\n  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png --top-k 3\n"
-               "  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras photos/ --json "
-               "--save-preprocessed seen/\n"
-               "  cat digit.png | mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras -",
-    "serve": "example:\n  mnist-cnn serve runs/20261127T120000Z-mnist-cnn/model.keras --port 8000\n"
-             "  then open http://127.0.0.1:8000 to draw a digit, or\n"
-             "  curl -F file=@digit.png http://127.0.0.1:8000/predict",
+    **cli_use.EPILOGS,
 }
 
 
@@ -101,25 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
 
     command("models", "List the registered architectures with their parameter counts.", _cmd_models)
+
+    x = command("explain", "Draw what a model sees in one image: input, probabilities, saliency, feature maps.",
+                _cmd_explain)
+    x.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    x.add_argument("image", type=Path, nargs="?", metavar="IMAGE",
+                   help="an image file of one digit (PNG, JPEG, ...), preprocessed as `predict` does")
+    x.add_argument("--test-index", type=int, metavar="N", help="explain test image N of --dataset instead of IMAGE")
+    x.add_argument("--dataset", help="dataset for --test-index (default: the model's run, else mnist)")
+    cli_data.add_source_flags(x)  # --data-dir, --mirror, --offline, for --test-index
+    x.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.png", help="where to write the picture")
     cli_data.add_data_command(sub, _Parser)
 
-    p = command("predict", "Read images with a trained model: top-k classes per image (MNIST-style "
-                           "preprocessing: grayscale, invert, crop, fit 20 px, centre in 28x28).", _cmd_predict)
-    p.add_argument("model_path", type=Path, metavar="MODEL.keras")
-    p.add_argument("images", nargs="+", metavar="IMAGE",
-                   help="image files (PNG, JPEG, WebP, GIF, BMP, TIFF), folders of them, or - for stdin")
-    p.add_argument("--top-k", type=_positive_int, default=3, help="classes to list per image (default 3)")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
-                   help="write the 28x28 image the model saw for each input as DIR/<name>.png")
-
-    s = command("serve", "Serve the draw-a-digit page and a JSON API for a trained model "
-                         "(needs the [serve] extra).", _cmd_serve)
-    s.add_argument("model_path", type=Path, metavar="MODEL.keras")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
-    s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    s.add_argument("--max-upload-mb", type=float, default=5.0, help="largest accepted image upload (default 5)")
+    cli_use.add_predict_arguments(command("predict", cli_use.PREDICT_HELP, _cmd_predict), _positive_int)
+    cli_use.add_serve_arguments(command("serve", cli_use.SERVE_HELP, _cmd_serve))
     return parser
 
 
@@ -237,59 +226,46 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .errors import ImageError
-    from .predict import collect_images, format_prediction, save_preprocessed
-
-    inputs = collect_images(args.images, sys.stdin.buffer)  # before the slow imports: fail fast
-    _quiet_tensorflow()
-    from .predict import Predictor
-
-    predictor = Predictor.from_path(args.model_path)
-    names, images, errors = [], [], []
-    for name, source in inputs:
-        try:
-            images.append(predictor.preprocess(source))
-            names.append(name)
-        except ImageError as e:  # one bad file must not hide the others' answers
-            errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
-    predictions = predictor.predict_preprocessed(np.stack(images), names, args.top_k) if images else []
-    if args.save_preprocessed is not None:
-        save_preprocessed(args.save_preprocessed, predictions)
-    if args.json:
-        print(json.dumps({"model": str(args.model_path), "predictions": [p.to_dict() for p in predictions],
-                          "errors": errors}, indent=2))
-    else:
-        for prediction in predictions:
-            print(format_prediction(prediction))
-    for error in errors:
-        print(f"mnist-cnn predict: error: {error['error']}", file=sys.stderr)
-    return 2 if errors else 0
+    return cli_use.run_predict(args, _quiet_tensorflow)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn  # noqa: F401
-        from . import serve
-    except ImportError as e:
-        raise MnistCnnError(f"serving needs FastAPI and uvicorn ({e.name} is missing); "
-                            f"pip install 'mnist-cnn[serve]'") from None
-    if args.max_upload_mb <= 0:
-        raise MnistCnnError(f"--max-upload-mb {args.max_upload_mb} must be > 0")
-    sock = serve.bind(args.host, args.port)  # first: a busy port fails in one line, before TF loads
-    with sock:
-        _quiet_tensorflow()
-        from .predict import Predictor
+    return cli_use.run_serve(args, _quiet_tensorflow)
 
-        predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
-        host, port = sock.getsockname()[:2]
-        print(f"serving {args.model_path} on http://{host}:{port}  (page at /, API docs at /docs; "
-              f"Ctrl-C stops)", flush=True)
-        if not ipaddress.ip_address(host).is_loopback:
-            print(f"note: {host} is reachable from other machines; the API has no authentication",
-                  file=sys.stderr)
-        serve.run(serve.create_app(predictor), sock)
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.test_index is None):
+        raise MnistCnnError("give either IMAGE or --test-index N (not both, not neither)")
+    if not args.out.parent.is_dir():
+        raise MnistCnnError(f"folder {args.out.parent} does not exist; create it or pass another -o path")
+    _quiet_tensorflow()
+    from .data import DATASETS, load_dataset, normalize
+    from .explain import explain_figure, save_figure
+    from .models import load_saved_model
+    from .preprocess import preprocess
+    from .runs import read_run_config
+
+    model = load_saved_model(args.model_path)
+    run = read_run_config(args.model_path.parent) if (args.model_path.parent / "config.json").exists() else {}
+    dataset_name = args.dataset or run.get("config", {}).get("dataset") or "mnist"
+    class_names = run.get("data", {}).get("class_names") or (
+        list(DATASETS[dataset_name].class_names) if dataset_name in DATASETS else [])
+    if args.image is not None:
+        image = preprocess(args.image)  # the same steps and errors as `mnist-cnn predict`
+        title = f"{args.image.name}"
+    else:
+        dataset = load_dataset(dataset_name, args.data_dir, **cli_data.source_kwargs(args))
+        class_names = class_names or list(dataset.class_names)
+        if not 0 <= args.test_index < len(dataset.test_labels):
+            raise MnistCnnError(f"--test-index {args.test_index} is out of range: {dataset.name} has "
+                                f"{len(dataset.test_labels)} test images (0..{len(dataset.test_labels) - 1})")
+        image = normalize(dataset.test_images[args.test_index: args.test_index + 1])[0]  # already MNIST-style
+        true_class = dataset.class_names[dataset.test_labels[args.test_index]]
+        title = f"{dataset.name} test image {args.test_index} (true class {true_class})"
+    if len(class_names) != model.output_shape[-1]:  # no run folder, or one for another dataset
+        class_names = [str(i) for i in range(model.output_shape[-1])]
+    save_figure(explain_figure(model, image, class_names, title=title), args.out)
+    print(f"written to {args.out}")
     return 0
 
 

@@ -1,0 +1,1132 @@
+"""The tutorial's one source: code cells (shared) and Markdown cells in English and Portuguese.
+
+`build_tutorials.py` turns this list into `tutorial.ipynb` (en) and `tutorial.pt-BR.ipynb`
+(pt). Rules the tests enforce: every code cell is followed by a Markdown cell that says
+what happened and why; both notebooks have identical code. Edit here, then rebuild.
+"""
+
+from __future__ import annotations
+
+
+def md(en: str, pt: str) -> dict[str, str]:
+    return {"type": "markdown", "en": en, "pt": pt}
+
+
+def code(source: str) -> dict[str, str]:
+    return {"type": "code", "source": source}
+
+
+CELLS: list[dict[str, str]] = [
+    md(
+        en="""
+# Teaching a convolutional network to read handwritten digits
+
+*Português: [tutorial.pt-BR.ipynb](tutorial.pt-BR.ipynb)*
+
+This notebook walks through the whole life of a small convolutional neural network (CNN)
+on MNIST, the 70,000 handwritten digits every deep-learning course starts with: load the
+data, prepare it, define the network, train it, read its learning curves, measure it,
+save it, use it on *your own* digit, and finally look inside it to see what it learned.
+
+Every step calls the `mnist-cnn` package, the same code the `mnist-cnn` command runs, so
+nothing here is a toy copy: what you learn is what the tool does. Each code cell is
+followed by an explanation of what just happened and why.
+
+**To run it:** from the repository, `pip install -e '.[dev]'`, then open this notebook
+with the notebooks folder as working directory. MNIST is looked for where the package
+always looks (`$MNIST_CNN_DATA_DIR`, then `~/.cache/mnist-cnn`, then
+`/usr/share/datasets`). A full run trains the default model for up to 8 epochs: a few
+minutes on a laptop CPU. With `MNIST_CNN_TUTORIAL_QUICK=1` it trains on 3,000 images for
+one epoch instead (the automated tests do this): fast, but the numbers are much worse.
+""",
+        pt="""
+# Ensinando uma rede convolucional a ler dígitos escritos à mão
+
+*English: [tutorial.ipynb](tutorial.ipynb)*
+
+Este notebook percorre a vida inteira de uma pequena rede neural convolucional (CNN) no
+MNIST, os 70.000 dígitos manuscritos com que todo curso de deep learning começa: carregar
+os dados, prepará-los, definir a rede, treiná-la, ler as curvas de aprendizado, medi-la,
+salvá-la, usá-la no *seu próprio* dígito e, por fim, olhar dentro dela para ver o que
+ela aprendeu.
+
+Cada passo chama o pacote `mnist-cnn`, o mesmo código que o comando `mnist-cnn` executa;
+nada aqui é uma cópia de brinquedo: o que você aprende é o que a ferramenta faz. Cada
+célula de código é seguida de uma explicação do que aconteceu e por quê.
+
+**Para executar:** no repositório, `pip install -e '.[dev]'` e abra este notebook com a
+pasta `notebooks` como diretório de trabalho. O MNIST é procurado onde o pacote sempre
+procura (`$MNIST_CNN_DATA_DIR`, depois `~/.cache/mnist-cnn`, depois `/usr/share/datasets`).
+Uma execução completa treina o modelo padrão por até 8 épocas: alguns minutos na CPU de
+um notebook. Com `MNIST_CNN_TUTORIAL_QUICK=1` ele treina com 3.000 imagens por uma única
+época (é o que os testes automáticos fazem): rápido, mas os números ficam bem piores.
+""",
+    ),
+    code("""
+import dataclasses
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from IPython.display import Image, display
+from matplotlib.figure import Figure
+
+import mnist_cnn
+from mnist_cnn import TrainConfig, load_dataset
+
+QUICK = os.environ.get("MNIST_CNN_TUTORIAL_QUICK") == "1"
+config = TrainConfig(epochs=1, train_limit=3000) if QUICK else TrainConfig()
+
+
+def show(fig: Figure, dpi: int = 72) -> None:
+    \"\"\"Draw a matplotlib Figure returned by the package (its plots do not use pyplot).\"\"\"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    display(Image(buffer.getvalue()))
+
+
+print("mnist-cnn", mnist_cnn.__version__, "| quick mode" if QUICK else "| full run")
+print(config)
+"""),
+    md(
+        en="""
+We imported the package and made the one decision that differs between a full run and the
+quick mode: the **training configuration**. `TrainConfig` holds every training setting with
+its default (model, epochs, batch size, learning rate, label encoding, validation share,
+seed, ...); the printed line shows them all. It is *frozen*: a run's settings cannot change
+halfway. Quick mode only lowers `epochs` and keeps the first 3,000 training images
+(`train_limit`).
+
+`show` is a small helper: the package draws its pictures with matplotlib's object API
+(no global `pyplot` state, safe in a web server), so we turn each figure into a PNG to display it.
+""",
+        pt="""
+Importamos o pacote e tomamos a única decisão que muda entre uma execução completa e o modo
+rápido: a **configuração de treino**. `TrainConfig` guarda todas as opções de treino com seus
+valores padrão (modelo, épocas, tamanho do lote, taxa de aprendizado, codificação dos
+rótulos, fração de validação, semente, ...); a linha impressa mostra todas. Ela é
+*congelada* (frozen): as opções de uma execução não mudam no meio do caminho. O modo rápido
+só reduz `epochs` e mantém as primeiras 3.000 imagens de treino (`train_limit`).
+
+`show` é um pequeno auxiliar: o pacote desenha suas figuras com a API de objetos do
+matplotlib (sem o estado global do `pyplot`, seguro num servidor web), então convertemos
+cada figura em PNG para exibi-la.
+""",
+    ),
+    md(
+        en="""
+## 0. Load and inspect MNIST
+""",
+        pt="""
+## 0. Carregar e inspecionar o MNIST
+""",
+    ),
+    code("""
+dataset = load_dataset("mnist")
+if QUICK:  # quick mode also scores only the first 1,000 test images
+    dataset = dataclasses.replace(dataset, test_images=dataset.test_images[:1000],
+                                  test_labels=dataset.test_labels[:1000])
+
+print("read from:", dataset.source)
+print("train images:", dataset.train_images.shape, dataset.train_images.dtype,
+      "| labels:", dataset.train_labels.shape)
+print("test images: ", dataset.test_images.shape)
+print("pixel values:", dataset.train_images.min(), "to", dataset.train_images.max())
+print("images per class (train):", np.bincount(dataset.train_labels))
+"""),
+    md(
+        en="""
+`load_dataset` found the four MNIST files, **verified** each one against its published
+SHA-256 digest (a corrupt or truncated download fails here with a clear message, not later
+as a strange accuracy), and parsed them. We get:
+
+- `train_images`: 60,000 images of 28 × 28 pixels, type `uint8` (whole numbers 0 to 255,
+  0 = black background, 255 = white ink);
+- `train_labels`: one digit 0–9 per image;
+- 10,000 test images, kept apart to measure the finished model once.
+
+The classes are roughly balanced (about 6,000 images each), so accuracy is a fair first
+measure; on unbalanced data it would hide a neglected class.
+""",
+        pt="""
+`load_dataset` encontrou os quatro arquivos do MNIST, **verificou** cada um contra o seu
+resumo SHA-256 publicado (um download corrompido ou incompleto falha aqui, com uma mensagem
+clara, e não mais tarde como uma acurácia estranha) e os leu. Recebemos:
+
+- `train_images`: 60.000 imagens de 28 × 28 pixels, tipo `uint8` (inteiros de 0 a 255,
+  0 = fundo preto, 255 = tinta branca);
+- `train_labels`: um dígito de 0 a 9 por imagem;
+- 10.000 imagens de teste, guardadas à parte para medir o modelo pronto uma única vez.
+
+As classes são aproximadamente balanceadas (cerca de 6.000 imagens cada), então a acurácia
+é uma primeira medida justa; em dados desbalanceados ela esconderia uma classe esquecida.
+""",
+    ),
+    code("""
+fig = Figure(figsize=(10, 1.5))
+for i, ax in enumerate(fig.subplots(1, 10)):
+    ax.imshow(dataset.train_images[i], cmap="gray")
+    ax.set_title(f"label {dataset.class_names[dataset.train_labels[i]]}", fontsize=9)
+    ax.axis("off")
+show(fig)
+"""),
+    md(
+        en="""
+The first ten training images with their labels. Note what MNIST digits look like: white
+ink on black, thick strokes, and every digit **centred** in the 28 × 28 field with a margin
+of about 4 pixels. The model will learn from exactly this look; chapter 8 shows why a photo
+of your own digit has to be brought into the same look before the model can read it.
+""",
+        pt="""
+As dez primeiras imagens de treino com seus rótulos. Repare como são os dígitos do MNIST:
+tinta branca sobre fundo preto, traços grossos e cada dígito **centralizado** no campo de
+28 × 28 com uma margem de uns 4 pixels. O modelo vai aprender exatamente com essa aparência;
+o capítulo 8 mostra por que a foto de um dígito seu precisa ganhar essa mesma aparência
+antes que o modelo consiga lê-la.
+""",
+    ),
+    md(
+        en="""
+## 1. Prepare the images
+
+### 1.1 Normalise the pixels to [0, 1]
+""",
+        pt="""
+## 1. Preparar as imagens
+
+### 1.1 Normalizar os pixels para [0, 1]
+""",
+    ),
+    code("""
+from mnist_cnn.data import normalize
+
+x_test = normalize(dataset.test_images)
+print(dataset.test_images.dtype, dataset.test_images.shape, "->", x_test.dtype, x_test.shape)
+print("range:", x_test.min(), "to", x_test.max())
+"""),
+    md(
+        en="""
+`normalize` did two things:
+
+1. **Divided by 255** and converted to `float32`, so pixels lie in [0, 1]. Networks learn
+   best when inputs are small numbers of similar scale: with 0–255 inputs the first layer's
+   outputs would be huge, the gradients too, and training would need a much smaller
+   learning rate to stay stable.
+2. **Added a channel axis**: (N, 28, 28) → (N, 28, 28, 1). Convolution layers expect images
+   as height × width × channels; a colour photo would have 3 channels, a grayscale digit has 1.
+
+We normalised the test images now because we will use them in chapters 6–9; the training
+images are normalised the same way inside the training step.
+""",
+        pt="""
+`normalize` fez duas coisas:
+
+1. **Dividiu por 255** e converteu para `float32`, deixando os pixels em [0, 1]. Redes
+   aprendem melhor quando as entradas são números pequenos e de escala parecida: com entradas
+   de 0 a 255, as saídas da primeira camada seriam enormes, os gradientes também, e o treino
+   precisaria de uma taxa de aprendizado bem menor para ficar estável.
+2. **Acrescentou um eixo de canal**: (N, 28, 28) → (N, 28, 28, 1). Camadas de convolução
+   esperam imagens como altura × largura × canais; uma foto colorida teria 3 canais, um
+   dígito em tons de cinza tem 1.
+
+Normalizamos as imagens de teste agora porque vamos usá-las nos capítulos 6 a 9; as de
+treino são normalizadas do mesmo jeito dentro da etapa de treino.
+""",
+    ),
+    md(
+        en="""
+### 1.2 Encode the labels: one-hot, or sparse
+""",
+        pt="""
+### 1.2 Codificar os rótulos: one-hot ou esparsos
+""",
+    ),
+    code("""
+from mnist_cnn.data import encode_labels
+
+some_labels = dataset.train_labels[:4]
+print("labels:", some_labels)
+print("one-hot:\\n", encode_labels(some_labels, dataset.num_classes, "onehot"))
+print("sparse:", encode_labels(some_labels, dataset.num_classes, "sparse"))
+"""),
+    md(
+        en="""
+The network's last layer outputs **10 probabilities**, one per digit. To compare that with
+the truth, the classic recipe (Keras' `to_categorical`) turns each label into a **one-hot**
+vector: ten zeros with a single 1 at the label's position, so a 5 becomes
+`[0, 0, 0, 0, 0, 1, 0, 0, 0, 0]`. The loss `categorical_crossentropy` then compares the two
+vectors of ten numbers.
+
+**When is one-hot optional?** The loss `sparse_categorical_crossentropy` computes exactly
+the same number directly from the integer label (it just picks the predicted probability
+of the true class), so with it you can keep the labels as plain integers and save memory.
+The package supports both: `TrainConfig(labels="sparse")` or `mnist-cnn train --labels sparse`.
+One-hot is still needed for **label smoothing** (`label_smoothing=0.1` replaces the 1 by 0.9
+and spreads 0.1 over the other classes), which can only be expressed with full vectors.
+""",
+        pt="""
+A última camada da rede devolve **10 probabilidades**, uma por dígito. Para compará-las com
+a resposta certa, a receita clássica (o `to_categorical` do Keras) transforma cada rótulo num
+vetor **one-hot**: dez zeros com um único 1 na posição do rótulo; um 5 vira
+`[0, 0, 0, 0, 0, 1, 0, 0, 0, 0]`. A perda `categorical_crossentropy` compara então os dois
+vetores de dez números.
+
+**Quando o one-hot é opcional?** A perda `sparse_categorical_crossentropy` calcula
+exatamente o mesmo número direto do rótulo inteiro (ela só pega a probabilidade prevista para
+a classe verdadeira); com ela, os rótulos podem continuar inteiros, economizando memória.
+O pacote aceita os dois: `TrainConfig(labels="sparse")` ou `mnist-cnn train --labels sparse`.
+O one-hot continua necessário para a **suavização de rótulos** (`label_smoothing=0.1` troca o
+1 por 0,9 e espalha 0,1 pelas outras classes), que só pode ser expressa com vetores completos.
+""",
+    ),
+    code("""
+from mnist_cnn.train import prepare_data
+
+prepared = prepare_data(config, dataset)
+print("train:     ", prepared.x_train.shape, prepared.y_train.shape)
+print("validation:", prepared.x_val.shape, prepared.y_val.shape)
+print("validation images per class:", np.bincount(prepared.y_val.argmax(axis=1)))
+"""),
+    md(
+        en="""
+`prepare_data` is what training does with steps 1.1 and 1.2, plus one more: it holds out a
+**validation set**, 10% of the training images (`val_fraction`), chosen at random but
+*stratified*, i.e. 10% of each class, as the per-class counts show. During training the
+network never learns from these images; we use them to watch, epoch by epoch, how well it
+does on digits it has not seen, and to pick the best epoch.
+
+Why not use the test set for that? Because every choice made by looking at a set (which
+epoch, which learning rate) makes the model a little better *on that set*. The test set
+must stay untouched until the very end so that its score is an honest estimate for new
+digits. (Keras' `validation_split` would simply take the *last* 10% of the rows, before
+shuffling; the package does not use it.)
+""",
+        pt="""
+`prepare_data` é o que o treino faz com os passos 1.1 e 1.2, mais um: separa um **conjunto
+de validação**, 10% das imagens de treino (`val_fraction`), escolhidas ao acaso mas de forma
+*estratificada*, isto é, 10% de cada classe, como mostram as contagens por classe. Durante o
+treino a rede nunca aprende com essas imagens; nós as usamos para acompanhar, época a época,
+como ela se sai em dígitos que não viu, e para escolher a melhor época.
+
+Por que não usar o conjunto de teste para isso? Porque toda escolha feita olhando para um
+conjunto (qual época, qual taxa de aprendizado) deixa o modelo um pouco melhor *naquele
+conjunto*. O teste precisa ficar intocado até o fim para que sua nota seja uma estimativa
+honesta para dígitos novos. (O `validation_split` do Keras pegaria simplesmente os *últimos*
+10% das linhas, antes de embaralhar; o pacote não o usa.)
+""",
+    ),
+    md(
+        en="""
+## 2. Define the architecture
+""",
+        pt="""
+## 2. Definir a arquitetura
+""",
+    ),
+    code("""
+from mnist_cnn.models import MODELS, build_model
+
+for name, entry in MODELS.items():
+    print(f"{name:14} {entry.description}")
+model = build_model(config.model, dataset.num_classes)
+print("built:", model.name)
+"""),
+    md(
+        en="""
+The package keeps a **registry** of architectures; `build_model` builds one by name. We
+built the default, `cnn`. Reading it from input to output:
+
+- **Conv2D(32, 3×3)**: 32 small filters of 3 × 3 pixels slide over the image; each one
+  produces a *feature map* that is bright where its pattern (an edge, a stroke end, ...)
+  appears. Sharing the same 3 × 3 weights at every position is what makes a CNN so much
+  smaller than a fully connected network, and indifferent to where in the image a stroke is.
+- **BatchNormalization + ReLU**: rescales each map to a stable range (so a high learning
+  rate trains fast), then keeps only positive responses.
+- **MaxPooling2D**: keeps the strongest response in each 2 × 2 block, halving the size
+  (28 → 14): the network becomes tolerant of small shifts and cheaper to run.
+- A second block does the same with **64 filters** that combine the first block's maps into
+  larger shapes (loops, corners, crossings), then pools again (14 → 7); a third block with
+  **128 filters** combines those once more on the 7 × 7 grid, into parts of whole digits.
+- **Flatten → Dropout(0.4) → Dense(10, softmax)**: the 7 × 7 × 128 maps become one vector of
+  6,272 numbers; dropout switches off a random 40% of them at each training step so the
+  classifier cannot rely on any single one (it memorises less); the dense layer turns them
+  into 10 scores and softmax into 10 probabilities that add up to 1.
+
+The seed notebook's model is also here, as `keras-example` (the keras.io MNIST convnet).
+""",
+        pt="""
+O pacote mantém um **registro** de arquiteturas; `build_model` constrói uma pelo nome.
+Construímos a padrão, `cnn`. Lendo da entrada para a saída:
+
+- **Conv2D(32, 3×3)**: 32 pequenos filtros de 3 × 3 pixels deslizam sobre a imagem; cada um
+  produz um *mapa de características* (feature map) que fica claro onde o seu padrão (uma
+  borda, a ponta de um traço, ...) aparece. Usar os mesmos pesos 3 × 3 em todas as posições é
+  o que torna uma CNN muito menor que uma rede totalmente conectada, e indiferente ao lugar
+  da imagem onde o traço está.
+- **BatchNormalization + ReLU**: reescala cada mapa para uma faixa estável (assim uma taxa
+  de aprendizado alta treina rápido) e depois mantém só as respostas positivas.
+- **MaxPooling2D**: guarda a resposta mais forte de cada bloco 2 × 2, reduzindo o tamanho
+  pela metade (28 → 14): a rede fica tolerante a pequenos deslocamentos e mais barata.
+- Um segundo bloco faz o mesmo com **64 filtros**, que combinam os mapas do primeiro bloco
+  em formas maiores (laços, cantos, cruzamentos), e reduz de novo (14 → 7); um terceiro bloco,
+  com **128 filtros**, combina esses mais uma vez na grade 7 × 7, em partes de dígitos inteiros.
+- **Flatten → Dropout(0,4) → Dense(10, softmax)**: os mapas 7 × 7 × 128 viram um vetor de
+  6.272 números; o dropout desliga 40% deles ao acaso a cada passo de treino, para que o
+  classificador não dependa de nenhum em particular (ele decora menos); a camada densa os
+  transforma em 10 notas e o softmax em 10 probabilidades que somam 1.
+
+O modelo do notebook original também está aqui, como `keras-example` (a convnet de MNIST do
+keras.io).
+""",
+    ),
+    md(
+        en="""
+### 2.1 The model's summary
+""",
+        pt="""
+### 2.1 O resumo do modelo
+""",
+    ),
+    code("""
+from mnist_cnn.train import model_summary
+
+print(model_summary(model))
+"""),
+    md(
+        en="""
+The summary lists each layer with the **shape of its output** (`None` is the batch size,
+unknown until data arrives) and its **number of parameters** (weights to learn). Checking
+the counts by hand is a good exercise:
+
+- first conv: 3 × 3 pixels × 1 input channel × 32 filters = **288** (no bias: batch norm's
+  own shift makes it redundant);
+- its batch norm: 4 numbers per channel × 32 = **128**, of which half (the running mean and
+  variance) are not trained by gradient descent: they are the "non-trainable" parameters;
+- second conv: 3 × 3 × 32 × 64 = **18,432**; its batch norm 4 × 64 = 256;
+- third conv: 3 × 3 × 64 × 128 = **73,728**, the biggest layer; its batch norm 4 × 128 = 512;
+- the classifier: 6,272 inputs × 10 outputs + 10 biases = **62,730**.
+
+In total 156,074 numbers, of which 448 (the batch norms' running statistics) are not trained.
+
+Pooling, ReLU, flatten and dropout have no parameters: they only move or select numbers.
+""",
+        pt="""
+O resumo lista cada camada com o **formato da sua saída** (`None` é o tamanho do lote,
+desconhecido até os dados chegarem) e o seu **número de parâmetros** (pesos a aprender).
+Conferir as contas à mão é um bom exercício:
+
+- primeira convolução: 3 × 3 pixels × 1 canal de entrada × 32 filtros = **288** (sem viés: o
+  deslocamento da própria batch norm o torna redundante);
+- sua batch norm: 4 números por canal × 32 = **128**, dos quais metade (a média e a variância
+  acumuladas) não são treinados por gradiente: são os parâmetros "não treináveis";
+- segunda convolução: 3 × 3 × 32 × 64 = **18.432**; sua batch norm 4 × 64 = 256;
+- terceira convolução: 3 × 3 × 64 × 128 = **73.728**, a maior camada; sua batch norm
+  4 × 128 = 512;
+- o classificador: 6.272 entradas × 10 saídas + 10 vieses = **62.730**.
+
+No total, 156.074 números, dos quais 448 (as estatísticas acumuladas das batch norms) não são
+treinados.
+
+Pooling, ReLU, flatten e dropout não têm parâmetros: só movem ou selecionam números.
+""",
+    ),
+    md(
+        en="""
+## 3. Compile: loss, optimizer, metrics
+""",
+        pt="""
+## 3. Compilar: perda, otimizador, métricas
+""",
+    ),
+    code("""
+from mnist_cnn.train import compile_model, learning_rate, steps_per_epoch
+
+steps = steps_per_epoch(config, len(prepared.x_train))
+compile_model(model, config, steps)
+print("loss:     ", type(model.loss).__name__)
+print("optimizer:", type(model.optimizer).__name__)
+print("metrics:  ", model.get_compile_config()["metrics"])
+schedule = learning_rate(config, steps)
+total = config.epochs * steps
+for step in sorted({0, steps // 2, steps, total // 2, total - 1}):
+    print(f"learning rate at step {step:5d}: {float(schedule(step)):.5f}")
+"""),
+    md(
+        en="""
+Compiling tells Keras *how* to learn:
+
+- the **loss** measures how wrong the predictions are: categorical cross-entropy, i.e.
+  −log(probability given to the true class). It is near 0 for a confident right answer and
+  large for a confident wrong one; training means making it small.
+- the **optimizer** decides how to change the weights to lower the loss: **Adam**, gradient
+  descent with a per-weight adaptive step size. Its learning rate follows a **schedule**: a
+  short warm-up from a small value to the peak (large steps at the very start, on random
+  weights, can throw training off), then a cosine decay to zero, so the last epochs make
+  small careful steps. The printed values show that curve at a few steps.
+- the **metrics** are only reported, never optimised: here accuracy, the share of images
+  whose most probable class is the right one.
+
+One training *step* processes one batch of `batch_size` images; an *epoch* is one pass over
+all training images (`steps` steps).
+""",
+        pt="""
+Compilar diz ao Keras *como* aprender:
+
+- a **perda** mede o quanto as previsões erram: a entropia cruzada categórica, isto é,
+  −log(probabilidade dada à classe verdadeira). Ela é quase 0 para um acerto confiante e
+  grande para um erro confiante; treinar é torná-la pequena.
+- o **otimizador** decide como mudar os pesos para baixar a perda: **Adam**, uma descida de
+  gradiente com passo adaptativo por peso. A taxa de aprendizado segue um **cronograma**: um
+  breve aquecimento de um valor pequeno até o pico (passos grandes logo no início, com pesos
+  aleatórios, podem desandar o treino) e depois um decaimento em cosseno até zero, para que
+  as últimas épocas deem passos pequenos e cuidadosos. Os valores impressos mostram essa
+  curva em alguns passos.
+- as **métricas** são só relatadas, nunca otimizadas: aqui a acurácia, a fração de imagens
+  cuja classe mais provável é a certa.
+
+Um *passo* de treino processa um lote de `batch_size` imagens; uma *época* é uma passagem
+por todas as imagens de treino (`steps` passos).
+""",
+    ),
+    md(
+        en="""
+## 4. Train with a validation set, then test
+""",
+        pt="""
+## 4. Treinar com um conjunto de validação e depois testar
+""",
+    ),
+    code("""
+from mnist_cnn.runs import default_runs_dir, new_run_dir
+from mnist_cnn.train import train
+
+run_dir = new_run_dir(default_runs_dir(), config.dataset, config.model)
+result = train(config, dataset, run_dir, verbose=2)
+print("run folder:", run_dir)
+print(sorted(path.name for path in run_dir.iterdir()))
+"""),
+    md(
+        en="""
+`train` ran everything we did by hand above (prepare the data, build and compile the model)
+and then the training loop itself, printing one line per epoch: the time, the **loss** and
+**accuracy** on the training images, and the same two on the **validation** images.
+
+Around the loop it did what a careful person would do:
+
+- after each epoch it saved a checkpoint, and the model with the **lowest validation loss**
+  so far (`best.keras`); if validation loss stopped improving for `patience` epochs it
+  **stopped early**; at the end it restored the best weights, not the last ones;
+- it wrote every artefact into a **run folder**: the settings (`config.json`), the
+  history of each epoch (`history.csv`), the model (`model.keras`), metrics, plots and a
+  one-page `report.md`. A run you can come back to, compare and reproduce.
+
+Training used a fresh model; the `model` we compiled in chapter 3 was for looking at only.
+""",
+        pt="""
+`train` executou tudo o que fizemos à mão acima (preparar os dados, construir e compilar o
+modelo) e depois o laço de treino em si, imprimindo uma linha por época: o tempo, a
+**perda** e a **acurácia** nas imagens de treino, e as mesmas duas nas imagens de
+**validação**.
+
+Em volta do laço ele fez o que uma pessoa cuidadosa faria:
+
+- após cada época salvou um checkpoint e o modelo com a **menor perda de validação** até ali
+  (`best.keras`); se a perda de validação parasse de melhorar por `patience` épocas, ele
+  **pararia antes** (early stopping); no fim, restaurou os melhores pesos, não os últimos;
+- gravou cada artefato numa **pasta de execução**: as opções (`config.json`), o histórico de
+  cada época (`history.csv`), o modelo (`model.keras`), métricas, gráficos e um
+  `report.md` de uma página. Uma execução à qual você pode voltar, comparar e reproduzir.
+
+O treino usou um modelo novo; o `model` que compilamos no capítulo 3 era só para olhar.
+""",
+    ),
+    code("""
+test = result.metrics["test"]
+training = result.metrics["training"]
+print(f"best epoch: {training['best_epoch']} of {training['epochs_run']} "
+      f"(validation accuracy {training['best_val_accuracy']:.4f})")
+print(f"test accuracy: {test['accuracy']:.4f}   test loss: {test['loss']:.4f}   "
+      f"errors: {test['errors']} of {test['num_images']}")
+"""),
+    md(
+        en="""
+Only now, with the best epoch chosen on validation data, was the model run **once** on the
+test set. Test and validation accuracy should be close: both are digits the network never
+trained on. A full run of the default model reaches about 99% (roughly 1 error in 100
+digits); in quick mode, with 3,000 images and one epoch, expect far less.
+
+If the test score were much lower than the validation score, something would be wrong: the
+validation set leaking into choices too much, or the test data being different.
+""",
+        pt="""
+Só agora, com a melhor época escolhida nos dados de validação, o modelo foi executado **uma
+vez** no conjunto de teste. As acurácias de teste e de validação devem ser próximas: os dois
+conjuntos são dígitos com os quais a rede nunca treinou. Uma execução completa do modelo
+padrão chega a cerca de 99% (mais ou menos 1 erro a cada 100 dígitos); no modo rápido, com
+3.000 imagens e uma época, espere bem menos.
+
+Se a nota de teste fosse muito menor que a de validação, haveria algo errado: a validação
+influenciando demais as escolhas, ou dados de teste diferentes.
+""",
+    ),
+    md(
+        en="""
+## 5. After training
+
+### 5.1 The summary after training
+""",
+        pt="""
+## 5. Depois do treino
+
+### 5.1 O resumo depois do treino
+""",
+    ),
+    code("""
+print(result.summary_after)
+trainable = sum(int(np.prod(weight.shape)) for weight in result.model.trainable_weights)
+print(f"trainable weights: {trainable:,} | Adam's state, 2 per weight + a step counter: {2 * trainable + 1:,}")
+"""),
+    md(
+        en="""
+The summary after training has **the same layers, shapes and parameter counts** as in 2.1:
+training never changes a network's structure, only the values of its weights. One new line
+appears, *Optimizer params*: Adam keeps two running averages for every trainable weight
+(of its gradient and of the gradient's square) plus a step counter, and the last line checks
+that arithmetic. That state is saved with the model, so training can resume where it stopped.
+
+What training changed is invisible in a summary: the values of the weights. Chapter 9 looks
+at the first layer's weights as pictures.
+""",
+        pt="""
+O resumo depois do treino tem **as mesmas camadas, formatos e contagens de parâmetros** do
+2.1: o treino nunca muda a estrutura de uma rede, só os valores dos seus pesos. Aparece uma
+linha nova, *Optimizer params*: o Adam guarda duas médias móveis para cada peso treinável
+(do gradiente e do quadrado do gradiente) mais um contador de passos, e a última linha
+confere essa conta. Esse estado é salvo com o modelo, para que o treino possa continuar de
+onde parou.
+
+O que o treino mudou não aparece num resumo: os valores dos pesos. O capítulo 9 olha os pesos
+da primeira camada como imagens.
+""",
+    ),
+    md(
+        en="""
+### 5.2 Learning curves: reading over- and underfitting
+""",
+        pt="""
+### 5.2 Curvas de aprendizado: como ler sobreajuste e subajuste
+""",
+    ),
+    code("""
+from mnist_cnn.callbacks import read_history
+
+for row in read_history(run_dir / "history.csv"):
+    print(f"epoch {row['epoch']:2.0f}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+          f"accuracy {row['accuracy']:.4f}  val_accuracy {row['val_accuracy']:.4f}")
+display(Image(filename=run_dir / "curves.png", width=720))
+"""),
+    md(
+        en="""
+These are the numbers `train` logged each epoch (`history.csv`) and the plot it drew from
+them (`curves.png`): loss on the left, accuracy on the right, training in one colour and
+validation in the other, and a dashed line at the epoch whose weights were kept.
+
+How to read them:
+
+- **Underfitting**: both losses are still falling at the last epoch (or both stay high). The
+  model has not learned all it could; train longer, or use a bigger model. A quick-mode run
+  (one point per curve) is underfit by design.
+- **Overfitting**: the training loss keeps falling while the validation loss stops falling
+  and **rises**. The network is memorising its training images rather than learning digits.
+  The remedies are more data (or augmentation), more regularisation (dropout), or stopping
+  at the best validation epoch, which is what early stopping did for us.
+- **A good fit**: both curves flatten out close together. Training accuracy slightly below
+  validation accuracy is normal here: dropout is active while training and off while
+  validating.
+""",
+        pt="""
+Estes são os números que o `train` registrou a cada época (`history.csv`) e o gráfico que
+ele desenhou a partir deles (`curves.png`): perda à esquerda, acurácia à direita, treino numa
+cor e validação na outra, e uma linha tracejada na época cujos pesos foram mantidos.
+
+Como lê-las:
+
+- **Subajuste (underfitting)**: as duas perdas ainda estão caindo na última época (ou as
+  duas continuam altas). O modelo não aprendeu tudo o que podia; treine por mais tempo ou use
+  um modelo maior. Uma execução no modo rápido (um ponto por curva) é subajustada de
+  propósito.
+- **Sobreajuste (overfitting)**: a perda de treino continua caindo enquanto a de validação
+  para de cair e **sobe**. A rede está decorando as imagens de treino em vez de aprender
+  dígitos. Os remédios são mais dados (ou aumento de dados), mais regularização (dropout), ou
+  parar na melhor época de validação, que é o que o early stopping fez por nós.
+- **Um bom ajuste**: as duas curvas se achatam próximas uma da outra. Acurácia de treino um
+  pouco abaixo da de validação é normal aqui: o dropout está ligado no treino e desligado na
+  validação.
+""",
+    ),
+    md(
+        en="""
+## 6. Predictions on the test set
+""",
+        pt="""
+## 6. Previsões no conjunto de teste
+""",
+    ),
+    code("""
+from mnist_cnn.evaluate import predict_probabilities
+
+probabilities = predict_probabilities(result.model, x_test)
+predicted = probabilities.argmax(axis=1)
+labels = dataset.test_labels.astype(int)
+print("probabilities:", probabilities.shape, "| each row sums to", probabilities[0].sum().round(4))
+for i in range(8):
+    print(f"image {i}: true {labels[i]}  predicted {predicted[i]}  "
+          f"with probability {probabilities[i, predicted[i]]:.3f}")
+"""),
+    md(
+        en="""
+`predict_probabilities` ran the trained model over all test images in large batches and
+returned one row of 10 probabilities per image. The **prediction** is the class with the
+highest probability (`argmax`), and that probability is the model's **confidence**.
+
+Confidence is not correctness: a network can be very sure and wrong, as chapter 6.1's
+picture of mistakes shows. Still, low-confidence predictions are where errors concentrate,
+which is useful when a person can double-check the doubtful cases.
+""",
+        pt="""
+`predict_probabilities` executou o modelo treinado sobre todas as imagens de teste em lotes
+grandes e devolveu uma linha de 10 probabilidades por imagem. A **previsão** é a classe de
+maior probabilidade (`argmax`), e essa probabilidade é a **confiança** do modelo.
+
+Confiança não é acerto: uma rede pode estar muito segura e errada, como mostra a figura de
+erros do capítulo 6.1. Ainda assim, os erros se concentram nas previsões de baixa confiança,
+o que é útil quando uma pessoa pode revisar os casos duvidosos.
+""",
+    ),
+    md(
+        en="""
+### 6.1 Accuracy, precision, recall, F1 and the confusion matrix
+""",
+        pt="""
+### 6.1 Acurácia, precisão, revocação, F1 e a matriz de confusão
+""",
+    ),
+    code("""
+from mnist_cnn.evaluate import classification_report, compute_metrics
+
+metrics = compute_metrics(labels, probabilities, dataset.class_names)
+print(f"accuracy {metrics['accuracy']:.4f} | macro precision {metrics['macro']['precision']:.4f}, "
+      f"recall {metrics['macro']['recall']:.4f}, F1 {metrics['macro']['f1']:.4f}")
+print(classification_report(labels, probabilities, dataset.class_names))
+"""),
+    md(
+        en="""
+For each digit, say 7, the report answers three questions:
+
+- **precision**: of the images the model *called* 7, what share really were 7? Low precision
+  means false alarms (other digits taken for a 7).
+- **recall**: of the images that *really are* 7, what share did the model find? Low recall
+  means misses (7s taken for something else).
+- **F1**: the harmonic mean of the two, 2·P·R / (P + R), high only when both are high.
+- **support**: how many test images of that class there are.
+
+**Accuracy** is the share of all images predicted right. The *macro average* gives every
+class the same weight; the *weighted average* weights each class by its support. With
+balanced classes, as in MNIST, all of them are close; on unbalanced data, look at the
+per-class rows and the macro average, where a neglected small class shows up.
+""",
+        pt="""
+Para cada dígito, digamos o 7, o relatório responde a três perguntas:
+
+- **precisão**: das imagens que o modelo *chamou* de 7, que fração era mesmo 7? Precisão
+  baixa significa alarmes falsos (outros dígitos tomados por 7).
+- **revocação** (recall): das imagens que *são* 7, que fração o modelo encontrou? Revocação
+  baixa significa omissões (7s tomados por outra coisa).
+- **F1**: a média harmônica das duas, 2·P·R / (P + R), alta só quando ambas são altas.
+- **support**: quantas imagens de teste daquela classe existem.
+
+A **acurácia** é a fração de todas as imagens previstas corretamente. A *média macro* dá o
+mesmo peso a cada classe; a *média ponderada* pesa cada classe pelo seu suporte. Com classes
+balanceadas, como no MNIST, todas ficam próximas; em dados desbalanceados, olhe as linhas por
+classe e a média macro, onde uma classe pequena esquecida aparece.
+""",
+    ),
+    code("""
+display(Image(filename=run_dir / "confusion_matrix.png", width=430))
+display(Image(filename=run_dir / "misclassified.png", width=560))
+"""),
+    md(
+        en="""
+The **confusion matrix** (drawn by `train` from the test predictions) counts, for each true
+digit (row), how often each digit was predicted (column). The diagonal holds the correct
+answers; every number off the diagonal is a kind of mistake, so you can see *which* digits
+get confused: typically 4 ↔ 9, 3 ↔ 5, 7 ↔ 2. The colours use a logarithmic scale so that a
+handful of errors stays visible next to about a thousand correct answers.
+
+Below it are the **most confident mistakes**. Many are digits a person would hesitate over
+too, and a few MNIST labels are arguably wrong; the rest show what the model has not
+learned yet.
+""",
+        pt="""
+A **matriz de confusão** (desenhada pelo `train` a partir das previsões de teste) conta,
+para cada dígito verdadeiro (linha), quantas vezes cada dígito foi previsto (coluna). A
+diagonal guarda os acertos; cada número fora dela é um tipo de erro, então dá para ver
+*quais* dígitos se confundem: tipicamente 4 ↔ 9, 3 ↔ 5, 7 ↔ 2. As cores usam escala
+logarítmica para que meia dúzia de erros continue visível ao lado de cerca de mil acertos.
+
+Logo abaixo estão os **erros mais confiantes**. Muitos são dígitos que uma pessoa também
+hesitaria em ler, e alguns rótulos do MNIST são discutíveis; o resto mostra o que o modelo
+ainda não aprendeu.
+""",
+    ),
+    md(
+        en="""
+## 7. Save the model to `.keras` and load it back
+""",
+        pt="""
+## 7. Salvar o modelo em `.keras` e carregá-lo de volta
+""",
+    ),
+    code("""
+from mnist_cnn.models import load_saved_model
+
+model_path = run_dir / "model.keras"
+print(model_path, f"({model_path.stat().st_size / 1024:.0f} KiB)")
+reloaded = load_saved_model(model_path)
+difference = np.abs(predict_probabilities(reloaded, x_test) - probabilities).max()
+print("largest difference between the predictions before and after reloading:", difference)
+"""),
+    md(
+        en="""
+`train` already saved the best model as `model.keras`, Keras 3's native format: one zip
+file holding the architecture (as JSON), the weights and the optimizer state. (The older
+`.h5` format still loads in Keras, but `.keras` is the one to use now.)
+
+`load_saved_model` loads it in Keras' **safe mode**, which refuses files that would run
+arbitrary Python code on loading, and turns a wrong path or a broken file into a one-line
+error. The reloaded model predicts exactly what the trained one did (the difference is 0 or
+float rounding noise); `train` checks this itself right after saving. This file is all you
+need to use the model elsewhere: `mnist-cnn evaluate`, `mnist-cnn explain`, or your own code.
+""",
+        pt="""
+O `train` já salvou o melhor modelo como `model.keras`, o formato nativo do Keras 3: um único
+arquivo zip com a arquitetura (em JSON), os pesos e o estado do otimizador. (O formato antigo
+`.h5` ainda carrega no Keras, mas `.keras` é o que se usa agora.)
+
+`load_saved_model` o carrega no **modo seguro** do Keras, que recusa arquivos que executariam
+código Python arbitrário ao carregar, e transforma um caminho errado ou um arquivo quebrado
+num erro de uma linha. O modelo recarregado prevê exatamente o mesmo que o treinado (a
+diferença é 0 ou ruído de arredondamento); o `train` confere isso sozinho logo depois de
+salvar. Esse arquivo é tudo o que você precisa para usar o modelo em outro lugar:
+`mnist-cnn evaluate`, `mnist-cnn explain` ou o seu próprio código.
+""",
+    ),
+    md(
+        en="""
+## 8. Your own digit, step by step
+
+`my_digit.png`, beside this notebook, stands in for a phone photo of a hand-written 7:
+dark ink on uneven grey paper, off-centre, far bigger than 28 × 28. Replace it with a photo
+of your own digit and run this chapter again.
+""",
+        pt="""
+## 8. O seu próprio dígito, passo a passo
+
+`my_digit.png`, ao lado deste notebook, faz o papel da foto de celular de um 7 escrito à mão:
+tinta escura sobre papel cinza irregular, fora do centro, muito maior que 28 × 28. Troque-o
+pela foto de um dígito seu e execute este capítulo de novo.
+""",
+    ),
+    code("""
+from mnist_cnn.preprocess import model_input, read_image_file, to_gray, to_mnist
+
+photo = read_image_file(Path("my_digit.png"))
+gray = to_gray(photo)
+digit = to_mnist(gray)
+naive = np.asarray(photo.convert("L").resize((28, 28)), dtype=np.float32) / 255
+
+print("photo:", photo.size, photo.mode, "-> gray:", gray.shape, gray.dtype,
+      "-> MNIST-style:", digit.shape, digit.dtype, f"in [{digit.min():.0f}, {digit.max():.0f}]")
+rows, cols = np.nonzero(digit)
+centre = (np.indices(digit.shape) * digit).sum(axis=(1, 2)) / digit.sum()
+print("ink box in the 28x28 result:", np.ptp(rows) + 1, "x", np.ptp(cols) + 1,
+      "pixels | centre of mass (row, column):", centre.round(1))
+
+fig = Figure(figsize=(11, 2.9))
+axes = fig.subplots(1, 4)
+panels = [(np.asarray(photo) / 255, "1. the photo"), (gray, "2. grayscale, 0..1"),
+          (digit, "3. MNIST-style (to_mnist)"), (naive, "shortcut: only resized to 28x28")]
+for ax, (image, title) in zip(axes, panels):
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)  # the colour photo keeps its colours
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+axes[2].plot(centre[1], centre[0], "r+", markersize=12)
+show(fig)
+"""),
+    md(
+        en="""
+The package's `preprocess` module (the same one `mnist-cnn predict` and the web page use)
+turned the photo into an MNIST digit, image by image:
+
+1. `read_image_file` decoded the file (refusing huge or corrupt files before decoding them);
+2. `to_gray` made it grayscale with values in [0, 1];
+3. `to_mnist` then did what the creators of MNIST did to their scans: since the border is
+   light (paper), it **inverted** the image so the ink is white on black; it removed the
+   paper's grey level and noise and stretched the contrast; it **cropped** to the ink;
+   it **scaled** the crop so its longer side is **20 pixels**, keeping the proportions (and
+   thickening strokes that would be thinner than MNIST's); it **pasted** that into a
+   28 × 28 field so the ink's **centre of mass** falls on the centre, pixel (14, 14).
+
+The printed line checks the result: the ink fits a box whose longer side is 20 pixels, and
+the red cross (centre of mass) sits at about (14, 14). The last panel shows the tempting
+shortcut, simply shrinking the photo to 28 × 28: dark ink on a light background, a thin
+faint stroke, off-centre. Nothing like what the network was trained on. The next cell shows
+what the model makes of each.
+""",
+        pt="""
+O módulo `preprocess` do pacote (o mesmo que o `mnist-cnn predict` e a página web usam)
+transformou a foto num dígito do MNIST, imagem por imagem:
+
+1. `read_image_file` decodificou o arquivo (recusando arquivos enormes ou corrompidos antes
+   de decodificá-los);
+2. `to_gray` o converteu para tons de cinza com valores em [0, 1];
+3. `to_mnist` fez então o que os criadores do MNIST fizeram com as suas digitalizações: como
+   a borda é clara (papel), **inverteu** a imagem para a tinta ficar branca sobre preto;
+   removeu o nível de cinza e o ruído do papel e esticou o contraste; **recortou** em volta da
+   tinta; **redimensionou** o recorte para que o lado maior tenha **20 pixels**, mantendo as
+   proporções (e engrossando traços que ficariam mais finos que os do MNIST); **colou** o
+   resultado num campo de 28 × 28 de modo que o **centro de massa** da tinta caia no centro,
+   o pixel (14, 14).
+
+A linha impressa confere o resultado: a tinta cabe numa caixa cujo lado maior tem 20 pixels,
+e a cruz vermelha (centro de massa) fica por volta de (14, 14). O último painel mostra o
+atalho tentador, simplesmente encolher a foto para 28 × 28: tinta escura sobre fundo claro,
+um traço fino e apagado, fora do centro. Nada parecido com o que a rede viu no treino. A
+próxima célula mostra o que o modelo entende de cada um.
+""",
+    ),
+    code("""
+for name, image in [("naive resize", naive), ("MNIST-style", digit)]:
+    p = predict_probabilities(reloaded, model_input(image))[0]
+    top3 = np.argsort(-p)[:3]
+    print(f"{name:13}: " + ", ".join(f"{dataset.class_names[k]} {p[k]:.1%}" for k in top3))
+"""),
+    md(
+        en="""
+`model_input` adds the batch and channel axes, (28, 28) → (1, 28, 28, 1), and the model
+gives its three most probable classes for each version. The preprocessed digit should be
+read as a 7 with high confidence (after a full run); the naive version gets a wrong
+answer, often a confident one, because the network has never seen dark digits on a light
+background.
+This is the most common reason why "my model gets 99% on MNIST but fails on my drawing":
+not the model, the preprocessing. The command `mnist-cnn predict MODEL my_digit.png` does
+exactly these steps.
+""",
+        pt="""
+`model_input` acrescenta os eixos de lote e de canal, (28, 28) → (1, 28, 28, 1), e o modelo
+dá as suas três classes mais prováveis para cada versão. O dígito pré-processado deve ser
+lido como 7 com alta confiança (depois de uma execução completa); a versão ingênua recebe uma
+resposta errada, muitas vezes com muita confiança, porque a rede nunca viu dígitos escuros
+sobre fundo claro. Este é
+o motivo mais comum de "meu modelo acerta 99% no MNIST mas erra o meu desenho": não é o
+modelo, é o pré-processamento. O comando `mnist-cnn predict MODEL my_digit.png` faz
+exatamente esses passos.
+""",
+    ),
+    md(
+        en="""
+## 9. What the CNN sees
+
+Three ways to look inside the trained network, all from the package's `explain` module.
+""",
+        pt="""
+## 9. O que a CNN enxerga
+
+Três maneiras de olhar dentro da rede treinada, todas do módulo `explain` do pacote.
+""",
+    ),
+    code("""
+from mnist_cnn import explain
+
+filters = explain.first_layer_filters(reloaded)
+print("first-layer filters:", filters.shape)
+show(explain.plot_filters(filters))
+"""),
+    md(
+        en="""
+These are the 32 **filters of the first convolution**, each a 3 × 3 grid of learned weights
+(red positive, blue negative). A filter responds strongly where the image under it looks
+like it. At 3 × 3 pixels they look rough, and many mix several patterns, but look for these:
+a red row above a blue row responds to a **horizontal edge** of a stroke, a red column
+beside a blue one to a **vertical edge**, a diagonal of one colour to **slanted strokes**.
+Nobody programmed these: they emerged from lowering the loss, and they resemble the edge
+detectors found in the first stage of animal vision.
+""",
+        pt="""
+Estes são os 32 **filtros da primeira convolução**, cada um uma grade 3 × 3 de pesos
+aprendidos (vermelho positivo, azul negativo). Um filtro responde forte onde a imagem abaixo
+dele se parece com ele. Com 3 × 3 pixels eles parecem grosseiros, e muitos misturam vários
+padrões, mas procure estes: uma linha vermelha sobre uma azul responde a uma **borda
+horizontal** de um traço, uma coluna vermelha ao lado de uma azul a uma **borda vertical**,
+uma diagonal de uma só cor a **traços inclinados**. Ninguém programou isso: eles surgiram ao baixar a
+perda, e lembram os detectores de bordas do primeiro estágio da visão dos animais.
+""",
+    ),
+    code("""
+maps = explain.feature_maps(reloaded, x_test[0])
+for name, activation in maps:
+    print(f"{name}: {activation.shape[-1]} maps of {activation.shape[0]}x{activation.shape[1]}")
+print("true class of this test image:", dataset.class_names[labels[0]])
+show(explain.plot_feature_maps(maps, max_channels=16))
+"""),
+    md(
+        en="""
+The **feature maps** are what each convolution layer outputs for one test digit (here the
+first test image), taken after its batch norm and ReLU, i.e. exactly what the next layer
+receives; we show 16 of each layer's maps. In the first layer (28 × 28) you can still
+recognise the digit: each map highlights the parts matching one filter, such as the left
+edges of strokes, the top edges, the stroke itself. After pooling, the second layer's maps
+(14 × 14) are coarser and more abstract: they respond to combinations (a corner, the end of
+a stroke, a curve in one place) rather than to single edges, and the third layer's (7 × 7)
+mark only roughly *where* a larger part of the digit is. Deeper layers trade *where*
+for *what*, which is how the network becomes robust to small changes in handwriting.
+""",
+        pt="""
+Os **mapas de características** são o que cada camada de convolução produz para um dígito de
+teste (aqui a primeira imagem de teste), tomados depois da sua batch norm e da ReLU, isto é,
+exatamente o que a camada seguinte recebe; mostramos 16 mapas de cada camada. Na primeira
+camada (28 × 28) ainda dá para reconhecer o dígito: cada mapa destaca as partes que combinam
+com um filtro, como as bordas esquerdas dos traços, as bordas de cima, o próprio traço.
+Depois do pooling, os mapas da segunda camada (14 × 14) são mais grosseiros e abstratos:
+respondem a combinações (um canto, a ponta de um traço, uma curva num certo lugar) e não a
+bordas isoladas, e os da terceira (7 × 7) marcam só de modo aproximado *onde* está uma parte
+maior do dígito. Camadas mais profundas trocam o *onde* pelo *o quê*, e é assim que a rede
+fica robusta a pequenas variações da letra de cada um.
+""",
+    ),
+    code("""
+right = np.flatnonzero(predicted == labels)[:3]
+wrong = np.flatnonzero(predicted != labels)[:3]
+chosen = np.concatenate([right, wrong])
+print("test images shown:", chosen.tolist(), f"({len(wrong)} of them mistakes)")
+show(explain.plot_saliency(reloaded, x_test[chosen], labels[chosen], dataset.class_names))
+"""),
+    md(
+        en="""
+A **saliency map** asks: which pixels, if changed a little, would change the score of the
+predicted class the most? It is the gradient of that class's score (before the softmax)
+with respect to each input pixel, computed with TensorFlow's automatic differentiation
+(`tf.GradientTape`), averaged over a few slightly noisy copies of the image (SmoothGrad)
+because single gradients are speckled. Bright means influential.
+
+For correct predictions the bright pixels lie on and around the strokes that tell this
+digit apart (the open top of a 4, the loop of a 6). For the **mistakes** (red titles) the
+map shows what misled the network: often a stroke that really does look like part of the
+wrong digit, or a gap where the right digit would need ink. Saliency is a hint about the
+model's reasons, not a proof; it is most useful for spotting a model that looks at the
+wrong thing (a border, a smudge).
+""",
+        pt="""
+Um **mapa de saliência** pergunta: quais pixels, se mudados um pouco, mais mudariam a nota da
+classe prevista? É o gradiente da nota dessa classe (antes do softmax) em relação a cada pixel
+da entrada, calculado com a diferenciação automática do TensorFlow (`tf.GradientTape`) e
+tirando a média sobre algumas cópias levemente ruidosas da imagem (SmoothGrad), porque
+gradientes isolados são granulados. Claro quer dizer influente.
+
+Nas previsões corretas, os pixels claros ficam sobre e em volta dos traços que distinguem o
+dígito (o topo aberto de um 4, o laço de um 6). Nos **erros** (títulos em vermelho), o mapa
+mostra o que enganou a rede: muitas vezes um traço que parece mesmo parte do dígito errado,
+ou um vazio onde o dígito certo precisaria de tinta. A saliência é uma pista sobre as razões
+do modelo, não uma prova; ela é mais útil para flagrar um modelo que olha para a coisa
+errada (uma borda, uma mancha).
+""",
+    ),
+    code("""
+show(explain.explain_figure(reloaded, digit, dataset.class_names, title="my_digit.png"))
+"""),
+    md(
+        en="""
+Everything at once for *your* digit: the preprocessed input, the ten class probabilities,
+the saliency of the predicted class over the digit, and eight feature maps of each
+convolution layer. This is the picture `mnist-cnn explain` writes (next chapter). A model
+without convolution layers (a plain dense network) gets the same picture with a note in
+place of the feature maps.
+""",
+        pt="""
+Tudo de uma vez para o *seu* dígito: a entrada pré-processada, as dez probabilidades, a
+saliência da classe prevista sobre o dígito e oito mapas de características de cada camada
+de convolução. É a figura que o `mnist-cnn explain` grava (próximo capítulo). Um modelo sem
+camadas de convolução (uma rede densa simples) recebe a mesma figura com um aviso no lugar
+dos mapas de características.
+""",
+    ),
+    md(
+        en="""
+## 10. Next steps
+""",
+        pt="""
+## 10. Próximos passos
+""",
+    ),
+    code("""
+from mnist_cnn.cli import main
+
+exit_code = main(["models"])
+exit_code = main(["explain", str(model_path), "my_digit.png", "-o", str(run_dir / "my_digit-explained.png")])
+print("exit code:", exit_code)
+"""),
+    md(
+        en="""
+The command line does everything this notebook did; we just called it in-process (`main`
+takes the same arguments as the shell command). In a terminal:
+
+| notebook | command |
+|---|---|
+| chapters 0–5: load, prepare, build, compile, train | `mnist-cnn train` (add `--epochs`, `--model`, `--labels sparse`, `--seed`, ...) |
+| chapter 6: metrics, confusion matrix, mistakes | `mnist-cnn evaluate runs/<run>/model.keras` |
+| chapter 2: the architectures | `mnist-cnn models` |
+| chapter 8: your own digit | `mnist-cnn predict runs/<run>/model.keras my_digit.png` |
+| chapter 9: what the CNN sees | `mnist-cnn explain runs/<run>/model.keras my_digit.png -o explained.png` |
+
+Every command has `--help` with an example. Things to try next:
+
+- **Other models and recipes**: `mnist-cnn models` lists what your version has; train the
+  seed's `keras-example` and compare its curves with `cnn`'s. Named recipes (a `fast` one
+  for time to 99% and a `strong` one for the best accuracy) are being added; when
+  `mnist-cnn models` lists them, `mnist-cnn train --recipe strong` runs one.
+- **Fashion-MNIST**: the same 28 × 28 format with ten kinds of clothing instead of digits,
+  and much harder (a simple CNN reaches about 91–93%). `load_dataset("fashion-mnist")` or
+  `mnist-cnn train --dataset fashion-mnist`; this whole notebook works on it if you change
+  the dataset name in chapter 0 (and `config`'s `dataset`).
+- **Experiments**: sparse labels (1.2), no dropout, fewer filters, a smaller learning rate;
+  predict what the curves (5.2) will do before you run it.
+""",
+        pt="""
+A linha de comando faz tudo o que este notebook fez; aqui só a chamamos dentro do próprio
+processo (`main` recebe os mesmos argumentos do comando no terminal). Num terminal:
+
+| notebook | comando |
+|---|---|
+| capítulos 0 a 5: carregar, preparar, construir, compilar, treinar | `mnist-cnn train` (com `--epochs`, `--model`, `--labels sparse`, `--seed`, ...) |
+| capítulo 6: métricas, matriz de confusão, erros | `mnist-cnn evaluate runs/<execução>/model.keras` |
+| capítulo 2: as arquiteturas | `mnist-cnn models` |
+| capítulo 8: o seu próprio dígito | `mnist-cnn predict runs/<execução>/model.keras my_digit.png` |
+| capítulo 9: o que a CNN enxerga | `mnist-cnn explain runs/<execução>/model.keras my_digit.png -o explicado.png` |
+
+Todo comando tem `--help` com um exemplo. O que experimentar em seguida:
+
+- **Outros modelos e receitas**: `mnist-cnn models` lista o que a sua versão tem; treine o
+  `keras-example` do notebook original e compare as curvas dele com as do `cnn`. Receitas
+  com nome (uma `fast`, para chegar a 99% no menor tempo, e uma `strong`, para a melhor
+  acurácia) estão sendo adicionadas; quando o `mnist-cnn models` as listar,
+  `mnist-cnn train --recipe strong` executa uma delas.
+- **Fashion-MNIST**: o mesmo formato 28 × 28 com dez tipos de roupa no lugar de dígitos, e
+  bem mais difícil (uma CNN simples chega a uns 91–93%). `load_dataset("fashion-mnist")` ou
+  `mnist-cnn train --dataset fashion-mnist`; este notebook inteiro funciona com ele se você
+  trocar o nome do conjunto de dados no capítulo 0 (e o `dataset` da `config`).
+- **Experimentos**: rótulos esparsos (1.2), sem dropout, menos filtros, uma taxa de
+  aprendizado menor; tente prever o que as curvas (5.2) vão fazer antes de executar.
+""",
+    ),
+]

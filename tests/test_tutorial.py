@@ -1,0 +1,88 @@
+"""The tutorial notebooks: one source, twin languages, chapters in the seed's order, and they run.
+
+The execution test runs both notebooks top to bottom in quick mode (3,000 training images,
+one epoch) in fresh kernels, failing on any cell error; CI runs it on the real MNIST.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_CHAPTERS = ["0", "1", "1.1", "1.2", "2", "2.1", "3", "4", "5", "5.1", "5.2", "6", "6.1", "7", "8", "9", "10"]
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("build_tutorials", REPO / "notebooks" / "build_tutorials.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+builder = load_builder()
+
+
+def code_cells(nb) -> list[str]:
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_twins_share_their_code_and_translate_all_prose():
+    en, pt = builder.build("en"), builder.build("pt")
+    assert [c.cell_type for c in en.cells] == [c.cell_type for c in pt.cells]
+    assert code_cells(en) == code_cells(pt) and len(code_cells(en)) >= 20
+    untranslated = [c.source[:60] for c, d in zip(en.cells, pt.cells) if c.cell_type == "markdown"
+                    and c.source == d.source]
+    assert untranslated == []
+
+
+def test_every_code_cell_is_followed_by_an_explanation():
+    cells = builder.build("en").cells
+    for index, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            assert index + 1 < len(cells) and cells[index + 1].cell_type == "markdown", cell.source[:80]
+
+
+@pytest.mark.parametrize("lang", ["en", "pt"])
+def test_chapters_follow_the_seed_order(lang):
+    headings = [m.group(1) for c in builder.build(lang).cells if c.cell_type == "markdown"
+                for m in re.finditer(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", c.source, re.MULTILINE)]
+    assert headings == SEED_CHAPTERS
+
+
+def test_cells_call_the_package_instead_of_copying_training_code():
+    source = "\n".join(code_cells(builder.build("en")))
+    for copied in (".fit(", ".compile(", "Conv2D(", "Dense(", "GradientTape", "to_categorical"):
+        assert copied not in source
+    for api in ("load_dataset(", "normalize(", "encode_labels(", "build_model(", "compile_model(", "train(",
+                "compute_metrics(", "load_saved_model(", "to_mnist(", "explain.feature_maps("):
+        assert api in source
+
+
+@pytest.mark.parametrize("lang", ["en", "pt"])
+def test_stored_notebooks_are_built_from_the_source(lang):
+    stored = nbformat.read(builder.NOTEBOOKS[lang], as_version=4)
+    nbformat.validate(stored)
+    assert builder.cell_sources(stored) == builder.cell_sources(builder.build(lang)), (
+        "notebooks are out of date: run python notebooks/build_tutorials.py")
+
+
+@pytest.mark.slow
+def test_both_notebooks_run_top_to_bottom_in_quick_mode(shared_data, isolated_env, monkeypatch):
+    monkeypatch.setenv("MNIST_CNN_DATA_DIR", str(shared_data))
+    for lang in ("en", "pt"):
+        start = time.perf_counter()
+        nb = builder.execute(builder.build(lang), quick=True)  # raises CellExecutionError on any error
+        seconds = time.perf_counter() - start
+        outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        assert "quick mode" in outputs and "exit code: 0" in outputs, outputs[-2000:]
+        assert "I0000" not in outputs  # TensorFlow's start-up chatter is tidied away
+        assert seconds < 120, f"{lang}: {seconds:.0f} s"
+    explained = list((isolated_env / "runs").glob("*/my_digit-explained.png"))
+    assert len(explained) == 2  # one per notebook, in the runs folder, not beside the notebooks
+    assert not list((REPO / "notebooks").glob("runs"))
