@@ -101,6 +101,23 @@ def test_transformed_mnist_digits_come_back_as_the_original(mnist_digits, transf
     assert np.median(differences) < 0.03 and max(differences) < 0.12, transform
 
 
+def test_fashion_items_follow_fashion_mnists_own_recipe():
+    if not (SHARED_DATA / "fashion-mnist").is_dir():
+        pytest.skip(f"Fashion-MNIST not found at {SHARED_DATA}")
+    images, _, _ = data.load_split(data.get_spec("fashion-mnist"), SHARED_DATA / "fashion-mnist", "test")
+    own, digit_recipe = [], []
+    for image in images[:20]:
+        # As a product photo: dark item on white, 5x larger, off-centre on a bigger page.
+        photo = Image.new("L", (300, 260), 255)
+        photo.paste(Image.fromarray(255 - image).resize((140, 140), Image.Resampling.BICUBIC), (30, 100))
+        own.append(np.abs(preprocess(encode(photo), style="fashion") - image / 255.0).mean())
+        digit_recipe.append(np.abs(preprocess(encode(photo)) - image / 255.0).mean())
+    # Longer edge 28 px, centred by geometry, no contrast games: back to nearly the original
+    # (resampling blur may widen the trimmed item by a pixel).
+    assert np.median(own) < 0.07
+    assert np.median(digit_recipe) > 2 * np.median(own)  # the digit recipe (20-px box) would not be
+
+
 @pytest.mark.parametrize("size, width, offset", [
     ((300, 300), 12, (0, 0)),  # ordinary
     ((600, 400), 14, (-170, 90)),  # off-centre, wide canvas
@@ -112,6 +129,13 @@ def test_drawn_digits_land_centred_with_mnist_statistics(size, width, offset):
     assert_mnist_like(out)
 
 
+def test_big_jpeg_photos_are_decoded_at_reduced_scale():
+    photo = encode(draw_seven((6000, 4500), 40).convert("RGB"), "JPEG", quality=90)  # 27 MP > the cap
+    im = decode_image(photo)
+    assert max(im.size) <= 2048  # draft mode: 1/2..1/8 scale, so the pixel cap is met
+    assert_mnist_like(preprocess(photo))
+
+
 def test_a_huge_image_is_fast_enough():
     source = encode(draw_seven((4000, 4000), 30))
     start = time.perf_counter()
@@ -119,10 +143,15 @@ def test_a_huge_image_is_fast_enough():
     assert time.perf_counter() - start < 5.0
 
 
-def test_thin_strokes_are_thickened_to_mnist_weight():
+@pytest.mark.parametrize("size, ink, paper", [
+    ((800, 800), 0, 255),
+    ((5000, 4000), 0, 255),  # pooled down before anything else: the line must survive that too
+    ((5000, 4000), 255, 0),  # light ink on dark paper takes the other pooling
+])
+def test_thin_strokes_are_thickened_to_mnist_weight(size, ink, paper):
     # A 1-px pen line on a big canvas shrinks to 0.05 px at 20 px: without thickening, nothing is left.
-    thin = draw_seven((800, 800), 1)
-    assert stroke_width(np.asarray(thin) < 128) <= 2
+    thin = draw_seven(size, 1, ink=ink, paper=paper)
+    assert stroke_width(np.asarray(thin) == ink) <= 2
     out = preprocess(thin)
     assert_mnist_like(out)
     ink = int((out > 0.5).sum())
@@ -175,6 +204,31 @@ def test_faint_paper_noise_is_dropped():
     out = preprocess(noisy)
     assert_mnist_like(out)
     assert np.abs(out - preprocess(page.astype(np.uint8))).mean() < 0.03
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_a_photo_with_a_shadow_reads_like_a_scan(light):
+    # Paper lit from the right: 65% as bright on the left. Without flattening, the shadow
+    # is darker than the paper's median and reads as ink over half the page.
+    clean = np.asarray(draw_seven((900, 700), 30, ink=0 if light else 255, paper=255 if light else 0), float)
+    lighting = np.linspace(0.65, 1.0, 900)[np.newaxis, :]
+    shaded = clean * lighting if light else 255 - (255 - clean) * lighting
+    noisy = shaded + np.random.default_rng(0).normal(0, 6, clean.shape)
+    photo = encode(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=80)
+    out = preprocess(photo)
+    assert_mnist_like(out)
+    assert np.abs(out - preprocess(clean.astype(np.uint8))).mean() < 0.04
+
+
+def test_isolated_specks_do_not_move_the_crop():
+    page = np.asarray(draw_seven((400, 400), 14)).copy()
+    clean = preprocess(page)
+    page[[5, 390, 200, 20], [5, 390, 10, 380]] = 0  # four dust specks near the corners
+    assert np.abs(preprocess(page) - clean).max() < 1e-6
+    dust_only = np.full((400, 400), 255, np.uint8)
+    dust_only[[5, 390, 200], [5, 390, 10]] = 0
+    with pytest.raises(EmptyImageError, match="specks"):
+        preprocess(dust_only)
 
 
 @pytest.mark.parametrize("fill", [0, 255, 128])

@@ -14,7 +14,8 @@ from .config import TrainConfig  # noqa: E402
 from .data import load_dataset  # noqa: E402
 from .errors import MnistCnnError  # noqa: E402
 
-__all__ = ["TrainConfig", "load_dataset", "MnistCnnError", "build_model", "train", "load_saved_model", "__version__"]
+__all__ = ["TrainConfig", "load_dataset", "MnistCnnError", "build_model", "train", "load_saved_model",
+           "Predictor", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +29,7 @@ def __getattr__(name: str) -> Any:
     if name == "load_saved_model":
         from .models import load_saved_model
         return load_saved_model
+    if name == "Predictor":  # Keras loads only when a model does (Predictor.from_path)
+        from .predict import Predictor
+        return Predictor
     raise AttributeError(f"module 'mnist_cnn' has no attribute {name!r}")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import cli_data
+from . import cli_data, cli_use
 from .errors import MnistCnnError
 
 log = logging.getLogger("mnist_cnn")
@@ -32,6 +32,7 @@ EPILOGS = {
     "explain": "example:\n  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png -o out.png\n"
                "  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras --test-index 8 -o test8.png",
     "data": cli_data.EPILOGS["data"],
+    **cli_use.EPILOGS,
 }
 
 
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_data.add_source_flags(x)  # --data-dir, --mirror, --offline, for --test-index
     x.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.png", help="where to write the picture")
     cli_data.add_data_command(sub, _Parser)
+
+    cli_use.add_predict_arguments(command("predict", cli_use.PREDICT_HELP, _cmd_predict), _positive_int)
+    cli_use.add_serve_arguments(command("serve", cli_use.SERVE_HELP, _cmd_serve))
     return parser
 
 
@@ -219,6 +223,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for name, recipe in RECIPES.items():
         print(f"{name:<16}{recipe.settings.get('model', 'cnn'):>12}  {recipe.description}")
     return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    return cli_use.run_predict(args, _quiet_tensorflow)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return cli_use.run_serve(args, _quiet_tensorflow)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:

@@ -5,15 +5,21 @@ a 20x20 box keeping its aspect ratio (anti-aliased, hence the grey edges) and pa
 into a 28x28 field so that its centre of mass sits at the centre. A model trained on that
 reads other images well only if they go through the same steps, which `to_mnist` does:
 
-1. decode (`decode_image`): PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, PNM; any size
+1. decode (`decode_image`, in `imagefile`): PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, PNM; any size
    and mode. Bytes are capped before reading and pixels before decoding (`im.size` is
    known from the header), so a small file claiming a huge image is refused unread.
+   Big JPEG photos are decoded at 1/2..1/8 scale (JPEG draft mode), which the cap counts.
 2. grayscale in [0, 1] (`to_gray`): transparent pixels are composited onto white, or
    onto black when the opaque ink itself is light, so either ink survives.
 3. polarity: if the image border is light (paper), invert, so ink is white on black.
+   Images over SHRINK_SIDE px are first pooled down, keeping the darkest (or, on dark
+   paper, the lightest) pixel of each block, so pen lines survive and memory stays small.
+   Uneven lighting (a photo's shadow or vignette) is divided out first: the paper's
+   level is estimated per region on a coarse grid and normalised (`flatten_paper`).
 4. contrast: subtract the background level (the border's median) and stretch so the
    ink's typical peak becomes 1; anything under NOISE_LEVEL (paper grain, JPEG noise)
-   becomes 0. No ink left -> EmptyImageError (a guess on a blank image would be noise).
+   becomes 0, and so does any isolated speck (a pen line, however thin, has inked
+   neighbours). No ink left -> EmptyImageError (a guess on a blank image would be noise).
 5. crop to the ink's bounding box.
 6. keep thin strokes: a large crop is max-pooled (not averaged) to at most WORK_SIDE px,
    so a 1-px pen line stays at full strength; if the strokes are still thinner than
@@ -23,115 +29,46 @@ reads other images well only if they go through the same steps, which `to_mnist`
    column 14, where MNIST's own digits have it on average.
 
 The result is float32 (28, 28) in [0, 1], white ink on black, like `data.normalize`'s
-output per image; `model_input` adds the batch and channel axes. Pillow and NumPy only:
+output per image; `model_input` adds the batch and channel axes.
+
+Fashion-MNIST was made differently (Zalando's README): product photos trimmed to the
+item, the longer edge resized to 28 px, centred by geometry, negated; no stroke or
+contrast steps. `to_fashion_mnist` follows that recipe; `preprocess(..., style="fashion")`
+picks it, and a `Predictor` does so for models trained on fashion-mnist. Pillow and NumPy only:
 no Keras here, and nothing runs at import.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import EmptyImageError, ImageError, ImageTooLargeError
+from .errors import EmptyImageError
+# Steps 1-2 live in imagefile; re-exported here, the one public preprocessing API.
+from .imagefile import (ALLOWED_FORMATS, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEG_DRAFT_SIDE,  # noqa: F401
+                        decode_image, gray_from_array, read_image_file, to_gray)
 
-DEFAULT_MAX_BYTES = 5 * 1024 * 1024  # largest accepted image file / upload (5 MiB)
-DEFAULT_MAX_PIXELS = 25_000_000  # largest decoded image (a 25-MP photo); bombs claim billions
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")  # no EPS: it runs Ghostscript
-JPEG_DRAFT_SIDE = 1024  # big JPEGs are decoded at 1/2..1/8 scale, but never below this (px)
+Style = Literal["digit", "fashion"]  # which dataset's recipe: MNIST digits or Fashion-MNIST items
+FASHION_TRIM_LEVEL = 0.05  # Fashion-MNIST: pixels within 5% of the background are trimmed away
 SIDE = 28  # output image side (px)
 BOX = 20  # the digit's longer side inside the 28x28 field (px), as in MNIST
 CENTRE = 14.0  # where MNIST digits' centre of mass lies (row and column, pixel indices)
 MIN_CONTRAST = 0.1  # ink must differ from the background by >= 10% of full scale
 NOISE_LEVEL = 0.15  # after stretching, values below this are background noise
+SPECK_NEIGHBOURS = 3  # ink pixels with fewer inked pixels in their 3x3 block (self included) are noise
 INK_LEVEL = 0.5  # after stretching, values above this count as stroke for width estimates
 BORDER_FRACTION = 0.03  # the border strip used to judge the background (share of the side)
+FLATTEN_MIN_SIDE = 64  # smaller images (MNIST-sized, icons) are taken as evenly lit (px)
+FLATTEN_GRID = 16  # the paper's level is estimated on a grid of about this many blocks per side
+UNEVEN_LIGHTING = 0.08  # paper levels spreading more than this across the grid get flattened
+SHRINK_SIDE = 1024  # larger images are min/max-pooled to at most this side first (px)
 WORK_SIDE = 4 * BOX  # crops larger than this are max-pooled down to it before thinning checks
 MIN_STROKE_PX = 1.5  # thinner strokes (at the 20-px scale) get dilated ...
 TARGET_STROKE_PX = 2.5  # ... to about this, MNIST's typical stroke width at 20 px
-
-
-def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes (first frame of an animation), refusing oversized input before decoding.
-
-    Raises ImageTooLargeError (too many bytes or pixels) or ImageError (not an image of an
-    allowed format, truncated, corrupt).
-    """
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(f"image is {len(data):,} bytes, over the {max_bytes:,}-byte limit; "
-                                 f"send a smaller file (a digit needs only a few KB)")
-    if not data:
-        raise ImageError("image is empty (0 bytes); send a PNG, JPEG, WebP or GIF file")
-    try:
-        im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError:  # Pillow's own cap (far above ours) fires inside open()
-        raise ImageTooLargeError(f"image dimensions are over Pillow's pixel limit (and the "
-                                 f"{max_pixels:,}-pixel limit here); scale it down first") from None
-    except Exception:  # Pillow raises UnidentifiedImageError, SyntaxError, ValueError, ...
-        raise ImageError(f"not a readable image (allowed: {', '.join(ALLOWED_FORMATS)}); "
-                         f"send a PNG, JPEG, WebP or GIF file") from None
-    width, height = im.size  # from the header: nothing is decoded yet
-    if width * height > max_pixels:
-        raise ImageTooLargeError(f"image is {width}x{height} = {width * height:,} pixels, over the "
-                                 f"{max_pixels:,}-pixel limit; scale it down first")
-    if im.format == "JPEG":
-        im.draft("L", (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))  # decode big photos at reduced scale
-    try:
-        im.load()
-        return ImageOps.exif_transpose(im)  # photos: apply the camera's rotation
-    except Exception as e:  # truncated data raises OSError; corrupt chunks SyntaxError, zlib.error ...
-        first_line = (str(e).splitlines() or [type(e).__name__])[0][:120]
-        raise ImageError(f"cannot decode the image ({first_line}); the file is truncated or "
-                         f"corrupt, send it again or re-save it") from None
-
-
-def read_image_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """`decode_image` on a file, checking its size before reading it."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageTooLargeError(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit; "
-                                     f"scale it down first")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ImageError(f"cannot read {path}: {e.strerror}; check the path") from None
-    try:
-        return decode_image(data, max_bytes, max_pixels)
-    except ImageError as e:
-        raise type(e)(f"{path}: {e}") from None
-
-
-def to_gray(im: Image.Image) -> np.ndarray:
-    """Any Pillow image -> float32 (H, W) luminance in [0, 1], transparency composited."""
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float scans
-        values = np.asarray(im, dtype=np.float32)
-        return np.clip(values / (65535.0 if values.max() > 255 else 255.0), 0.0, 1.0)
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if not has_alpha:
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-    rgba = im.convert("RGBA")
-    luminance = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
-    opaque = alpha > 0.5
-    # Light ink on a transparent background would vanish on white: composite it onto black.
-    background = 0.0 if opaque.any() and float(np.median(luminance[opaque])) > 0.5 else 1.0
-    return luminance * alpha + background * (1.0 - alpha)
-
-
-def gray_from_array(values: np.ndarray) -> np.ndarray:
-    """A 2-D array of 0..255 values (e.g. a raw MNIST image) -> float32 (H, W) in [0, 1]."""
-    values = np.asarray(values, dtype=np.float32)
-    if values.ndim != 2 or min(values.shape) < 1:
-        raise ImageError(f"expected a 2-D array of pixels, got shape {values.shape}")
-    if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
-        raise ImageError("pixel values must be finite numbers from 0 to 255")
-    return values / 255.0
 
 
 def _border(gray: np.ndarray) -> np.ndarray:
@@ -143,9 +80,39 @@ def _border(gray: np.ndarray) -> np.ndarray:
 def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
     """(H, W) -> (ceil(H/f), ceil(W/f)), each output pixel the max of its f x f block."""
     h, w = image.shape
-    padded = np.zeros((-(-h // factor) * factor, -(-w // factor) * factor), image.dtype)
-    padded[:h, :w] = image
+    # Edge padding: a partial block at the border keeps its own pixels' max, whatever the sign.
+    padded = np.pad(image, ((0, -h % factor), (0, -w % factor)), mode="edge")
     return padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor).max(axis=(1, 3))
+
+
+def flatten_paper(gray: np.ndarray, light_paper: bool) -> np.ndarray:
+    """Divide out uneven lighting so the paper has one level (1 if light, 0 if dark).
+
+    The paper's level per block is a high percentile of the block (ink is a minority),
+    then the brightest of each block's neighbours (blocks inside a thick stroke have no
+    paper), interpolated back to full size. Evenly lit and small images come back unchanged;
+    a border whose eight half-sides all have one level counts as evenly lit (no grid needed).
+    """
+    if min(gray.shape) < FLATTEN_MIN_SIDE:
+        return gray
+    h, w = gray.shape
+    strip = max(1, round(BORDER_FRACTION * min(h, w)))
+    halves = [gray[:strip, :w // 2], gray[:strip, w // 2:], gray[-strip:, :w // 2], gray[-strip:, w // 2:],
+              gray[:h // 2, :strip], gray[h // 2:, :strip], gray[:h // 2, -strip:], gray[h // 2:, -strip:]]
+    border_levels = [float(np.median(half)) for half in halves]
+    if max(border_levels) - min(border_levels) < UNEVEN_LIGHTING / 2:
+        return gray
+    paper = gray if light_paper else 1.0 - gray  # paper bright, ink dark
+    block = math.ceil(max(gray.shape) / FLATTEN_GRID)
+    padded = np.pad(paper, ((0, -h % block), (0, -w % block)), mode="edge")
+    blocks = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block)
+    levels = np.percentile(blocks, 90, axis=(1, 3)).astype(np.float32)  # (rows, cols) of blocks
+    levels = _dilate(levels, 1)[1:-1, 1:-1]  # max over each block's 3x3 neighbourhood
+    if float(levels.max() - levels.min()) < UNEVEN_LIGHTING:
+        return gray
+    background = np.asarray(Image.fromarray(levels, mode="F").resize((w, h), Image.Resampling.BILINEAR))
+    flat = np.clip(paper / np.maximum(background, 1e-3), 0.0, 1.0)
+    return flat if light_paper else 1.0 - flat
 
 
 def _dilate(image: np.ndarray, radius: int) -> np.ndarray:
@@ -172,6 +139,18 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2.0 * area / max(area - int(eroded.sum()), 1)
 
 
+def drop_specks(image: np.ndarray) -> np.ndarray:
+    """Zero ink pixels with fewer than SPECK_NEIGHBOURS inked pixels in their 3x3 block.
+
+    One noisy pixel far from the digit would otherwise stretch the bounding box over the
+    whole page; a stroke pixel, even on a 1-px line, has at least two inked neighbours.
+    """
+    ink = np.pad(image > 0, 1).astype(np.uint8)
+    h, w = image.shape
+    counts = sum(ink[i:i + h, j:j + w] for i in range(3) for j in range(3))
+    return np.where(counts >= SPECK_NEIGHBOURS, image, 0.0).astype(image.dtype)
+
+
 def _bounding_box(image: np.ndarray) -> tuple[slice, slice]:
     rows, cols = np.nonzero(image.any(axis=1))[0], np.nonzero(image.any(axis=0))[0]
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
@@ -183,7 +162,12 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     Steps 3-8 of the module docstring. Raises EmptyImageError when there is no ink.
     """
     gray = np.asarray(gray, dtype=np.float32)
-    if float(np.median(_border(gray))) > 0.5:  # light paper: make the ink white on black
+    light_paper = float(np.median(_border(gray))) > 0.5
+    if max(gray.shape) > SHRINK_SIDE:  # keep the ink's extreme per block: lines survive
+        factor = math.ceil(max(gray.shape) / SHRINK_SIDE)
+        gray = -_max_pool(-gray, factor) if light_paper else _max_pool(gray, factor)
+    gray = flatten_paper(gray, light_paper)
+    if light_paper:  # make the ink white on black
         gray = 1.0 - gray
     background = float(np.median(_border(gray)))
     ink_values = gray[gray > background + MIN_CONTRAST]
@@ -193,6 +177,10 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     peak = float(np.percentile(ink_values, 95))  # not max: one hot pixel must not set the scale
     image = np.clip((gray - background) / max(peak - background, 1e-6), 0.0, 1.0)
     image[image < NOISE_LEVEL] = 0.0
+    image = drop_specks(image)
+    if not image.any():
+        raise EmptyImageError("the image holds only scattered specks, no strokes; draw or photograph a "
+                              "digit, dark on light or light on dark")
     image = image[_bounding_box(image)]
 
     longer = max(image.shape)
@@ -226,18 +214,52 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_fashion_mnist(gray: np.ndarray) -> np.ndarray:
+    """Grayscale float (H, W), either polarity -> float32 (28, 28) in [0, 1], Fashion-MNIST-style.
+
+    Dark-on-light photos are negated; the background level is subtracted; the item is
+    trimmed to where it differs from the background, its longer edge resized to 28 px
+    (Lanczos) and the shorter edge centred. Raises EmptyImageError for a blank image.
+    """
+    gray = np.asarray(gray, dtype=np.float32)
+    light_background = float(np.median(_border(gray))) > 0.5
+    gray = flatten_paper(gray, light_background)
+    if light_background:
+        gray = 1.0 - gray
+    background = float(np.median(_border(gray)))
+    item = np.clip((gray - background) / max(1.0 - background, 1e-6), 0.0, 1.0)
+    mask = drop_specks(np.where(item > FASHION_TRIM_LEVEL, item, 0.0))
+    if not mask.any():
+        raise EmptyImageError("the image is blank (nothing differs from its background); photograph "
+                              "one item on a plain background")
+    item = item[_bounding_box(mask)]
+    scale = SIDE / max(item.shape)  # longer edge -> 28 px
+    height, width = (max(1, round(n * scale)) for n in item.shape)
+    resized = Image.fromarray(item, mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    out = np.zeros((SIDE, SIDE), np.float32)
+    # An odd margin's extra pixel goes before the item, as in Fashion-MNIST's own images.
+    top, left = (SIDE - height + 1) // 2, (SIDE - width + 1) // 2
+    out[top:top + height, left:left + width] = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    return out
+
+
 def preprocess(source: bytes | Path | Image.Image | np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Image bytes, an image file, a Pillow image or a 0..255 array -> float32 (28, 28) in [0, 1]."""
+               max_pixels: int = DEFAULT_MAX_PIXELS, style: Style = "digit") -> np.ndarray:
+    """Image bytes, an image file, a Pillow image or a 0..255 array -> float32 (28, 28) in [0, 1].
+
+    `style` picks the recipe: "digit" (MNIST, `to_mnist`) or "fashion" (`to_fashion_mnist`).
+    """
     if isinstance(source, np.ndarray):
-        return to_mnist(gray_from_array(source))
-    if isinstance(source, (bytes, bytearray)):
-        im = decode_image(bytes(source), max_bytes, max_pixels)
-    elif isinstance(source, Image.Image):
-        im = source
+        gray = gray_from_array(source)
     else:
-        im = read_image_file(Path(source), max_bytes, max_pixels)
-    return to_mnist(to_gray(im))
+        if isinstance(source, (bytes, bytearray)):
+            im = decode_image(bytes(source), max_bytes, max_pixels)
+        elif isinstance(source, Image.Image):
+            im = source
+        else:
+            im = read_image_file(Path(source), max_bytes, max_pixels)
+        gray = to_gray(im)
+    return to_fashion_mnist(gray) if style == "fashion" else to_mnist(gray)
 
 
 def model_input(images: np.ndarray) -> np.ndarray:

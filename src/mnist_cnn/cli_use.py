@@ -1,0 +1,106 @@
+"""The `mnist-cnn predict` and `mnist-cnn serve` subcommands: using a trained model.
+
+Part of the CLI (it prints); `cli.py` wires it in. Handlers stay thin: `predict`,
+`preprocess` and `serve` do the work and never print. Keras, TensorFlow and FastAPI
+are imported inside the handlers, so `mnist-cnn --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .errors import MnistCnnError
+
+EPILOGS = {
+    "predict": "example:\n  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png --top-k 3\n"
+               "  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras photos/ --json "
+               "--save-preprocessed seen/\n"
+               "  cat digit.png | mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras -",
+    "serve": "example:\n  mnist-cnn serve runs/20261127T120000Z-mnist-cnn/model.keras --port 8000\n"
+             "  then open http://127.0.0.1:8000 to draw a digit, or\n"
+             "  curl -F file=@digit.png http://127.0.0.1:8000/predict",
+}
+PREDICT_HELP = ("Read images with a trained model: top-k classes per image (MNIST-style preprocessing: "
+                "grayscale, invert, crop, fit 20 px, centre in 28x28).")
+SERVE_HELP = "Serve the draw-a-digit page and a JSON API for a trained model (needs the [serve] extra)."
+
+
+def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
+    p.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, WebP, GIF, BMP, TIFF), folders of them, or - for stdin")
+    p.add_argument("--top-k", type=positive_int, default=3, help="classes to list per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+                   help="write the 28x28 image the model saw for each input as DIR/<name>.png")
+
+
+def add_serve_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    s.add_argument("--max-upload-mb", type=float, default=5.0, help="largest accepted image upload (default 5)")
+
+
+def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
+    import numpy as np
+
+    from .errors import ImageError
+    from .predict import collect_images, format_prediction, save_preprocessed
+
+    inputs = collect_images(args.images, sys.stdin.buffer)  # before the slow imports: fail fast
+    quiet_tensorflow()
+    from .predict import Predictor
+
+    predictor = Predictor.from_path(args.model_path)
+    names, images, errors = [], [], []
+    for name, source in inputs:
+        try:
+            images.append(predictor.preprocess(source))
+            names.append(name)
+        except ImageError as e:  # one bad file must not hide the others' answers
+            errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
+    predictions = predictor.predict_preprocessed(np.stack(images), names, args.top_k) if images else []
+    if args.save_preprocessed is not None:
+        save_preprocessed(args.save_preprocessed, predictions)
+    if args.json:
+        print(json.dumps({"model": str(args.model_path), "predictions": [p.to_dict() for p in predictions],
+                          "errors": errors}, indent=2))
+    else:
+        for prediction in predictions:
+            print(format_prediction(prediction))
+    for error in errors:
+        print(f"mnist-cnn predict: error: {error['error']}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
+    try:
+        import uvicorn  # noqa: F401
+
+        from . import serve
+    except ImportError as e:
+        raise MnistCnnError(f"serving needs FastAPI and uvicorn ({e.name} is missing); "
+                            f"pip install 'mnist-cnn[serve]'") from None
+    if args.max_upload_mb <= 0:
+        raise MnistCnnError(f"--max-upload-mb {args.max_upload_mb} must be > 0")
+    sock = serve.bind(args.host, args.port)  # first: a busy port fails in one line, before TF loads
+    with sock:
+        quiet_tensorflow()
+        from .predict import Predictor
+
+        predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+        host, port = sock.getsockname()[:2]
+        print(f"serving {args.model_path} on http://{host}:{port}  (page at /, API docs at /docs; "
+              f"Ctrl-C stops)", flush=True)
+        if not ipaddress.ip_address(host).is_loopback:
+            print(f"note: {host} is reachable from other machines; the API has no authentication",
+                  file=sys.stderr)
+        serve.run(serve.create_app(predictor), sock)
+    return 0

@@ -1,0 +1,210 @@
+"""Using a trained model: `Predictor` loads it once and reads images the way MNIST was made.
+
+Every image goes through `preprocess.preprocess` (steps documented there), the one path
+the CLI, the API and the page share, so what is served is what was trained on: MNIST's
+recipe, or Fashion-MNIST's for models trained on fashion-mnist. Class names come from
+the run folder beside the model (`config.json`), else 0..N-1.
+Nothing runs at import; Keras is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .atomic import write_bytes
+from .errors import ImageError, MnistCnnError, ModelFileError
+from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SIDE, Style, model_input, preprocess,
+                         to_uint8)
+from .runs import CONFIG_FILE, METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOP_K = 3  # classes listed per image
+FASHION_DATASETS = ("fashion-mnist",)  # models trained on these get Fashion-MNIST's preprocessing
+TEST_METRIC_KEYS = ("accuracy", "loss", "errors", "num_images")  # the run's test scores shown by /model
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image."""
+
+    source: str  # file name, "-" for stdin, "upload", ...
+    probabilities: np.ndarray  # float (num_classes,), sums to 1
+    class_names: tuple[str, ...]
+    image: np.ndarray  # uint8 (28, 28): what the model saw, white ink on black
+    top_k: int = DEFAULT_TOP_K
+
+    @property
+    def top(self) -> list[dict[str, Any]]:
+        """The top-k classes, most probable first: {"class", "index", "probability"}."""
+        order = np.argsort(-self.probabilities, kind="stable")[:self.top_k]
+        return [{"class": self.class_names[i], "index": int(i), "probability": float(self.probabilities[i])}
+                for i in order]
+
+    def to_dict(self, include_image: bool = False) -> dict[str, Any]:
+        best = self.top[0]
+        result: dict[str, Any] = {"source": self.source, "predicted": best["class"], "index": best["index"],
+                                  "probability": best["probability"], "top": self.top,
+                                  "probabilities": [float(p) for p in self.probabilities]}
+        if include_image:
+            result["image"] = self.image.tolist()
+        return result
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A run file as a dict, or {} (with a warning) when absent or unreadable: it is optional."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        return value if isinstance(value, dict) else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        log.warning("ignoring %s: %s", path, e)
+        return {}
+
+
+class Predictor:
+    """A loaded model plus its class names; `predict` takes images in any form `preprocess` takes.
+
+    Thread-safe: preprocessing runs in the caller's thread, the model call under a lock.
+    """
+
+    def __init__(self, model: Any, class_names: Sequence[str] | None = None,
+                 info: dict[str, Any] | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        input_shape = tuple(model.input_shape[1:])
+        if input_shape != (SIDE, SIDE, 1):
+            raise ModelFileError(f"the model takes inputs of shape {input_shape}, not (28, 28, 1); "
+                                 f"pass a model trained by `mnist-cnn train`")
+        self.model = model
+        self.num_classes = int(model.output_shape[-1])
+        names = tuple(str(n) for n in class_names) if class_names else ()
+        if len(names) != self.num_classes:
+            if names:
+                log.warning("run lists %d class names for a %d-class model; using 0..%d",
+                            len(names), self.num_classes, self.num_classes - 1)
+            names = tuple(str(i) for i in range(self.num_classes))
+        self.class_names = names
+        self.info = dict(info or {})
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.style: Style = "fashion" if self.info.get("dataset") in FASHION_DATASETS else "digit"
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_path(cls, model_path: Path, **limits: int) -> "Predictor":
+        """Load `model_path` (safe mode) and read class names and test metrics from its run folder."""
+        from .models import load_saved_model  # Keras: seconds to import, so only here
+
+        model_path = Path(model_path)
+        model = load_saved_model(model_path)
+        run = _read_json(model_path.parent / CONFIG_FILE)
+        metrics = _read_json(model_path.parent / METRICS_FILE).get("test", {})
+        config = run.get("config", {}) if isinstance(run.get("config"), dict) else {}
+        data = run.get("data", {}) if isinstance(run.get("data"), dict) else {}
+        info = {"name": model.name, "file": str(model_path), "architecture": config.get("model"),
+                "dataset": config.get("dataset"), "parameters": int(model.count_params()),
+                "test_metrics": {k: metrics[k] for k in TEST_METRIC_KEYS if k in metrics} or None}
+        return cls(model, data.get("class_names"), info, **limits)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, dataset, classes, parameter count and the run's test metrics (for GET /model)."""
+        return {"name": self.info.get("name", self.model.name), "architecture": self.info.get("architecture"),
+                "dataset": self.info.get("dataset"), "preprocessing": self.style,
+                "classes": list(self.class_names),
+                "parameters": self.info.get("parameters", int(self.model.count_params())),
+                "test_metrics": self.info.get("test_metrics")}
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """float32 (N, 28, 28) preprocessed images -> (N, num_classes) probabilities."""
+        batch = model_input(images)
+        with self._lock:  # one model call at a time; TF parallelises inside it
+            # predict_on_batch runs the compiled graph: ~1 ms, where predict() builds a
+            # dataset per call (~30 ms) and would dominate a one-image API request.
+            return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
+
+    def preprocess(self, source: Any) -> np.ndarray:
+        """One image (bytes, path, Pillow image or 0..255 array) -> float32 (28, 28)."""
+        return preprocess(source, self.max_bytes, self.max_pixels, self.style)
+
+    def predict(self, sources: Sequence[Any], top_k: int = DEFAULT_TOP_K,
+                names: Sequence[str] | None = None) -> list[Prediction]:
+        """Preprocess every image, run them as one batch, return one Prediction each.
+
+        Raises ImageError for the first bad image; `names` label the results (default: the paths).
+        """
+        if not sources:
+            return []
+        images = np.stack([self.preprocess(s) for s in sources])  # (N, 28, 28)
+        labels = list(names) if names is not None else [str(s) if isinstance(s, (str, Path)) else "image"
+                                                        for s in sources]
+        return self.predict_preprocessed(images, labels, top_k)
+
+    def predict_preprocessed(self, images: np.ndarray, names: Sequence[str],
+                             top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+        """float32 (N, 28, 28) from `preprocess` -> one Prediction each; top_k clamped to 1..num_classes."""
+        probabilities = self.probabilities(images)
+        k = max(1, min(int(top_k), self.num_classes))
+        return [Prediction(name, p, self.class_names, to_uint8(img), k)
+                for name, p, img in zip(names, probabilities, images)]
+
+
+def collect_images(arguments: Sequence[str], stdin: BinaryIO | None = None,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> list[tuple[str, bytes | Path]]:
+    """Command-line inputs -> (name, source) pairs: files, folders (their images, sorted), `-` (stdin).
+
+    Checks every path before any model is loaded, so a typo fails in a second, not after TF starts.
+    """
+    inputs: list[tuple[str, bytes | Path]] = []
+    for argument in arguments:
+        if argument == "-":
+            if stdin is None:
+                raise ImageError("- (stdin) is not available here; pass a file instead")
+            inputs.append(("-", stdin.read(max_bytes + 1)))  # one byte over is enough to refuse it
+            continue
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                                 f"pass image files or another folder")
+            inputs.extend((str(p), p) for p in found)
+        elif path.is_file():
+            inputs.append((str(path), path))
+        else:
+            raise ImageError(f"{path} does not exist; pass image files, folders of them, or - for stdin")
+    return inputs
+
+
+def save_preprocessed(folder: Path, predictions: Sequence[Prediction]) -> list[Path]:
+    """Write each prediction's 28x28 model input as `folder/<input name>.png` (unique names)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MnistCnnError(f"cannot create {folder}: {e.strerror}; pass --save-preprocessed a writable folder")
+    written: list[Path] = []
+    for prediction in predictions:
+        stem = "stdin" if prediction.source == "-" else Path(prediction.source).stem or "image"
+        path, n = folder / f"{stem}.png", 1
+        while path in written or path.exists():
+            path, n = folder / f"{stem}-{n}.png", n + 1
+        buffer = io.BytesIO()
+        Image.fromarray(prediction.image, mode="L").save(buffer, format="PNG")
+        write_bytes(path, buffer.getvalue())
+        written.append(path)
+    return written
+
+
+def format_prediction(prediction: Prediction) -> str:
+    """One line: `name: 7 (0.982)  1 (0.011)  2 (0.004)`."""
+    return f"{prediction.source}: " + "  ".join(f"{t['class']} ({t['probability']:.3f})" for t in prediction.top)

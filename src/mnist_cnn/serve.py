@@ -1,0 +1,244 @@
+"""The HTTP API and the draw-a-digit page: `create_app(predictor)` builds a FastAPI app.
+
+Routes: `POST /predict` (an image upload in the multipart field `file`, a raw `image/*`
+body, or JSON `{"image": 28x28 numbers 0..255}`), `GET /model`, `GET /healthz`, the page
+at `/` (files in `static/`, no CDN) and OpenAPI docs at `/docs` (Swagger UI served from
+the `fastapi-offline` package, so it works without internet) and `/openapi.json`.
+
+Every bad input is a 4xx with `{"detail": "<one line>"}`, never a 500: bodies over the cap
+are cut off while they stream in (413), decoding runs under byte and pixel caps, and the
+model runs in a worker thread so the event loop keeps answering. The app holds no global
+state: the predictor is passed in. Import this module only when serving (FastAPI is an extra).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ImageError, ImageTooLargeError, MnistCnnError
+from .predict import DEFAULT_TOP_K, Predictor
+from .preprocess import SIDE
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundary and part headers on top of the image itself
+# Images read at once: more gains nothing on a few cores, and each big image may take
+# a few hundred MB while decoded, so this also bounds memory (others wait their turn).
+MAX_CONCURRENT_IMAGES = 4
+
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
+
+
+class ImageJSON(BaseModel):
+    """A 28x28 image as numbers 0..255 (rows first); either polarity, the usual preprocessing runs."""
+
+    image: Annotated[list[Row], Field(min_length=SIDE, max_length=SIDE)]
+
+
+class ClassScore(BaseModel):
+    class_: str = Field(alias="class")
+    index: int
+    probability: float
+
+
+class PredictionJSON(BaseModel):
+    source: str
+    predicted: str = Field(description="the most probable class name")
+    index: int
+    probability: float
+    top: list[ClassScore] = Field(description="the top-k classes, most probable first")
+    probabilities: list[float] = Field(description="one per class, in the order of GET /model's classes")
+    image: list[list[int]] = Field(description="the 28x28 image the model saw, 0..255, white ink on black")
+
+
+class BodyTooLarge(Exception):
+    """Raised from `receive` when a request body passes the cap."""
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse bodies over `max_bytes` while they stream in, before buffering them.
+
+    A declared Content-Length over the cap is refused before reading anything; a chunked
+    body is counted as it arrives and cut off at the cap.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _refusal(self) -> JSONResponse:
+        return JSONResponse({"detail": f"request body over the {self.max_bytes:,}-byte limit; "
+                                       f"send a smaller image"}, status_code=413)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refusal()(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refusal()(scope, receive, send)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a pixel value")
+
+
+def _pixels_from_json(body: bytes) -> np.ndarray:
+    """JSON `{"image": [[...28 numbers...] x 28]}` -> float (28, 28); HTTPException on anything else."""
+    try:
+        document = json.loads(body, parse_constant=_reject_constant)  # NaN/Infinity are not JSON
+    except ValueError as e:
+        raise HTTPException(400, f"body is not valid JSON ({e}); send {{\"image\": 28x28 numbers 0..255}}")
+    try:
+        return np.asarray(ImageJSON.model_validate(document).image, dtype=np.float32)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise HTTPException(422, f"{where}: {first['msg']}; send {{\"image\": 28 rows of 28 numbers "
+                                 f"0..255}}") from None
+
+
+_PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": ImageJSON.model_json_schema()},
+}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text} for code, text in [
+        (400, "malformed JSON or multipart body"), (413, "body or image over the size/pixel limit"),
+        (415, "unsupported content type"), (422, "not a readable image, blank image, or bad pixel array")]}
+
+
+def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K) -> FastAPI:
+    """The API and page around one loaded `predictor`; uploads are capped at its `max_bytes`."""
+    max_image_bytes = predictor.max_bytes
+    workers = anyio.CapacityLimiter(MAX_CONCURRENT_IMAGES)
+    app = FastAPIOffline(title="mnist-cnn", version="0.1.0",
+                         description="Read handwritten digits (or Fashion-MNIST items) with a trained CNN. "
+                                     "The page at / lets you draw one.")
+    app.add_middleware(BodySizeLimit, max_bytes=max_image_bytes + MULTIPART_OVERHEAD_BYTES)
+
+    @app.exception_handler(RequestValidationError)
+    async def one_line_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back, which may hold NaN and fail to serialise.
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"])
+        return JSONResponse({"detail": f"{where}: {first['msg']}"}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the model is loaded and the server answers."""
+        return {"status": "ok"}
+
+    @app.get("/model")
+    async def model_info() -> dict[str, Any]:
+        """Name, dataset, class names, parameter count and the run's test metrics."""
+        return predictor.describe()
+
+    @app.post("/predict", response_model=PredictionJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
+    async def predict(request: Request,
+                      top_k: Annotated[int, Query(ge=1, le=1000)] = default_top_k) -> JSONResponse:
+        """Top-k classes for one image, with all probabilities and the 28x28 image the model saw."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        source: bytes | np.ndarray
+        if content_type == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "multipart body has no file field named 'file'; "
+                                         "send it as -F file=@digit.png")
+            source, name = await upload.read(), upload.filename or "upload"
+        elif content_type == "application/json":
+            source, name = _pixels_from_json(await request.body()), "json"
+        elif content_type.startswith("image/"):
+            source, name = await request.body(), "upload"
+        else:
+            raise HTTPException(415, f"unsupported content type {content_type or '(none)'!r}; send "
+                                     f"multipart/form-data (field 'file'), image/*, or application/json")
+        try:
+            # Decoding and the model are CPU work: a worker thread keeps the event loop free.
+            result = await anyio.to_thread.run_sync(predictor.predict, [source], top_k, [name],
+                                                    limiter=workers)
+        except ImageTooLargeError as e:
+            raise HTTPException(413, str(e)) from None
+        except ImageError as e:
+            raise HTTPException(422, str(e)) from None
+        # A Response skips re-validating 800 numbers against PredictionJSON (kept for the docs).
+        return JSONResponse(result[0].to_dict(include_image=True))
+
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port; MnistCnnError (one line) if the address is taken or invalid."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+        # without it Nagle + delayed ACK add ~40 ms to every response.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except (OSError, OverflowError) as e:
+        raise MnistCnnError(f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e}); "
+                            f"pass another --port or --host") from None
+    return sock
+
+
+def run(app: FastAPI, sock: socket.socket, log_level: str = "info", access_log: bool = True) -> None:
+    """Serve `app` with uvicorn on an already-bound socket until Ctrl-C (a normal stop, not an error)."""
+    import uvicorn
+
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log)).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises the signal it caught
+        pass

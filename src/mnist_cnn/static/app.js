@@ -1,0 +1,182 @@
+// The draw-a-digit page: strokes on a canvas -> PNG upload to POST /predict -> bars + the 28x28 input.
+// Plain JS, no build step, no network beyond this server. The server does all preprocessing,
+// so the page sends exactly what was drawn (black ink on white) and shows what the model saw.
+"use strict";
+
+const pad = document.getElementById("pad");
+const ctx = pad.getContext("2d");
+const seen = document.getElementById("seen").getContext("2d");
+const bars = document.getElementById("bars");
+const predicted = document.getElementById("predicted");
+const confidence = document.getElementById("confidence");
+const statusLine = document.getElementById("status");
+
+// MNIST strokes are ~2.5 px in a 20-px box: 19 px here matches a digit drawn 150-190 px tall
+// (thinner relative strokes are thickened by the server's preprocessing, thicker ones are not thinned).
+const STROKE_WIDTH = Math.round(pad.width / 15);
+const LIVE_INTERVAL_MS = 150; // while drawing, at most one request per interval
+
+let strokes = []; // each stroke: [[x, y], ...] in canvas pixels; undo pops the last
+let current = null;
+let classes = [];
+let requestSeq = 0; // only the newest answer is shown
+let lastSent = 0;
+
+function clearCanvas() {
+  ctx.fillStyle = "#fff"; // opaque white: the upload is an ordinary black-on-white PNG
+  ctx.fillRect(0, 0, pad.width, pad.height);
+}
+
+function drawStroke(points) {
+  ctx.strokeStyle = "#000";
+  ctx.fillStyle = "#000";
+  ctx.lineWidth = STROKE_WIDTH;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  if (points.length === 1) { // a dot
+    ctx.beginPath();
+    ctx.arc(points[0][0], points[0][1], STROKE_WIDTH / 2, 0, 2 * Math.PI);
+    ctx.fill();
+    return;
+  }
+  ctx.beginPath();
+  ctx.moveTo(points[0][0], points[0][1]);
+  for (const [x, y] of points.slice(1)) ctx.lineTo(x, y);
+  ctx.stroke();
+}
+
+function redraw() {
+  clearCanvas();
+  strokes.forEach(drawStroke);
+}
+
+function point(event) {
+  const box = pad.getBoundingClientRect();
+  return [(event.clientX - box.left) * pad.width / box.width, (event.clientY - box.top) * pad.height / box.height];
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  current = [point(event)];
+  strokes.push(current);
+  drawStroke(current);
+});
+
+pad.addEventListener("pointermove", (event) => {
+  if (!current) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const e of (events.length ? events : [event])) current.push(point(e));
+  redraw();
+  if (performance.now() - lastSent > LIVE_INTERVAL_MS) predictCanvas();
+});
+
+function endStroke() {
+  if (!current) return;
+  current = null;
+  predictCanvas();
+}
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+
+document.getElementById("undo").addEventListener("click", () => {
+  strokes.pop();
+  redraw();
+  strokes.length ? predictCanvas() : resetResult();
+});
+
+document.getElementById("clear").addEventListener("click", () => {
+  strokes = [];
+  redraw();
+  resetResult();
+});
+
+document.getElementById("upload").addEventListener("change", (event) => {
+  const file = event.target.files[0];
+  if (file) send(file, file.name);
+  event.target.value = ""; // choosing the same file again still fires
+});
+
+function predictCanvas() {
+  if (!strokes.length) return;
+  lastSent = performance.now();
+  pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+}
+
+async function send(blob, name) {
+  const seq = ++requestSeq;
+  const form = new FormData();
+  form.append("file", blob, name);
+  let response, body;
+  try {
+    response = await fetch("/predict?top_k=" + Math.max(classes.length, 1), { method: "POST", body: form });
+    body = await response.json();
+  } catch (error) {
+    if (seq === requestSeq) statusLine.textContent = "the server did not answer: " + error;
+    return;
+  }
+  if (seq !== requestSeq) return; // a newer drawing is on its way
+  if (!response.ok) {
+    statusLine.textContent = body.detail || "error " + response.status;
+    return;
+  }
+  statusLine.textContent = "";
+  showResult(body);
+}
+
+function buildBars() {
+  bars.replaceChildren(...classes.map((name, i) => {
+    const li = document.createElement("li");
+    li.dataset.index = i;
+    li.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="value">–</span>';
+    li.querySelector(".name").textContent = name;
+    return li;
+  }));
+}
+
+function resetResult() {
+  requestSeq++;
+  predicted.textContent = "–";
+  predicted.dataset.index = "";
+  confidence.textContent = "";
+  statusLine.textContent = "";
+  buildBars();
+  seen.fillStyle = "#000";
+  seen.fillRect(0, 0, 28, 28);
+}
+
+function showResult(body) {
+  predicted.textContent = body.predicted;
+  predicted.dataset.index = body.index;
+  confidence.textContent = "(" + (100 * body.probability).toFixed(1) + "%)";
+  body.probabilities.forEach((p, i) => {
+    const li = bars.children[i];
+    if (!li) return;
+    li.querySelector(".fill").style.width = (100 * p).toFixed(1) + "%";
+    li.querySelector(".value").textContent = (100 * p).toFixed(1) + "%";
+    li.classList.toggle("best", i === body.index);
+  });
+  const pixels = seen.createImageData(28, 28);
+  body.image.flat().forEach((v, i) => {
+    pixels.data.set([v, v, v, 255], 4 * i);
+  });
+  seen.putImageData(pixels, 0, 0);
+}
+
+async function loadModel() {
+  const info = document.getElementById("model-info");
+  try {
+    const model = await (await fetch("/model")).json();
+    classes = model.classes;
+    const accuracy = model.test_metrics && model.test_metrics.accuracy;
+    info.textContent = `${model.name} (${model.dataset || "unknown dataset"}, ${model.parameters.toLocaleString()} parameters` +
+      (accuracy ? `, test accuracy ${(100 * accuracy).toFixed(2)}%)` : ")");
+  } catch (error) {
+    info.textContent = "cannot reach the server: " + error;
+  }
+  resetResult();
+  document.body.dataset.ready = "true"; // tests wait for this
+}
+
+clearCanvas();
+loadModel();

@@ -1,0 +1,130 @@
+"""The draw-a-digit page in a real headless Chromium: mouse strokes in, the predicted class out.
+
+Uses Debian's `chromium` (apt-get install chromium) through Playwright's `executable_path`;
+Playwright's own browser download is never used. Skips when /usr/bin/chromium is absent.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SHARED_DATA
+from mnist_cnn import data
+from mnist_cnn.predict import Predictor
+from servers import running_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+ANSWER_TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def base_url(trained_model: Path) -> Iterator[str]:
+    pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
+    from mnist_cnn.serve import create_app
+
+    with running_server(create_app(Predictor.from_path(trained_model))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium to run the browser tests")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the [dev] extra)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(base_url)
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    context.close()
+    assert requests and all(url.startswith(base_url) for url in requests), requests  # offline: no CDN
+
+
+def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Draw strokes given in 0..1 canvas coordinates with the mouse, like a person would."""
+    box = page.locator("#pad").bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=4)
+        page.mouse.up()
+
+
+def answer(page) -> str:
+    """The class the page shows once the answer for the latest drawing has arrived."""
+    page.wait_for_function("document.getElementById('predicted').dataset.index !== ''",
+                           timeout=ANSWER_TIMEOUT_MS)
+    page.wait_for_load_state("networkidle")  # the last stroke's request, not a live one mid-stroke
+    return page.locator("#predicted").inner_text()
+
+
+ONE = [[(0.52, 0.18), (0.50, 0.50), (0.48, 0.82)]]
+ZERO = [[(0.5 + 0.2 * math.sin(t / 20 * 2 * math.pi), 0.5 - 0.32 * math.cos(t / 20 * 2 * math.pi))
+         for t in range(21)]]
+SEVEN = [[(0.30, 0.20), (0.72, 0.20)], [(0.72, 0.20), (0.55, 0.50), (0.42, 0.82)]]
+
+
+@pytest.mark.parametrize("strokes, expected", [(ONE, "1"), (ZERO, "0"), (SEVEN, "7")], ids=["1", "0", "7"])
+def test_drawing_a_digit_shows_the_right_class(page, strokes, expected):
+    draw(page, strokes)
+    assert answer(page) == expected
+    bars = page.locator("#bars li")
+    assert bars.count() == 10
+    assert page.locator("#bars li.best").get_attribute("data-index") == expected
+    widths = page.locator("#bars .fill").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
+    assert max(widths) == widths[int(expected)] > 0  # the chart draws the winner's bar longest
+    seen_ink = page.evaluate("Array.from(document.getElementById('seen').getContext('2d')"
+                             ".getImageData(0, 0, 28, 28).data).reduce((a, b) => a + b, 0)")
+    assert seen_ink > 28 * 28 * 255  # the 28x28 input is shown (alpha alone is 28*28*255)
+
+
+def test_undo_and_clear(page):
+    draw(page, SEVEN)
+    assert answer(page) == "7"
+    page.click("#undo")  # the diagonal goes; only the top bar is left, so the answer changes
+    page.wait_for_function("document.getElementById('predicted').innerText !== '7'", timeout=ANSWER_TIMEOUT_MS)
+    page.click("#clear")
+    assert page.locator("#predicted").inner_text() == "–"
+    blank = page.evaluate("Array.from(document.getElementById('pad').getContext('2d')"
+                          ".getImageData(0, 0, 280, 280).data).every(v => v === 255)")
+    assert blank
+
+
+def test_uploading_an_image_reads_it(page, tmp_path):
+    images, labels, _ = data.load_split(data.get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    index = int(np.flatnonzero(labels[:50] == 3)[0])
+    path = tmp_path / "three.png"
+    Image.fromarray(255 - images[index]).resize((140, 140)).save(path)
+    page.set_input_files("#upload", str(path))
+    assert answer(page) == "3"
+
+
+def test_a_bad_upload_shows_the_servers_message(page, tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not an image")
+    page.set_input_files("#upload", str(path))
+    page.wait_for_function("document.getElementById('status').innerText !== ''", timeout=ANSWER_TIMEOUT_MS)
+    assert "not a readable image" in page.locator("#status").inner_text()
+    assert page.locator("#predicted").inner_text() == "–"
