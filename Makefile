@@ -13,26 +13,36 @@ endif
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install train test models bench clean
+.PHONY: install install-dev train test models bench clean
 
+# The package alone for training; test tools, the web server and the benchmark's PyTorch
+# reference on top for the tests.
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+install-dev: $(VENV)/.installed-dev
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve,bench]'
+	touch $@ $(VENV)/.installed
 
 train: install
 	$(BIN)/mnist-cnn train $(TRAIN_ARGS)
 
-test: install
+test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 models: install
 	$(BIN)/mnist-cnn models
 
-bench: install
+bench: install-dev
 	$(BIN)/python benchmarks/compare.py
 
 clean:
