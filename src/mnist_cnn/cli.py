@@ -242,6 +242,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .data import DATASETS, load_dataset, normalize
     from .explain import explain_figure, save_figure
     from .models import load_saved_model
+    from .predict import FASHION_DATASETS
     from .preprocess import preprocess
     from .runs import read_run_config
 
@@ -251,7 +252,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     class_names = run.get("data", {}).get("class_names") or (
         list(DATASETS[dataset_name].class_names) if dataset_name in DATASETS else [])
     if args.image is not None:
-        image = preprocess(args.image)  # the same steps and errors as `mnist-cnn predict`
+        # The same steps and errors as `mnist-cnn predict`, with the recipe of the model's dataset.
+        style = "fashion" if dataset_name in FASHION_DATASETS else "digit"
+        image = preprocess(args.image, style=style)
         title = f"{args.image.name}"
     else:
         dataset = load_dataset(dataset_name, args.data_dir, **cli_data.source_kwargs(args))
