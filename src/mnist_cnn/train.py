@@ -163,6 +163,7 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
     continues after the last completed epoch recorded in `last.keras`.
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config)
     data = prepare_data(config, dataset)
     steps = steps_per_epoch(config, len(data.x_train))
