@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from . import cli_data, cli_use
 from .errors import MnistCnnError
+from .runs import CONFIG_FILE, METRICS_FILE, REPORT_FILE
 
 log = logging.getLogger("mnist_cnn")
 
@@ -145,7 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir = args.resume
         config = config_from_run(run_dir)
-        if (run_dir / "metrics.json").exists():
+        if (run_dir / METRICS_FILE).exists():
             raise MnistCnnError(f"{run_dir} already finished (metrics.json exists); start a new run instead")
     else:
         overrides = load_config_file(args.config) if args.config else {}
@@ -175,7 +176,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(config, dataset, run_dir, verbose=1 if sys.stdout.isatty() else 2,
                    resume=args.resume is not None)
     print("\n".join(results_lines(result.metrics)))
-    print(f"report: {run_dir / 'report.md'}")
+    print(f"report: {run_dir / REPORT_FILE}")
     return 0
 
 
@@ -190,7 +191,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model_path: Path = args.model_path
     model = load_saved_model(model_path)
     dataset_name = args.dataset
-    if dataset_name is None and (model_path.parent / "config.json").exists():
+    if dataset_name is None and (model_path.parent / CONFIG_FILE).exists():
         dataset_name = read_run_config(model_path.parent).get("config", {}).get("dataset")
     dataset = load_dataset(dataset_name or "mnist", args.data_dir, **cli_data.source_kwargs(args))
     expected_classes = model.output_shape[-1]
@@ -247,7 +248,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .runs import read_run_config
 
     model = load_saved_model(args.model_path)
-    run = read_run_config(args.model_path.parent) if (args.model_path.parent / "config.json").exists() else {}
+    run = read_run_config(args.model_path.parent) if (args.model_path.parent / CONFIG_FILE).exists() else {}
     dataset_name = args.dataset or run.get("config", {}).get("dataset") or "mnist"
     class_names = run.get("data", {}).get("class_names") or (
         list(DATASETS[dataset_name].class_names) if dataset_name in DATASETS else [])
