@@ -178,6 +178,8 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
             raise MnistCnnError(f"the {dataset.name} files in {dataset.source} differ from those {run_dir} was "
                                 f"trained on; resume with the same data or start a new run")
     if resume and (run_dir / LAST_CHECKPOINT).exists():
+        # Weights, optimizer state and schedule continue exactly; the shuffle order restarts
+        # from epoch 0's, so a resumed run is close to, not bit-identical with, an uninterrupted one.
         model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
         initial_epoch = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) // steps
         rows = [r for r in read_history(run_dir / HISTORY_FILE) if r["epoch"] <= initial_epoch]
