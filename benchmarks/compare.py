@@ -13,7 +13,7 @@ images/s (median epoch), inference images/s (batch 1000), peak RSS. Writes JSON,
 Markdown and a PNG of test accuracy against training time to benchmarks/results/.
 
     python benchmarks/compare.py --quick                 # smoke: 5k images, 1 epoch, 1 seed
-    python benchmarks/compare.py                         # full: about 3 hours on 2 cores (strong dominates)
+    python benchmarks/compare.py                         # full: about 1.5 hours on 2 cores (strong dominates)
     python benchmarks/compare.py --contenders fast keras-example --seeds 5
 
 Run it on an otherwise idle machine: on 2 cores any other load skews every number.
