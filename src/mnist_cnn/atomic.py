@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _umask() -> int:
+def normal_file_mode() -> int:
+    """0o666 less the umask: the mode `open()` would give a new file (mkstemp gives 0600)."""
     mask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -27,7 +28,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.stem}-", suffix=final.suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+    os.chmod(tmp, normal_file_mode())
     try:
         yield tmp
         with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from . import __version__
-from .atomic import _umask
+from .atomic import normal_file_mode
 from .data import DatasetSpec, find_file, user_cache_dir
 from .errors import CacheWriteError, DownloadError
 
@@ -247,7 +247,7 @@ def _fetch_file(spec: DatasetSpec, file_name: str, folder: Path, urls: Sequence[
                     with open(tmp, "rb") as f:
                         gzipped = f.read(2) == GZIP_MAGIC
                         os.fsync(f.fileno())  # on disk before the rename makes it visible
-                    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it normal permissions
+                    os.chmod(tmp, normal_file_mode())
                     final = folder / (f"{file_name}.gz" if gzipped else file_name)
                     os.replace(tmp, final)
                 except OSError as e:
