@@ -6,7 +6,11 @@ Times, for one pass over the 54k training images at the recipe's batch size:
   train      `model.fit` for one epoch (forward + backward + Adam update), after a warm-up epoch
 Each is the median of --repeats runs. Prints a table; nothing is asserted anywhere.
 
-    python benchmarks/profile_epoch.py [--model cnn] [--batch-size 128] [--repeats 3]
+With --epoch-start it also times the start of epochs 2-4 of a 4-epoch `fit`: the first
+batch of an epoch minus a median batch, with tf.data autotuning off (our pipeline) and on
+(TensorFlow's default), to show the stall `train.make_batches` avoids.
+
+    python benchmarks/profile_epoch.py [--model cnn] [--batch-size 128] [--repeats 3] [--epoch-start]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--epoch-start", action="store_true", help="also time the start of later epochs")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -74,7 +79,36 @@ def main() -> int:
     print("|---|---|---|---|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {100 * seconds / total:.0f}% | {1000 * seconds / steps:.1f} |")
+    if args.epoch_start:
+        print("\n| tf.data autotuning | extra seconds at the start of epochs 2, 3, 4 |\n|---|---|")
+        for autotune in (False, True):
+            delays = epoch_start_delays(model, make_batches(data.x_train, data.y_train, config.batch_size,
+                                                            shuffle_seed=0, autotune=autotune))
+            print(f"| {'on (TF default)' if autotune else 'off (ours)'} | {', '.join(f'{d:.2f}' for d in delays)} |")
     return 0
+
+
+def epoch_start_delays(model, batches, epochs: int = 4) -> list[float]:
+    """Per epoch after the first: time to its first batch minus the epoch's median batch."""
+    import keras
+
+    class Clock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[float]] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.batches.append([])
+            self.last = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            self.batches[-1].append(now - self.last)
+            self.last = now
+
+    clock = Clock()
+    model.fit(batches, epochs=epochs, verbose=0, shuffle=False, callbacks=[clock])
+    return [b[0] - statistics.median(b) for b in clock.batches[1:]]
 
 
 if __name__ == "__main__":

@@ -114,3 +114,18 @@ def test_deterministic_runs_repeat_exactly(tiny_dataset, isolated_env):
         histories.append([line.rsplit(",", 1)[0] for line in rows])  # drop the wall-time column
     assert histories[0] == histories[1]
     assert len(histories[0]) == 3  # header + 2 epochs
+
+
+def test_batches_cover_the_data_each_epoch_without_autotuning():
+    """Every image once per epoch, in a new order; autotuning off (its thread stalled each epoch start)."""
+    import numpy as np
+
+    from mnist_cnn.train import make_batches
+
+    x = np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1)
+    batches = make_batches(x, np.arange(100), 32, shuffle_seed=0)
+    assert batches.options().autotune.enabled is False
+    epochs = [np.concatenate([np.asarray(labels) for _, labels in batches]) for _ in range(2)]
+    for order in epochs:
+        assert sorted(order.tolist()) == list(range(100))
+    assert epochs[0].tolist() != epochs[1].tolist()  # reshuffled

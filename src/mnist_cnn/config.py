@@ -43,11 +43,12 @@ class TrainConfig:
     adam_beta_1: float = 0.9  # Adam's first-moment decay; lower (0.8) reacts faster in very short runs
     adam_beta_2: float = 0.999  # Adam's second-moment decay
     # Augmentation of training images only (random each step; validation and test untouched).
-    augment: bool = False  # turn the four settings below on
+    augment: bool = False  # turn the settings below on
     aug_shift: float = 0.1  # max translation, as a fraction of 28 px (0.1 = 2.8 px)
     aug_rotation_deg: float = 10.0  # max rotation either way, degrees (no flips: digits have a handedness)
     aug_zoom: float = 0.1  # max zoom in or out, as a fraction
     aug_erasing: float = 0.0  # probability of erasing a random rectangle (useful for Fashion-MNIST)
+    aug_flip: bool = False  # mirror left-right at random: for clothes (Fashion-MNIST), never for digits
     recipe: str | None = None  # the named preset these settings started from (informational)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,19 @@ def prepare_data(config: TrainConfig, dataset: Dataset) -> PreparedData:
 
 
 def augmenter(config: TrainConfig) -> keras.Sequential | None:
-    """Random shifts, rotations, zooms (and optionally erasing) for training batches, or None.
+    """Random flips, shifts, rotations, zooms and erasing for training batches, or None.
 
     Built from Keras preprocessing layers, applied in the input pipeline rather than inside
     the model, so saved models carry no augmentation. Empty areas are filled with black,
-    the MNIST background. No flips: a mirrored digit is a different (or no) digit.
+    the MNIST background. Flips are opt-in (`aug_flip`): a mirrored digit is a different
+    (or no) digit, while a mirrored shirt is still a shirt.
     """
     if not config.augment:
         return None
     fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": config.seed}
     steps: list[keras.layers.Layer] = []
+    if config.aug_flip:
+        steps.append(keras.layers.RandomFlip("horizontal", seed=config.seed))
     if config.aug_shift:
         steps.append(keras.layers.RandomTranslation(config.aug_shift, config.aug_shift, **fill))
     if config.aug_rotation_deg:
@@ -81,12 +85,18 @@ def augmenter(config: TrainConfig) -> keras.Sequential | None:
 
 
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None,
-                 augment: keras.Sequential | None = None) -> Any:
+                 augment: keras.Sequential | None = None, autotune: bool = False) -> Any:
     """An in-memory `tf.data` pipeline of (images, labels) batches, reshuffled every epoch.
 
-    Measured here: giving `fit` NumPy arrays lets Keras rebuild and reshuffle its input
-    pipeline at each epoch start, which stalled epochs by up to ~30 s (a 54k-image epoch of
-    the `cnn` model: ~52 s instead of ~26 s). A dataset built once does not stall.
+    Two measured stalls shape it (details in benchmarks/README.md):
+    - Giving `fit` NumPy arrays lets Keras rebuild and reshuffle its input pipeline at each
+      epoch start (a `cnn` epoch took ~52 s instead of ~26 s). A dataset built once does not.
+    - tf.data's autotuner runs a background thread that the iterator of the finished epoch
+      waits for when Keras drops it: 2.5-8.6 s with both cores idle at the start of every
+      epoch after the first (a `fast` epoch: ~9.5 s instead of ~7 s). The pipeline is a
+      shuffle, a batch and at most one map, so fixed settings lose nothing: autotuning is
+      off, the map uses one call per core and two batches are prefetched. (`autotune=True`
+      restores TF's default, for `benchmarks/profile_epoch.py --epoch-start` to compare.)
     """
     import tensorflow as tf  # noqa: PLC0415  (the backend; Keras already imported it)
 
@@ -96,8 +106,12 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: in
     dataset = dataset.batch(batch_size)
     if augment is not None:
         dataset = dataset.map(lambda images, labels: (augment(images, training=True), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+                              num_parallel_calls=os.cpu_count() or 1)
+    if autotune:
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)
 
 
 def steps_per_epoch(config: TrainConfig, num_train: int) -> int:
