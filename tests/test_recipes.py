@@ -21,9 +21,10 @@ def test_every_recipe_is_a_valid_config_with_a_registered_model(name, dataset):
     assert config.model in MODELS and config.recipe == name
 
 
-def test_strong_recipe_erases_only_on_fashion():
-    assert recipe_settings("strong", "fashion-mnist")["aug_erasing"] > 0
-    assert "aug_erasing" not in recipe_settings("strong", "mnist")
+def test_strong_recipe_erases_and_flips_only_on_fashion():
+    fashion, digits = recipe_settings("strong", "fashion-mnist"), recipe_settings("strong", "mnist")
+    assert fashion["aug_erasing"] > 0 and fashion["aug_flip"] is True
+    assert "aug_erasing" not in digits and not TrainConfig().replace(**digits).aug_flip  # a mirrored 2 is no 2
 
 
 def test_unknown_recipe():
@@ -57,3 +58,18 @@ def test_augmenter_changes_images_not_shapes_or_range():
     np.testing.assert_array_equal(np.asarray(batch_y), labels)  # labels untouched
     changed = np.abs(batch_x - images).reshape(64, -1).max(axis=1) > 0.1
     assert changed.mean() > 0.5  # most images moved, rotated, zoomed or erased
+
+
+def test_flip_mirrors_some_images_left_right_only():
+    pytest.importorskip("keras")
+    from mnist_cnn.train import augmenter, make_batches
+
+    config = TrainConfig(augment=True, aug_flip=True, aug_shift=0.0, aug_rotation_deg=0.0, aug_zoom=0.0, seed=3)
+    images = np.zeros((64, 28, 28, 1), dtype=np.float32)
+    images[:, 4:24, 2:6] = 1.0  # a bar near the left edge
+    (batch_x, _), = list(make_batches(images, np.arange(64), 64, augment=augmenter(config)).take(1))
+    batch_x = np.asarray(batch_x)
+    mirrored = np.all(batch_x == images[:, :, ::-1], axis=(1, 2, 3))
+    untouched = np.all(batch_x == images, axis=(1, 2, 3))
+    assert np.all(mirrored | untouched)  # a flip or nothing: no shift, no vertical flip
+    assert 0.2 < mirrored.mean() < 0.8  # about half

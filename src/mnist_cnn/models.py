@@ -72,20 +72,24 @@ def cnn(num_classes: int = 10) -> keras.Model:
 
 
 def fast(num_classes: int = 10) -> keras.Model:
-    """The `fast` recipe's model: narrow conv + batch-norm stages (16, 32, 64), no dropout.
+    """The `fast` recipe's model: a strided stem, two narrow conv + batch-norm stages, no dropout.
 
-    Narrow convs keep each step cheap on a CPU; with batch norm and a high peak learning
-    rate it passes 99% within two epochs. No dropout: in so short a run it only slows learning.
+    Measured on a 2-core CPU: the 28x28 stage of a conv + BN + pool model costs about half
+    of a training step although its convolution is a few percent of the arithmetic (the
+    28x28 activations are memory traffic in BN, ReLU and pooling, forward and backward).
+    A 4x4 stride-2 stem goes to 14x14 at once: a step took ~18 ms instead of ~30-40 ms
+    (batch 128), and one epoch passes 99%. Narrower stages (16-32-48) were ~25% cheaper
+    but ended one epoch at 98.97% ± 0.12 (5 seeds). No dropout: in so short a run it only
+    slows learning.
     """
     return keras.Sequential(
         [
             keras.Input(shape=INPUT_SHAPE),
-            *_conv_bn_relu(16, 3, "block1"),  # -> (28, 28, 16)
-            layers.MaxPooling2D(name="block1_pool"),  # -> (14, 14, 16)
-            *_conv_bn_relu(32, 3, "block2"),  # -> (14, 14, 32)
-            layers.MaxPooling2D(name="block2_pool"),  # -> (7, 7, 32)
-            *_conv_bn_relu(64, 3, "block3"),  # -> (7, 7, 64)
-            layers.MaxPooling2D(name="block3_pool"),  # -> (3, 3, 64)
+            *_conv_bn_relu(24, 4, "stem", strides=2),  # -> (14, 14, 24)
+            *_conv_bn_relu(32, 3, "block1"),  # -> (14, 14, 32)
+            layers.MaxPooling2D(name="block1_pool"),  # -> (7, 7, 32)
+            *_conv_bn_relu(64, 3, "block2"),  # -> (7, 7, 64)
+            layers.MaxPooling2D(name="block2_pool"),  # -> (3, 3, 64)
             layers.Flatten(name="flatten"),  # -> (576,)
             layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier"),
         ],
@@ -127,7 +131,7 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     "keras-example": ModelEntry(keras_example, "keras-io MNIST convnet as published: 2 conv + pool, dropout 0.5"),
     "cnn": ModelEntry(cnn, "default: 3 conv + batch-norm stages (32, 64, 128), dropout 0.4"),
-    "fast": ModelEntry(fast, "narrow 3 conv + batch-norm stages (16, 32, 64), no dropout: seconds per epoch"),
+    "fast": ModelEntry(fast, "strided 4x4 stem to 14x14, then conv + batch-norm stages (32, 64), no dropout"),
     "strong": ModelEntry(strong, "5 conv + batch-norm layers (32, 64x2, 128x2), global pooling, dropout 0.3"),
 }
 

@@ -23,16 +23,22 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "default": Recipe("the package defaults: cnn, 8 epochs, cosine schedule", {}),
     "fast": Recipe(
-        "shortest time to 99% on MNIST: narrow model, 2 epochs, batch 256, high peak learning rate",
-        {"model": "fast", "epochs": 2, "batch_size": 256, "learning_rate": 1e-2, "warmup_epochs": 0.4,
-         "adam_beta_1": 0.8, "adam_beta_2": 0.99, "labels": "sparse", "patience": 2},
+        "shortest time to 99% on MNIST: strided narrow model, 1 epoch, high peak learning rate",
+        # One epoch: warm up for a quarter, cosine to 0; Adam's lowered betas follow the fast
+        # start; label smoothing gave +0.06 points in one epoch (one seed; measured side by side).
+        {"model": "fast", "epochs": 1, "batch_size": 128, "learning_rate": 1e-2, "warmup_epochs": 0.25,
+         "adam_beta_1": 0.8, "adam_beta_2": 0.99, "label_smoothing": 0.1, "patience": 1},
     ),
     "strong": Recipe(
-        "best accuracy: deeper model, augmentation (shift, rotation, zoom), label smoothing, 20 epochs",
+        "best accuracy: deeper model, augmentation (digits: shift, rotation, zoom; clothes: flip, shift, erasing), label smoothing, 20 epochs",
         {"model": "strong", "epochs": 20, "batch_size": 128, "learning_rate": 2e-3, "warmup_epochs": 2,
          "label_smoothing": 0.1, "augment": True, "aug_shift": 0.1, "aug_rotation_deg": 10.0,
          "aug_zoom": 0.1, "patience": 20},
-        per_dataset={"fashion-mnist": {"aug_rotation_deg": 5.0, "aug_erasing": 0.5}},
+        # Clothes are photographed upright and centred: rotations and zooms only blur them
+        # (seed 0 with rotation 5 and zoom 0.1: 92.4% training accuracy, underfit), while a
+        # mirrored garment is the same garment. So: flips, shifts and random erasing.
+        per_dataset={"fashion-mnist": {"aug_flip": True, "aug_rotation_deg": 0.0, "aug_zoom": 0.0,
+                                       "aug_erasing": 0.25}},
     ),
 }
 
