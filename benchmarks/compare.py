@@ -15,6 +15,8 @@ Markdown and a PNG of test accuracy against training time to benchmarks/results/
     python benchmarks/compare.py --quick                 # smoke: 5k images, 1 epoch, 1 seed
     python benchmarks/compare.py                         # full: about 1.5 hours on 2 cores (strong dominates)
     python benchmarks/compare.py --contenders fast keras-example --seeds 5
+    python benchmarks/compare.py --contenders strong --seeds 1 --first-seed 2 \
+        --include results/compare-A.json       # a run in parts: add rows of an earlier part
 
 Run it on an otherwise idle machine: on 2 cores any other load skews every number.
 """
@@ -152,7 +154,7 @@ def child(name: str, seed: int, quick: bool, data_dir: Path | None) -> dict:
 
 def summarise(rows: list[dict]) -> list[dict]:
     table = []
-    for name in dict.fromkeys(r["contender"] for r in rows):
+    for name in [n for n in CONTENDERS if any(r["contender"] == n for r in rows)]:  # a fixed order
         runs = [r for r in rows if r["contender"] == name]
         accuracies = [r["final_accuracy"] for r in runs]
         times = [r["time_to_target_s"] for r in runs]
@@ -207,10 +209,30 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
+def included_rows(paths: list[Path], quick: bool) -> list[dict]:
+    """The runs of earlier parts of a benchmark run in parts; a quick part never joins a full one."""
+    rows = []
+    for path in paths:
+        try:
+            earlier = json.loads(path.read_text())
+            runs = earlier["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"cannot include {path} ({e}); pass a compare-*.json this script wrote")
+        if earlier.get("quick") != quick:
+            raise SystemExit(f"cannot include {path}: it is a {'quick' if earlier.get('quick') else 'full'} run "
+                             f"and this one is {'quick' if quick else 'full'}")
+        rows += runs
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
     parser.add_argument("--seeds", type=int, help="seeds per contender (default: fast 5, strong 3, others 1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one up (default 0)")
+    parser.add_argument("--include", type=Path, nargs="+", default=[],
+                        help="results JSON of earlier parts of the same benchmark, on the same machine: "
+                             "their runs join this one's table (except those of contenders run now)")
     parser.add_argument("--quick", action="store_true", help="5k images, 1 epoch, 1 seed: a smoke test")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -221,10 +243,11 @@ def main() -> int:
         print(json.dumps(child(args.child, args.seed, args.quick, args.data_dir)))
         return 0
 
-    rows = []
+    # A contender run now replaces its runs from the included parts (a re-measured part).
+    rows = [r for r in included_rows(args.include, args.quick) if r["contender"] not in args.contenders]
     for name in args.contenders:
         seeds = 1 if args.quick else (args.seeds or CONTENDERS[name][2])
-        for seed in range(seeds):
+        for seed in range(args.first_seed, args.first_seed + seeds):
             cmd = [sys.executable, __file__, "--child", name, "--seed", str(seed)]
             cmd += ["--quick"] if args.quick else []
             cmd += ["--data-dir", str(args.data_dir)] if args.data_dir else []
@@ -242,7 +265,8 @@ def main() -> int:
     stem = f"compare-{utc_stamp()}{'-quick' if args.quick else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(
-        {"quick": args.quick, "environment": environment(), "summary": table, "runs": rows}, indent=2) + "\n")
+        {"quick": args.quick, "environment": environment(), "included": [p.name for p in args.include],
+         "summary": table, "runs": rows}, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(table))
     plot(rows, args.out / f"{stem}.png")
     print(markdown(table))

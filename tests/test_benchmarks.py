@@ -31,3 +31,25 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
     assert by_name["pytorch-example"]["final_accuracy"] > 0.5
     assert result.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert "| fast |" in result.with_suffix(".md").read_text()
+
+    # A run in parts: a second part re-measures `fast` and joins the first part's other runs.
+    done = subprocess.run([sys.executable, str(COMPARE), "--quick", "--data-dir", str(shared_data),
+                           "--out", str(tmp_path / "part2"), "--contenders", "fast", "--first-seed", "7",
+                           "--include", str(result)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (joined,) = (tmp_path / "part2").glob("compare-*-quick.json")
+    joined = json.loads(joined.read_text())
+    # The contender run now replaces its included runs; the others are kept.
+    assert [(r["contender"], r["seed"]) for r in joined["runs"] if r["contender"] == "fast"] == [("fast", 7)]
+    assert [row["contender"] for row in joined["summary"]] == names
+
+
+def test_including_a_missing_or_foreign_file_fails_before_training(tmp_path):
+    missing = subprocess.run([sys.executable, str(COMPARE), "--include", str(tmp_path / "nope.json")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "cannot include" in missing.stderr and "nope.json" in missing.stderr
+    quick = tmp_path / "quick.json"
+    quick.write_text(json.dumps({"quick": True, "runs": []}))
+    mixed = subprocess.run([sys.executable, str(COMPARE), "--include", str(quick)],
+                           capture_output=True, text=True, timeout=120)
+    assert mixed.returncode != 0 and "is a quick run and this one is full" in mixed.stderr
