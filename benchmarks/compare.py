@@ -261,6 +261,7 @@ def main() -> int:
 
     from mnist_cnn.runs import environment, utc_stamp
 
+    rows.sort(key=lambda r: list(CONTENDERS).index(r["contender"]))  # included parts first otherwise
     table = summarise(rows)
     stem = f"compare-{utc_stamp()}{'-quick' if args.quick else ''}"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -53,3 +53,18 @@ def test_including_a_missing_or_foreign_file_fails_before_training(tmp_path):
     mixed = subprocess.run([sys.executable, str(COMPARE), "--include", str(quick)],
                            capture_output=True, text=True, timeout=120)
     assert mixed.returncode != 0 and "is a quick run and this one is full" in mixed.stderr
+
+
+def test_tta_shift_moves_pixels_and_fills_the_border_black():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("ensemble_tta", COMPARE.parent / "ensemble_tta.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = np.zeros((1, 28, 28, 1), dtype=np.float32)
+    images[0, 0, 5] = images[0, 27, 27] = 1.0
+    down_left = module.shifted(images, 1, -1)
+    assert down_left[0, 1, 4] == 1.0 and down_left.sum() == 1.0  # one pixel moved, one pushed off the edge
+    np.testing.assert_array_equal(module.shifted(images, 0, 0), images)

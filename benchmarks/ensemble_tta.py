@@ -1,0 +1,89 @@
+"""Optional extras on top of trained models: test-time augmentation and an ensemble of seeds.
+
+Reported separately from the recipes' goals (which are single models, no test-time tricks):
+  single     each model alone, as `mnist-cnn evaluate` scores it
+  tta        each model, softmax averaged over the image and its four 1-pixel shifts
+  ensemble   the models' softmax outputs averaged (one per seed)
+  ensemble+tta  both
+Nothing is selected on the test set: the shifts and the averaging are fixed in advance.
+
+    python benchmarks/ensemble_tta.py runs/*-mnist-strong/model.keras --dataset mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (rows, columns); background 0 fills the gap
+
+
+def shifted(images, dy: int, dx: int):
+    """`images` (N, 28, 28, 1) moved by dy rows and dx columns, the uncovered border black."""
+    import numpy as np
+
+    out = np.zeros_like(images)
+    h, w = images.shape[1:3]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL.keras")
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from mnist_cnn.data import load_dataset, normalize
+    from mnist_cnn.errors import MnistCnnError
+    from mnist_cnn.evaluate import predict_probabilities
+    from mnist_cnn.models import load_saved_model
+
+    try:
+        dataset = load_dataset(args.dataset, args.data_dir)
+        models = [load_saved_model(path) for path in args.models]
+    except MnistCnnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    x, y = normalize(dataset.test_images), dataset.test_labels
+    views = [shifted(x, dy, dx) for dy, dx in SHIFTS]
+    plain, tta = [], []
+    for model in models:
+        per_view = [predict_probabilities(model, v) for v in views]
+        plain.append(per_view[0])
+        tta.append(np.mean(per_view, axis=0))
+
+    def accuracy(probabilities) -> float:
+        return float((probabilities.argmax(1) == y).mean())
+
+    rows = {
+        "single": [accuracy(p) for p in plain],
+        "tta": [accuracy(p) for p in tta],
+        "ensemble": [accuracy(np.mean(plain, axis=0))],
+        "ensemble+tta": [accuracy(np.mean(tta, axis=0))],
+    }
+    print(f"{args.dataset}, {len(models)} model(s): {', '.join(str(p) for p in args.models)}")
+    print("| method | test accuracy (mean ± std over models) | per model |\n|---|---|---|")
+    for name, values in rows.items():
+        spread = f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        print(f"| {name} | {100 * statistics.mean(values):.2f}%{spread} | "
+              f"{', '.join(f'{100 * v:.2f}' for v in values)} |")
+    if args.out:
+        args.out.write_text(json.dumps({"dataset": args.dataset, "models": [str(p) for p in args.models],
+                                        "shifts": SHIFTS, "accuracy": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
