@@ -153,6 +153,15 @@ def _grid_axes(fig: Figure, spec: Any, count: int, cols: int) -> list[Any]:
     return axes[:count]
 
 
+def _draw_maps(fig: Figure, spec: Any, activation: np.ndarray, max_channels: int, cols: int) -> tuple[Any, int]:
+    """The first `max_channels` maps of one layer's activation in a grid; (first axes, maps shown)."""
+    shown = min(max_channels, activation.shape[-1])
+    axes = _grid_axes(fig, spec, shown, cols)
+    for c, ax in enumerate(axes):
+        ax.imshow(activation[:, :, c], cmap="viridis")
+    return axes[0], shown
+
+
 def plot_filters(filters: np.ndarray | None, cols: int = 8) -> Figure:
     """First-layer kernels (k, k, filters) as small images: red weights excite, blue inhibit."""
     fig = Figure(figsize=(cols * 0.9, 1.2))
@@ -178,11 +187,8 @@ def plot_feature_maps(maps: Sequence[tuple[str, np.ndarray]], max_channels: int 
     fig.set_size_inches(cols * 1.0, sum(heights) * 1.05 + 0.4 * len(maps))
     outer = fig.add_gridspec(len(maps), 1, height_ratios=heights, hspace=0.35)
     for spec, (name, activation) in zip(outer, maps):
-        shown = min(max_channels, activation.shape[-1])
-        axes = _grid_axes(fig, spec, shown, cols)
-        for c, ax in enumerate(axes):
-            ax.imshow(activation[:, :, c], cmap="viridis")
-        axes[0].set_title(f"{name}: {shown} of {activation.shape[-1]} maps, "
+        first, shown = _draw_maps(fig, spec, activation, max_channels, cols)
+        first.set_title(f"{name}: {shown} of {activation.shape[-1]} maps, "
                           f"{activation.shape[0]}x{activation.shape[1]}", loc="left", fontsize=9)
     return fig
 
@@ -240,11 +246,8 @@ def explain_figure(model: keras.Model, image: np.ndarray, class_names: Sequence[
     if maps:
         rows = outer[1].subgridspec(len(maps), 1, hspace=0.5)
         for spec, (name, activation) in zip(rows, maps):
-            shown = min(MAPS_PER_LAYER, activation.shape[-1])
-            axes = _grid_axes(fig, spec, shown, MAPS_PER_LAYER)
-            for c, ax in enumerate(axes):
-                ax.imshow(activation[:, :, c], cmap="viridis")
-            axes[0].set_title(f"feature maps of {name}: {shown} of {activation.shape[-1]}, "
+            first, shown = _draw_maps(fig, spec, activation, MAPS_PER_LAYER, MAPS_PER_LAYER)
+            first.set_title(f"feature maps of {name}: {shown} of {activation.shape[-1]}, "
                               f"{activation.shape[0]}x{activation.shape[1]} each", loc="left", fontsize=9)
     else:
         ax = fig.add_subplot(outer[1])
