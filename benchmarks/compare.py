@@ -154,7 +154,7 @@ def child(name: str, seed: int, quick: bool, data_dir: Path | None) -> dict:
 
 def summarise(rows: list[dict]) -> list[dict]:
     table = []
-    for name in [n for n in CONTENDERS if any(r["contender"] == n for r in rows)]:  # a fixed order
+    for name in dict.fromkeys(r["contender"] for r in rows):
         runs = [r for r in rows if r["contender"] == name]
         accuracies = [r["final_accuracy"] for r in runs]
         times = [r["time_to_target_s"] for r in runs]
@@ -261,7 +261,7 @@ def main() -> int:
 
     from mnist_cnn.runs import environment, utc_stamp
 
-    rows.sort(key=lambda r: list(CONTENDERS).index(r["contender"]))  # included parts first otherwise
+    rows.sort(key=lambda r: list(CONTENDERS).index(r["contender"]))  # one order, however the parts came
     table = summarise(rows)
     stem = f"compare-{utc_stamp()}{'-quick' if args.quick else ''}"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ class TrainConfig:
     # Augmentation of training images only (random each step; validation and test untouched).
     augment: bool = False  # turn the settings below on
     aug_shift: float = 0.1  # max translation, as a fraction of 28 px (0.1 = 2.8 px)
-    aug_rotation_deg: float = 10.0  # max rotation either way, degrees (no flips: digits have a handedness)
+    aug_rotation_deg: float = 10.0  # max rotation either way, degrees
     aug_zoom: float = 0.1  # max zoom in or out, as a fraction
     aug_erasing: float = 0.0  # probability of erasing a random rectangle (useful for Fashion-MNIST)
     aug_flip: bool = False  # mirror left-right at random: for clothes (Fashion-MNIST), never for digits

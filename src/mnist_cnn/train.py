@@ -92,11 +92,11 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: in
     - Giving `fit` NumPy arrays lets Keras rebuild and reshuffle its input pipeline at each
       epoch start (a `cnn` epoch took ~52 s instead of ~26 s). A dataset built once does not.
     - tf.data's autotuner runs a background thread that the iterator of the finished epoch
-      waits for when Keras drops it: 2.5-8.6 s with both cores idle at the start of every
-      epoch after the first (a `fast` epoch: ~9.5 s instead of ~7 s). The pipeline is a
+      waits for when Keras drops it: 2.5-8.6 s with both cores idle at the start of many
+      epochs after the first (one run's later epochs: ~9.5-10 s instead of ~7 s). The pipeline is a
       shuffle, a batch and at most one map, so fixed settings lose nothing: autotuning is
       off, the map uses one call per core and two batches are prefetched. (`autotune=True`
-      restores TF's default, for `benchmarks/profile_epoch.py --epoch-start` to compare.)
+      restores TF's defaults, for `benchmarks/profile_epoch.py --epoch-start` to compare.)
     """
     import tensorflow as tf  # noqa: PLC0415  (the backend; Keras already imported it)
 
@@ -106,7 +106,7 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: in
     dataset = dataset.batch(batch_size)
     if augment is not None:
         dataset = dataset.map(lambda images, labels: (augment(images, training=True), labels),
-                              num_parallel_calls=os.cpu_count() or 1)
+                              num_parallel_calls=tf.data.AUTOTUNE if autotune else os.cpu_count() or 1)
     if autotune:
         return dataset.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
