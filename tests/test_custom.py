@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +126,86 @@ def test_not_an_npz(tmp_path):
     path.write_bytes(b"hello")
     with pytest.raises(DatasetFormatError, match="cannot read .*fake.npz as .npz"):
         load_custom(path)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height but holds almost no data (a decompression bomb)."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def two_class_folders(root: Path) -> Path:
+    """The smallest valid image-folder dataset: train/a, train/b, test/a, one black PNG each."""
+    for split, name in (("train", "a"), ("train", "b"), ("test", "a")):
+        (root / split / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(root / split / name / "0.png")
+    return root
+
+
+@pytest.mark.parametrize("width, height", [(6_000, 6_000), (30_000, 30_000)])  # our cap; Pillow's bomb error
+def test_a_decompression_bomb_in_an_image_folder_is_one_line(tmp_path, width, height):
+    root = two_class_folders(tmp_path / "bomb")
+    bomb = root / "train" / "b" / "huge.png"
+    bomb.write_bytes(png_header_only(width, height))
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(DatasetFormatError) as info:
+        load_custom(root)
+    message = str(info.value)
+    assert "\n" not in message and str(bomb) in message and "pixel" in message and "scale it down" in message
+
+
+def test_an_image_over_the_byte_cap_is_refused_before_decoding(tmp_path):
+    root = two_class_folders(tmp_path / "big")
+    big = root / "train" / "a" / "scan.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (5 * 1024 * 1024))  # over the 5 MiB cap, never decoded
+    with pytest.raises(DatasetFormatError, match=rf"image {big} is too large \(file is [\d,]+ bytes, over "
+                                                 rf"the [\d,]+-byte limit\); scale it down"):
+        load_custom(root)
+
+
+def test_image_folders_apply_exif_rotation_and_composite_transparency(tmp_path):
+    root = two_class_folders(tmp_path / "turned")
+    picture = np.zeros((28, 28), dtype=np.uint8)
+    picture[2:10, 2:10] = 255  # a light square in the top-left corner, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; shown rotated 90 degrees clockwise
+    (root / "train" / "a" / "0.png").unlink()
+    Image.fromarray(picture).save(root / "train" / "a" / "photo.jpg", quality=95, exif=exif)
+    # Light ink on a transparent background whose hidden colour is white: MNIST-style means black.
+    ink = np.full((28, 28, 4), 255, dtype=np.uint8)
+    ink[..., 3] = 0
+    ink[10:18, 10:18, 3] = 255  # opaque only in the middle
+    Image.fromarray(ink).save(root / "train" / "b" / "0.png")
+    ds = load_custom(root)
+    turned, inked = ds.train_images  # sorted: class a (photo.jpg), then class b
+    assert turned[2:10, 18:26].mean() > 200 and turned[2:10, 2:10].mean() < 30  # now top-right
+    assert inked[10:18, 10:18].min() == 255 and inked[:8].max() == 0
+
+
+def test_image_folder_pixels_are_converted_as_before(tmp_path):
+    root = two_class_folders(tmp_path / "plain")
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    colour = rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)
+    Image.fromarray(gray).save(root / "train" / "a" / "0.png")
+    Image.fromarray(colour).save(root / "train" / "b" / "0.png")
+    ds = load_custom(root)
+    np.testing.assert_array_equal(ds.train_images[0], gray)  # no inversion, centring or rescaling
+    expected = Image.fromarray(colour).convert("L").resize((28, 28), Image.Resampling.LANCZOS)
+    np.testing.assert_array_equal(ds.train_images[1], np.asarray(expected))  # grayscale, then Lanczos
+
+
+def test_idx_folder_reads_gzip_by_content_not_by_name(tmp_path):
+    digests = write_odd_idx_folder(tmp_path / "letters")
+    folder = tmp_path / "letters"
+    raw = folder / "letters-train-images.idx3-ubyte"
+    raw.rename(folder / "letters-train-images.idx3-ubyte.gz")  # raw bytes, gzip name
+    labels = folder / "letters-test-labels.idx1-ubyte"
+    labels.write_bytes(gzip.compress(labels.read_bytes()))  # gzip bytes, no .gz
+    ds = load_custom(folder)
+    assert sorted(ds.sha256.values()) == sorted(digests.values())  # same payloads, whatever the names say
 
 
 def test_image_folder_with_an_unreadable_file(tmp_path):

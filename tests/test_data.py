@@ -91,9 +91,43 @@ def test_truncated_gzip_is_reported_and_left_untouched(tiny_dataset):
 
 
 def test_not_gzip_at_all(tiny_dataset):
+    # No gzip magic, so it is read as raw bytes, which are not the published file either.
     (tiny_dataset / "tiny" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"hello, I am not gzip")
-    with pytest.raises(IdxFormatError, match="t10k-labels.*corrupt or truncated gzip"):
+    with pytest.raises(ChecksumError, match="t10k-labels.*does not match.*copy or download it again"):
         data.load_dataset("tiny", data_dir=tiny_dataset)
+
+
+def swap_compression(folder: Path) -> tuple[Path, Path]:
+    """Raw bytes under a `.gz` name, gzip bytes under a plain name: names that lie about contents."""
+    raw_named_gz = folder / "train-images-idx3-ubyte.gz"
+    raw_named_gz.write_bytes(gzip.decompress(raw_named_gz.read_bytes()))
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    gzip_named_plain = folder / "t10k-labels-idx1-ubyte"
+    labels.rename(gzip_named_plain)
+    return raw_named_gz, gzip_named_plain
+
+
+def test_gzip_is_told_by_content_by_every_reader(tiny_dataset, capsys):
+    from mnist_cnn import fetch
+    from mnist_cnn.cli import main
+
+    expected = data.load_dataset("tiny", data_dir=tiny_dataset)
+    raw_named_gz, gzip_named_plain = swap_compression(tiny_dataset / "tiny")
+    assert not data.is_gzip(raw_named_gz) and data.is_gzip(gzip_named_plain)
+    # `train` and `evaluate` read through load_dataset ...
+    loaded = data.load_dataset("tiny", data_dir=tiny_dataset)
+    np.testing.assert_array_equal(loaded.train_images, expected.train_images)
+    np.testing.assert_array_equal(loaded.test_labels, expected.test_labels)
+    assert loaded.sha256 == expected.sha256
+    # ... and `data list` / `data verify` agree with it.
+    assert main(["data", "list", "--data-dir", str(tiny_dataset)]) == 0
+    assert "tiny            verified" in capsys.readouterr().out
+    assert main(["data", "verify", "tiny", "--data-dir", str(tiny_dataset)]) == 0
+    out = capsys.readouterr().out
+    assert f"ok   {raw_named_gz}" in out and f"ok   {gzip_named_plain}" in out and "BAD" not in out
+    # A fetch re-hashes files in place the same way: offline, all verify and nothing is needed.
+    statuses = fetch.fetch_dataset(data.DATASETS["tiny"], folder=tiny_dataset / "tiny", offline=True)
+    assert [s.status for s in statuses] == ["ok"] * 4
 
 
 def test_checksum_mismatch(tiny_dataset):

@@ -71,6 +71,20 @@ def test_load_dataset_fetches_on_first_use(tiny_mirror):
     assert final_files(cache_dir()) == sorted(TINY_FILES)
 
 
+def test_a_raw_file_served_as_gz_is_stored_and_read_as_raw(tiny_dataset, http_mirror, tmp_path):
+    # Some servers decompress on the way: `.gz` URLs answering raw IDX bytes still verify,
+    # and land under the name that says what they hold, for every later reader.
+    served = tmp_path / "served" / "tiny"
+    served.mkdir(parents=True)
+    for name in TINY_FILES:
+        (served / name).write_bytes(gzip.decompress((tiny_dataset / "tiny" / name).read_bytes()))
+    server = http_mirror(served.parent)
+    assert main(["data", "fetch", "tiny", "--mirror", server.url("ok")]) == 0
+    assert final_files(cache_dir()) == sorted(name.removesuffix(".gz") for name in TINY_FILES)
+    loaded = data.load_dataset("tiny", offline=True)
+    assert loaded.source == cache_dir() and loaded.sha256 == data.DATASETS["tiny"].sha256
+
+
 def test_a_file_url_mirror_works_for_air_gapped_copies(tiny_dataset):
     results = fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_dataset.as_uri()])
     assert [r.url for r in results] == [f"{tiny_dataset.as_uri()}/tiny/{f}" for f in TINY_FILES]

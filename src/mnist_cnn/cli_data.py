@@ -18,10 +18,10 @@ from .errors import ChecksumError, ConfigError
 EPILOGS = {
     "data": "example:\n  mnist-cnn data list\n  mnist-cnn data fetch mnist --mirror http://127.0.0.1:8080/\n"
             "  mnist-cnn data info fashion-mnist\n  mnist-cnn data samples mnist -o grid.png",
-    "list": "example:\n  mnist-cnn data list --data-dir ../shared/data",
+    "list": "example:\n  mnist-cnn data list --data-dir ~/datasets",
     "fetch": "example:\n  mnist-cnn data fetch mnist\n"
              "  mnist-cnn data fetch fashion-mnist --mirror http://10.0.0.5/datasets/",
-    "verify": "example:\n  mnist-cnn data verify mnist --data-dir ../shared/data",
+    "verify": "example:\n  mnist-cnn data verify mnist --data-dir ~/datasets",
     "info": "example:\n  mnist-cnn data info mnist\n  mnist-cnn data info my_letters.npz --json",
     "samples": "example:\n  mnist-cnn data samples fashion-mnist -o fashion.png --per-class 10\n"
                "  mnist-cnn data samples my_images/ -o mine.png --split test",

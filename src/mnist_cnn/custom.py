@@ -3,7 +3,9 @@
 Each comes back as the same `Dataset` the registry gives: images `uint8 (N, 28, 28)` in
 0..255, labels `uint8 (N,)` in 0..num_classes-1. Class names and their number come from
 the data. Custom data has no published digest, so `Dataset.sha256` holds the digests of
-what was read, for the run's `config.json`. Pillow is imported only for image folders.
+what was read, for the run's `config.json`. Image files are read by `imagefile` (the
+package's one capped decoder, so its byte and pixel limits hold here too), imported only
+for image folders.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import IMAGE_SIZE, KINDS, SPLITS, Dataset, parse_idx, read_payload, sha256_hex
-from .errors import DatasetFormatError, DatasetNotFoundError
+from .errors import DatasetFormatError, DatasetNotFoundError, ImageError, ImageTooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +194,8 @@ def load_image_folders(root: Path) -> Dataset:
                 raise DatasetFormatError(f"{split_dir / name} holds no .png/.jpg images; add some or remove "
                                          f"the folder")
             for file in files:
-                raw = _read_bytes(file)
-                arrays.append(_decode_image(raw, file))
+                raw, image = _read_image(file)
+                arrays.append(image)
                 ids.append(label)
                 # Digest of the split: every file's relative path and contents, in sorted order.
                 tree.update(f"{name}/{file.name}\0".encode() + hashlib.sha256(raw).digest())
@@ -205,24 +207,29 @@ def load_image_folders(root: Path) -> Dataset:
     return _finish(root, images, labels, class_names, digests)
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise DatasetFormatError(f"cannot read {path}: {e.strerror}; check its permissions or remove it") from None
+def _read_image(path: Path) -> tuple[bytes, np.ndarray]:
+    """An image file's bytes (for the digest) and its pixels as uint8 (28, 28), grayscale.
 
+    Decoded by `imagefile` under its byte and pixel caps, with EXIF rotation applied and
+    transparency composited; then only resized (Lanczos), never inverted or centred: the
+    MNIST preprocessing is for people's photos, not for training data.
+    """
+    from PIL import Image
 
-def _decode_image(raw: bytes, path: Path) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 (28, 28), grayscale, resized with Lanczos if needed."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
+    from .imagefile import decode_image, read_image_bytes, to_gray
 
     try:
-        with Image.open(io.BytesIO(raw)) as image:
-            gray = image.convert("L")
-            if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-                gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-            return np.asarray(gray, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DatasetFormatError(f"cannot read image {path} ({e}); replace or remove the file") from None
+        raw = read_image_bytes(path)
+        gray = to_gray(decode_image(raw))  # float32 (H, W) in [0, 1]
+    except ImageTooLargeError as e:
+        # imagefile's messages read "problem; fix", the fix worded for someone uploading one image.
+        problem = str(e).partition("; ")[0]
+        raise DatasetFormatError(f"image {path} is too large ({problem}); scale it down (28x28 is "
+                                 f"enough) or remove it") from None
+    except ImageError as e:
+        problem = str(e).partition("; ")[0]
+        raise DatasetFormatError(f"cannot read image {path} ({problem}); replace or remove the file") from None
+    image = Image.fromarray(np.rint(gray * 255.0).astype(np.uint8))  # (H, W) uint8 -> mode "L"
+    if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+    return raw, np.asarray(image, dtype=np.uint8)

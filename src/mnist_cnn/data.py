@@ -14,7 +14,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -29,7 +29,9 @@ KINDS = ("images", "labels")
 # big-endian uint32 per dimension.  0x08 is unsigned byte, the only type MNIST uses.
 IDX_UBYTE = 0x08
 IDX_NDIM = {"images": 3, "labels": 1}
+GZIP_MAGIC = b"\x1f\x8b"  # every gzip stream starts with these two bytes (RFC 1952)
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
+Style = Literal["digit", "fashion"]  # how people's images are prepared for a model of the dataset
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class DatasetSpec:
     files: dict[tuple[str, str], str]  # (split, kind) -> file name without ".gz"
     sha256: dict[str, str]  # file name -> digest of the uncompressed IDX payload
     mirrors: tuple[str, ...] = ()  # base URLs, tried in order (used by the downloader)
+    style: Style = "digit"  # `preprocess` recipe for images given to its models: MNIST's or Fashion-MNIST's
 
 
 _STANDARD_FILES = {
@@ -85,6 +88,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
         ),
+        style="fashion",
     ),
 }
 
@@ -142,7 +146,7 @@ def search_dirs(name: str, data_dir: Path | None = None) -> list[tuple[str, Path
 
 
 def find_file(folder: Path, file_name: str) -> Path | None:
-    """`folder/file_name.gz` or the raw `folder/file_name`, whichever exists first."""
+    """`folder/file_name.gz`, else `folder/file_name`; either name may hold gzip or raw bytes."""
     for candidate in (folder / f"{file_name}.gz", folder / file_name):
         if candidate.is_file():
             return candidate
@@ -164,13 +168,27 @@ def locate(name: str, data_dir: Path | None = None) -> Path:
     )
 
 
+def is_gzip(path: Path) -> bool:
+    """True when `path` starts with gzip's magic bytes, whatever its name says.
+
+    The one test every reader uses (loading, `data list`/`verify`, downloads, custom IDX
+    folders): a raw file named `.gz`, or a gzip file without the suffix, reads the same
+    everywhere instead of passing one command and failing the next.
+    """
+    with open(path, "rb") as f:
+        return f.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+def open_payload(path: Path) -> BinaryIO:
+    """`path` opened for reading its uncompressed bytes (gzip or raw, as `is_gzip` says)."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # type: ignore[return-value]
+
+
 def read_payload(path: Path) -> bytes:
-    """The uncompressed bytes of a gzipped (by `.gz` suffix) or raw file."""
+    """The uncompressed bytes of a gzipped or raw file (told apart by content, not by name)."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with open_payload(path) as f:
+            return f.read()
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise IdxFormatError(f"{path} is a corrupt or truncated gzip file ({e}); delete it and "
                              f"copy or download it again") from None

@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import __version__
 from .atomic import normal_file_mode
-from .data import DatasetSpec, find_file, user_cache_dir
+from .data import DatasetSpec, find_file, is_gzip, open_payload, user_cache_dir
 from .errors import CacheWriteError, DownloadError
 
 try:
@@ -48,7 +48,6 @@ MIRROR_ENV = "MNIST_CNN_MIRROR"  # comma-separated user mirrors, tried before th
 OFFLINE_ENV = "MNIST_CNN_OFFLINE"  # "1" (or true/yes/on): never touch the network
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
-GZIP_MAGIC = b"\x1f\x8b"
 
 # (url, bytes received, Content-Length or None, finished) -> None; the CLI draws a bar with it.
 Progress = Callable[[str, int, "int | None", bool], None]
@@ -107,11 +106,8 @@ def mirror_urls(spec: DatasetSpec, user_mirrors: Sequence[str] = ()) -> list[str
 
 
 def payload_sha256(path: Path) -> str:
-    """SHA-256 of the uncompressed contents of `path` (gzip detected by its magic bytes), streamed."""
-    with open(path, "rb") as raw:
-        gzipped = raw.read(2) == GZIP_MAGIC
-    opener = gzip.open if gzipped else open
-    with opener(path, "rb") as f:  # type: ignore[operator]
+    """SHA-256 of the uncompressed contents of `path` (gzip told apart as `data.is_gzip` does), streamed."""
+    with open_payload(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
@@ -245,10 +241,10 @@ def _fetch_file(spec: DatasetSpec, file_name: str, folder: Path, urls: Sequence[
                     break
                 try:
                     with open(tmp, "rb") as f:
-                        gzipped = f.read(2) == GZIP_MAGIC
                         os.fsync(f.fileno())  # on disk before the rename makes it visible
                     os.chmod(tmp, normal_file_mode())
-                    final = folder / (f"{file_name}.gz" if gzipped else file_name)
+                    # Named for what it holds, so the name never contradicts the contents.
+                    final = folder / (f"{file_name}.gz" if is_gzip(tmp) else file_name)
                     os.replace(tmp, final)
                 except OSError as e:
                     raise _cache_write_error(folder, e) from None

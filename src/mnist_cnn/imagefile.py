@@ -1,6 +1,7 @@
 """Reading people's image files safely: decoding under byte and pixel caps, grayscale.
 
-Step 1 and 2 of the preprocessing described in `preprocess` (which re-exports these):
+Step 1 and 2 of the preprocessing described in `preprocess` (which re-exports these),
+and the one reader of image files in the package (custom image-folder datasets too):
 any Pillow-readable raster format of the allowed list, any size and mode, refused
 before decoding when the header claims too many pixels. Nothing runs at import.
 """
@@ -56,20 +57,27 @@ def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
                          f"corrupt, send it again or re-save it") from None
 
 
+def read_image_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """A file's bytes, refused by its size before it is read.
+
+    Raises ImageTooLargeError or ImageError; like `decode_image`'s, their messages leave
+    naming the file to the caller.
+    """
+    try:
+        size = Path(path).stat().st_size
+        if size > max_bytes:
+            raise ImageTooLargeError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit; "
+                                     f"scale it down first")
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ImageError(f"cannot read the file ({e.strerror}); check the path") from None
+
+
 def read_image_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """`decode_image` on a file, checking its size before reading it."""
-    path = Path(path)
+    """`decode_image` on a file, checking its size before reading it; errors name the file."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageTooLargeError(f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit; "
-                                     f"scale it down first")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ImageError(f"cannot read {path}: {e.strerror}; check the path") from None
-    try:
-        return decode_image(data, max_bytes, max_pixels)
+        return decode_image(read_image_bytes(path, max_bytes), max_bytes, max_pixels)
     except ImageError as e:
         raise type(e)(f"{path}: {e}") from None
 
