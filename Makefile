@@ -13,13 +13,16 @@ endif
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev train test models bench clean
+.PHONY: install install-dev install-bench train test models bench clean
 
-# The package alone for training; test tools, the web server and the benchmark's PyTorch
-# reference on top for the tests.
+# The package alone for training; test tools and the web server on top for the tests.
+# PyTorch (the benchmark's reference contender) is its own target: `make test` never needs
+# it, and the tests of that contender skip, saying so, without it.
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
+
+install-bench: $(VENV)/.installed-bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +33,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,serve,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
 	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
 
 train: install
 	$(BIN)/mnist-cnn train $(TRAIN_ARGS)
@@ -42,7 +49,7 @@ test: install-dev
 models: install
 	$(BIN)/mnist-cnn models
 
-bench: install-dev
+bench: install-dev install-bench
 	$(BIN)/python benchmarks/compare.py
 
 clean:

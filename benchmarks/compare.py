@@ -225,6 +225,20 @@ def included_rows(paths: list[Path], quick: bool) -> list[dict]:
     return rows
 
 
+def torch_missing(contenders: list[str]) -> str | None:
+    """Why the run cannot start when it includes a PyTorch contender and torch is not installed."""
+    torch_runs = [name for name in contenders if CONTENDERS[name][0] == "torch"]
+    if not torch_runs:
+        return None
+    try:
+        import torch  # noqa: F401  (checked here, not an hour later in a child process)
+    except ImportError:
+        others = " ".join(name for name in contenders if name not in torch_runs) or "fast"
+        return (f"{', '.join(torch_runs)} needs PyTorch, which is not installed; install it with "
+                f"`pip install -e '.[bench]'` (or `make install-bench`), or leave it out: --contenders {others}")
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS))
@@ -245,6 +259,8 @@ def main() -> int:
 
     # A contender run now replaces its runs from the included parts (a re-measured part).
     rows = [r for r in included_rows(args.include, args.quick) if r["contender"] not in args.contenders]
+    if problem := torch_missing(args.contenders):
+        raise SystemExit(problem)
     for name in args.contenders:
         seeds = 1 if args.quick else (args.seeds or CONTENDERS[name][2])
         for seed in range(args.first_seed, args.first_seed + seeds):

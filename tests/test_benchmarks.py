@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ COMPARE = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
 
 
 def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
-    pytest.importorskip("torch", reason="the benchmark's PyTorch reference needs the [bench] extra")
+    pytest.importorskip("torch", reason="PyTorch is not installed: the benchmark's PyTorch contender needs "
+                                        "the bench extra (make install-bench, or pip install -e '.[bench]')")
     done = subprocess.run([sys.executable, str(COMPARE), "--quick", "--data-dir", str(shared_data),
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -53,6 +55,19 @@ def test_including_a_missing_or_foreign_file_fails_before_training(tmp_path):
     mixed = subprocess.run([sys.executable, str(COMPARE), "--include", str(quick)],
                            capture_output=True, text=True, timeout=120)
     assert mixed.returncode != 0 and "is a quick run and this one is full" in mixed.stderr
+
+
+def test_a_pytorch_contender_without_torch_stops_before_training_with_the_fix(tmp_path):
+    # Hide torch whether or not it is installed: a module of that name that fails to import.
+    (tmp_path / "torch.py").write_text("raise ImportError(\"No module named 'torch'\")\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(COMPARE), "--contenders", "fast", "pytorch-example",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env)
+    message = done.stderr.strip()
+    assert done.returncode != 0 and "\n" not in message and "Traceback" not in message
+    assert "pytorch-example needs PyTorch" in message and "pip install -e '.[bench]'" in message
+    assert "--contenders fast" in message  # how to run without it
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
 def test_tta_shift_moves_pixels_and_fills_the_border_black():

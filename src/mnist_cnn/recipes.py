@@ -1,14 +1,18 @@
-"""Recipes: named presets of `TrainConfig` (a model plus the settings it trains best with).
+"""Recipes (named presets of `TrainConfig`) and the one resolver of a run's settings.
 
-`mnist-cnn train --recipe NAME` starts from the recipe, then applies a `--config` file,
-then flags, so any setting of a recipe can still be overridden. No I/O at import.
+`resolve_config` layers defaults -> recipe -> config file -> flags; the CLI, the benchmarks,
+the notebooks and tuning all call it, so a setting means the same everywhere.
+`resume_config` is its counterpart for `train --resume`. No I/O at import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .config import RESUMABLE_FIELDS, TrainConfig, check_keys, load_config_file
+from .data import is_custom
 from .errors import ConfigError
 
 
@@ -25,7 +29,7 @@ RECIPES: dict[str, Recipe] = {
     "fast": Recipe(
         "shortest time to 99% on MNIST: strided narrow model, 1 epoch, high peak learning rate",
         # One epoch: warm up for a quarter, cosine to 0; Adam's lowered betas follow the fast
-        # start; label smoothing gave +0.06 points in one epoch (one seed; measured side by side).
+        # start; label smoothing helps even in one epoch (benchmarks/README.md has the runs).
         {"model": "fast", "epochs": 1, "batch_size": 128, "learning_rate": 1e-2, "warmup_epochs": 0.25,
          "adam_beta_1": 0.8, "adam_beta_2": 0.99, "label_smoothing": 0.1, "patience": 1},
     ),
@@ -35,8 +39,8 @@ RECIPES: dict[str, Recipe] = {
          "label_smoothing": 0.1, "augment": True, "aug_shift": 0.1, "aug_rotation_deg": 10.0,
          "aug_zoom": 0.1, "patience": 20},
         # Clothes are photographed upright and centred: rotations and zooms only blur them
-        # (seed 0 with rotation 5 and zoom 0.1: 92.4% training accuracy, underfit), while a
-        # mirrored garment is the same garment. So: flips, shifts and random erasing.
+        # (with them the model underfitted; benchmarks/README.md), while a mirrored garment
+        # is the same garment. So: flips, shifts and random erasing.
         per_dataset={"fashion-mnist": {"aug_flip": True, "aug_rotation_deg": 0.0, "aug_zoom": 0.0,
                                        "aug_erasing": 0.25}},
     ),
@@ -51,3 +55,44 @@ def recipe_settings(name: str, dataset: str) -> dict[str, Any]:
         raise ConfigError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)} "
                           f"(see `mnist-cnn models`)") from None
     return {**recipe.settings, **recipe.per_dataset.get(dataset, {}), "recipe": name}
+
+
+def resolve_config(recipe: str | None = None, config_file: Path | None = None,
+                   overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the recipe, then a `.toml`/`.json` config file, then `overrides` (None = not set).
+
+    The recipe is `recipe`, else the file's `recipe` key. Per-dataset recipe settings follow
+    the dataset the later layers ask for. A custom dataset path is made absolute, so
+    `train --resume` and `evaluate` find it from any folder.
+    """
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    check_keys(flags)
+    from_file = load_config_file(Path(config_file)) if config_file is not None else {}
+    recipe = recipe or flags.get("recipe") or from_file.get("recipe")
+    config = TrainConfig()
+    if recipe:
+        dataset = flags.get("dataset") or from_file.get("dataset") or config.dataset
+        config = config.replace(**recipe_settings(recipe, dataset))
+    config = config.replace(**from_file).replace(**flags)
+    if is_custom(config.dataset):
+        config = config.replace(dataset=str(Path(config.dataset).resolve()))
+    return config
+
+
+def resume_config(recorded: TrainConfig, overrides: dict[str, Any] | None = None
+                  ) -> tuple[TrainConfig, dict[str, tuple[Any, Any]]]:
+    """The settings a resumed run continues with, and {field: (old, new)} for those that changed.
+
+    Only RESUMABLE_FIELDS may be given: anything else would make the run a different
+    experiment, so it is an error, never silently ignored.
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    check_keys(given)
+    refused = sorted(set(given) - set(RESUMABLE_FIELDS))
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        raise ConfigError(f"{flags} cannot change when resuming (only "
+                          f"{', '.join('--' + f for f in RESUMABLE_FIELDS)} can); start a new run instead")
+    config = recorded.replace(**given)
+    changed = {k: (getattr(recorded, k), v) for k, v in given.items() if getattr(recorded, k) != v}
+    return config, changed
