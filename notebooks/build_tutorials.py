@@ -9,6 +9,8 @@ Both notebooks get the same code cells; only the Markdown differs (English, Braz
 Portuguese). Execution runs each notebook in a fresh `python3` kernel with the
 notebooks folder as working directory and this checkout's `src/` first on PYTHONPATH;
 MNIST is found the package's usual way (`MNIST_CNN_DATA_DIR`, the user cache, ...).
+The kernel is told its notebook's path in JPY_SESSION_NAME, as Jupyter's own server does,
+so a cell can speak the notebook's language (chapter 8's panel titles).
 """
 
 from __future__ import annotations
@@ -59,11 +61,18 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(cell.cell_type, cell.source) for cell in nb.cells]
 
 
-def kernel_env(quick: bool) -> dict[str, str]:
+def notebook_path(nb: nbformat.NotebookNode) -> Path:
+    """The file a built notebook is stored in, from its language tag."""
+    return next(NOTEBOOKS[lang] for lang, tag in LANGUAGE_TAGS.items() if nb.metadata.get("language") == tag)
+
+
+def kernel_env(quick: bool, notebook: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env[QUICK_ENV] = "1" if quick else env.get(QUICK_ENV, "0")
+    if notebook is not None:  # what jupyter-server sets for the kernels of its notebooks
+        env["JPY_SESSION_NAME"] = str(notebook)
     return env
 
 
@@ -73,7 +82,7 @@ def execute(nb: nbformat.NotebookNode, quick: bool, timeout_s: int = CELL_TIMEOU
 
     client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
                             resources={"metadata": {"path": str(HERE)}})
-    client.execute(env=kernel_env(quick))  # forwarded to the kernel manager's start_kernel
+    client.execute(env=kernel_env(quick, notebook_path(nb)))  # forwarded to the kernel manager's start_kernel
     return tidy_outputs(nb)
 
 

@@ -839,99 +839,183 @@ pela foto de um dígito seu e execute este capítulo de novo.
 """,
     ),
     code("""
-from mnist_cnn.preprocess import model_input, read_image_file, to_gray, to_mnist
+from mnist_cnn.preprocess import model_input, preprocess_steps, read_image_file, to_gray, to_mnist
 
 photo = read_image_file(Path("my_digit.png"))
-gray = to_gray(photo)
-digit = to_mnist(gray)
-naive = np.asarray(photo.convert("L").resize((28, 28)), dtype=np.float32) / 255
+steps = preprocess_steps(photo)  # MNIST's recipe, keeping the image after every named step
+digit = steps[-1].image  # float32 (28, 28): what the model will see
+assert np.array_equal(digit, to_mnist(to_gray(photo)))  # the same code, run without keeping the steps
+naive = np.asarray(photo.convert("L").resize((28, 28)), dtype=np.float32) / 255  # the tempting shortcut
 
-print("photo:", photo.size, photo.mode, "-> gray:", gray.shape, gray.dtype,
-      "-> MNIST-style:", digit.shape, digit.dtype, f"in [{digit.min():.0f}, {digit.max():.0f}]")
+print(f"photo: {photo.height} x {photo.width} pixels (rows x columns), mode {photo.mode}")
+for number, step in enumerate(steps, start=1):
+    height, width = step.image.shape
+    print(f"{number}. {step.name:9} {height:>4} x {width:<4} {step.description}")
 rows, cols = np.nonzero(digit)
 centre = (np.indices(digit.shape) * digit).sum(axis=(1, 2)) / digit.sum()
 print("ink box in the 28x28 result:", np.ptp(rows) + 1, "x", np.ptp(cols) + 1,
       "pixels | centre of mass (row, column):", centre.round(1))
+"""),
+    md(
+        en="""
+`preprocess_steps` runs exactly the code that `preprocess` runs (and with it `mnist-cnn
+predict` and the web page), but keeps a copy of the image after each **named step**; the
+list of names is `STEP_NAMES["digit"]` in `mnist_cnn.preprocess`. The last step is the
+model's input: the `assert` checks that it is identical, pixel for pixel, to what `to_mnist`
+gives when called directly on the grayscale photo.
 
-fig = Figure(figsize=(11, 2.9))
-axes = fig.subplots(1, 4)
-panels = [(np.asarray(photo) / 255, "1. the photo"), (gray, "2. grayscale, 0..1"),
-          (digit, "3. MNIST-style (to_mnist)"), (naive, "shortcut: only resized to 28x28")]
-for ax, (image, title) in zip(axes, panels):
-    ax.imshow(image, cmap="gray", vmin=0, vmax=1)  # the colour photo keeps its colours
-    ax.set_title(title, fontsize=9)
+The printout lists every step with its size in pixels (rows × columns) and the package's
+one-line description. The size shrinks from the photo's to the 28 × 28 that MNIST uses, and
+the last line checks the result: the ink fits a box whose longer side is 20 pixels, with its
+centre of mass at about (14, 14).
+""",
+        pt="""
+`preprocess_steps` executa exatamente o código que o `preprocess` executa (e com ele o
+`mnist-cnn predict` e a página web), mas guarda uma cópia da imagem depois de cada **passo
+nomeado**; a lista de nomes é `STEP_NAMES["digit"]`, em `mnist_cnn.preprocess`. O último passo
+é a entrada do modelo: o `assert` confere que ela é idêntica, pixel a pixel, ao que o
+`to_mnist` devolve quando chamado diretamente sobre a foto em tons de cinza.
+
+A saída lista cada passo com o seu tamanho em pixels (linhas × colunas) e a descrição de uma
+linha do pacote (em inglês). O tamanho encolhe do da foto até os 28 × 28 do MNIST, e a última
+linha confere o resultado: a tinta cabe numa caixa cujo lado maior tem 20 pixels, com o
+centro de massa por volta de (14, 14).
+""",
+    ),
+    code("""
+# The package names its steps in English; the Portuguese notebook titles its panels in Portuguese.
+# Jupyter tells the kernel the notebook's path in JPY_SESSION_NAME, VS Code in __vsc_ipynb_file__.
+notebook_file = os.environ.get("JPY_SESSION_NAME") or globals().get("__vsc_ipynb_file__") or ""
+PT_BR_TITLES = {"decoded": "decodificada", "gray": "tons de cinza", "polarity": "polaridade",
+                "contrast": "contraste", "crop": "recorte", "thickened": "traço engrossado",
+                "fit": "caixa de 20 px", "centred": "centralizada"}
+titles = PT_BR_TITLES if str(notebook_file).endswith("pt-BR.ipynb") else {}
+
+fig = Figure(figsize=(2.1 * len(steps), 2.8))
+axes = fig.subplots(1, len(steps))
+for number, (ax, step) in enumerate(zip(axes, steps), start=1):
+    ax.imshow(step.image, cmap="gray", vmin=0, vmax=1)  # scaled to the panel; its real size in the title
+    height, width = step.image.shape
+    ax.set_title(f"{number}. {titles.get(step.name, step.name)}\\n{height} x {width}", fontsize=9)
     ax.axis("off")
-axes[2].plot(centre[1], centre[0], "r+", markersize=12)
+axes[-1].plot(centre[1], centre[0], "r+", markersize=12)  # the centre of mass, at about (14, 14)
 show(fig)
 """),
     md(
         en="""
-The package's `preprocess` module (the same one `mnist-cnn predict` and the web page use)
-turned the photo into an MNIST digit, image by image:
+The photo becomes an MNIST digit, image by image (each panel is scaled to fit; the numbers
+under its title are the image's real size, rows × columns):
 
-1. `read_image_file` decoded the file (refusing huge or corrupt files before decoding them);
-2. `to_gray` made it grayscale with values in [0, 1];
-3. `to_mnist` then did what the creators of MNIST did to their scans: since the border is
-   light (paper), it **inverted** the image so the ink is white on black; it removed the
-   paper's grey level and noise and stretched the contrast; it **cropped** to the ink;
-   it **scaled** the crop so its longer side is **20 pixels**, keeping the proportions (and
-   thickening strokes that would be thinner than MNIST's); it **pasted** that into a
-   28 × 28 field so the ink's **centre of mass** falls on the centre, pixel (14, 14).
+1. **decoded**: the file as `read_image_file` decoded it, shown as brightness. Before
+   decoding it checked the file's size in bytes and the pixel count its header claims
+   (a huge or corrupt file is refused with a one-line error); it applied the camera's
+   rotation, and it would decode a big JPEG photo at reduced scale.
+2. **gray**: one grayscale value per pixel in [0, 1] (`to_gray`). For this opaque photo it
+   looks like panel 1; in an image with transparency, the transparent pixels are laid onto
+   white here (or onto black when the ink itself is light), so either ink survives.
+3. **polarity**: MNIST's digits are white ink on black, and this photo's border is light
+   (paper), so the image is **inverted**. Just before, the paper's uneven lighting (here
+   lighter on the right) is divided out region by region (`flatten_paper`), so a shadow does
+   not pass for ink. A photo larger than 1024 pixels would also be shrunk here, keeping the
+   darkest pixel of each block so that thin pen lines survive.
+4. **contrast**: the background's level (the median of the border) is subtracted and the
+   ink **stretched** so that its typical peak is 1; anything under 15% (paper grain, JPEG
+   noise) becomes 0, and so does any isolated speck. The paper is now pure black.
+5. **crop**: cut to the ink's bounding box: where the digit was on the page no longer matters.
+6. **thickened**: shrunk to 20 pixels, a pen stroke on a big crop would end up much thinner
+   than MNIST's, even under one pixel. So a large crop is first reduced with the *maximum*
+   of each block (an average would fade a thin line), and strokes still too thin for the
+   final scale are **dilated** to about MNIST's weight (2.5 pixels at 20 px). A thick marker
+   stroke would pass unchanged.
+7. **fit**: **resized** so that the longer side is **20 pixels**, keeping the proportions,
+   with an anti-aliasing filter (Lanczos): the grey edges are the same ones MNIST's digits
+   have.
+8. **centred**: **pasted** into a 28 × 28 field so that the ink's **centre of mass** (the red
+   cross) falls on pixel (14, 14), as the creators of MNIST did with their scans. This is
+   the image the model sees.
 
-The printed line checks the result: the ink fits a box whose longer side is 20 pixels, and
-the red cross (centre of mass) sits at about (14, 14). The last panel shows the tempting
-shortcut, simply shrinking the photo to 28 × 28: dark ink on a light background, a thin
-faint stroke, off-centre. Nothing like what the network was trained on. The next cell shows
-what the model makes of each.
+The same steps run in `mnist-cnn predict`; with `--save-preprocessed DIR --steps` it writes
+every one of them for each input as `DIR/<name>/NN-step.png`, to look at when a
+prediction surprises you.
 """,
         pt="""
-O módulo `preprocess` do pacote (o mesmo que o `mnist-cnn predict` e a página web usam)
-transformou a foto num dígito do MNIST, imagem por imagem:
+A foto vira um dígito do MNIST, imagem por imagem (cada painel é ampliado ou reduzido para
+caber; os números sob o título são o tamanho real da imagem, linhas × colunas):
 
-1. `read_image_file` decodificou o arquivo (recusando arquivos enormes ou corrompidos antes
-   de decodificá-los);
-2. `to_gray` o converteu para tons de cinza com valores em [0, 1];
-3. `to_mnist` fez então o que os criadores do MNIST fizeram com as suas digitalizações: como
-   a borda é clara (papel), **inverteu** a imagem para a tinta ficar branca sobre preto;
-   removeu o nível de cinza e o ruído do papel e esticou o contraste; **recortou** em volta da
-   tinta; **redimensionou** o recorte para que o lado maior tenha **20 pixels**, mantendo as
-   proporções (e engrossando traços que ficariam mais finos que os do MNIST); **colou** o
-   resultado num campo de 28 × 28 de modo que o **centro de massa** da tinta caia no centro,
-   o pixel (14, 14).
+1. **decodificada** (*decoded*): o arquivo como o `read_image_file` o decodificou, mostrado como
+   brilho. Antes de decodificar, ele conferiu o tamanho do arquivo em bytes e o número de
+   pixels que o cabeçalho declara (um arquivo enorme ou corrompido é recusado com um erro de
+   uma linha); aplicou a rotação da câmera, e decodificaria uma foto JPEG grande em escala
+   reduzida.
+2. **tons de cinza** (*gray*): um valor de cinza por pixel, em [0, 1] (`to_gray`). Nesta foto
+   opaca ela se parece com o painel 1; numa imagem com transparência, os pixels transparentes
+   são postos aqui sobre branco (ou sobre preto quando a própria tinta é clara), para que
+   qualquer tinta sobreviva.
+3. **polaridade** (*polarity*): os dígitos do MNIST são tinta branca sobre preto, e a borda
+   desta foto é clara (papel), então a imagem é **invertida**. Logo antes, a iluminação
+   irregular do papel (aqui mais claro à direita) é compensada região por região
+   (`flatten_paper`), para que uma sombra não passe por tinta. Uma foto com mais de 1024
+   pixels também seria reduzida aqui, guardando o pixel mais escuro de cada bloco para que
+   traços finos de caneta sobrevivam.
+4. **contraste** (*contrast*): o nível do fundo (a mediana da borda) é subtraído e a tinta é
+   **esticada** para que o seu pico típico valha 1; o que fica abaixo de 15% (grão do papel,
+   ruído do JPEG) vira 0, e o mesmo acontece com qualquer pontinho isolado. O papel agora é
+   preto puro.
+5. **recorte** (*crop*): corte na caixa que envolve a tinta: onde o dígito estava na página
+   deixa de importar.
+6. **traço engrossado** (*thickened*): reduzido a 20 pixels, o traço de caneta de um recorte
+   grande ficaria bem mais fino que os do MNIST, até menos de um pixel. Por isso um recorte
+   grande é primeiro reduzido com o *máximo* de cada bloco (uma média apagaria uma linha
+   fina), e os traços ainda finos demais para a escala final são **dilatados** até mais ou
+   menos a espessura do MNIST (2,5 pixels a 20 px). O traço grosso de um marcador passaria
+   sem mudança.
+7. **caixa de 20 px** (*fit*): **redimensionado** para que o lado maior tenha **20 pixels**,
+   mantendo as proporções, com um filtro anti-serrilhado (Lanczos): as bordas cinzentas são
+   as mesmas que os dígitos do MNIST têm.
+8. **centralizada** (*centred*): **colado** num campo de 28 × 28 de modo que o **centro de
+   massa** da tinta (a cruz vermelha) caia no pixel (14, 14), como os criadores do MNIST
+   fizeram com as suas digitalizações. Esta é a imagem que o modelo vê.
 
-A linha impressa confere o resultado: a tinta cabe numa caixa cujo lado maior tem 20 pixels,
-e a cruz vermelha (centro de massa) fica por volta de (14, 14). O último painel mostra o
-atalho tentador, simplesmente encolher a foto para 28 × 28: tinta escura sobre fundo claro,
-um traço fino e apagado, fora do centro. Nada parecido com o que a rede viu no treino. A
-próxima célula mostra o que o modelo entende de cada um.
+Os mesmos passos rodam no `mnist-cnn predict`; com `--save-preprocessed DIR --steps` ele grava
+cada um deles, para cada entrada, como `DIR/<nome>/NN-passo.png`, para olhar quando uma
+previsão surpreender você.
 """,
     ),
     code("""
-for name, image in [("naive resize", naive), ("MNIST-style", digit)]:
+fig = Figure(figsize=(4.4, 2.6))
+for ax, (name, image) in zip(fig.subplots(1, 2), [("naive resize", naive), ("MNIST-style", digit)]):
     p = predict_probabilities(reloaded, model_input(image))[0]
     top3 = np.argsort(-p)[:3]
     print(f"{name:13}: " + ", ".join(f"{dataset.class_names[k]} {p[k]:.1%}" for k in top3))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(f"-> {dataset.class_names[top3[0]]} ({p[top3[0]]:.0%})", fontsize=9)
+    ax.axis("off")
+show(fig)
 """),
     md(
         en="""
-`model_input` adds the batch and channel axes, (28, 28) → (1, 28, 28, 1), and the model
-gives its three most probable classes for each version. The preprocessed digit should be
-read as a 7 with high confidence (after a full run); the naive version gets a wrong
-answer, often a confident one, because the network has never seen dark digits on a light
-background.
+On the left, the tempting shortcut: the photo simply shrunk to 28 × 28. Dark ink on a light
+background, a thin faint stroke, off-centre: nothing like what the network was trained on.
+On the right, the result of the eight steps. `model_input` adds the batch and channel axes,
+(28, 28) → (1, 28, 28, 1), and the model gives its three most probable classes for each
+version (the title shows the first). The preprocessed digit should be read as a 7 with high
+confidence (after a full run); the naive version gets a wrong answer, often a confident
+one, because the network has never seen dark digits on a light background.
 This is the most common reason why "my model gets 99% on MNIST but fails on my drawing":
 not the model, the preprocessing. The command `mnist-cnn predict MODEL my_digit.png` does
 exactly these steps.
 """,
         pt="""
-`model_input` acrescenta os eixos de lote e de canal, (28, 28) → (1, 28, 28, 1), e o modelo
-dá as suas três classes mais prováveis para cada versão. O dígito pré-processado deve ser
-lido como 7 com alta confiança (depois de uma execução completa); a versão ingênua recebe uma
-resposta errada, muitas vezes com muita confiança, porque a rede nunca viu dígitos escuros
-sobre fundo claro. Este é
-o motivo mais comum de "meu modelo acerta 99% no MNIST mas erra o meu desenho": não é o
-modelo, é o pré-processamento. O comando `mnist-cnn predict MODEL my_digit.png` faz
-exatamente esses passos.
+À esquerda, o atalho tentador: a foto simplesmente encolhida para 28 × 28. Tinta escura
+sobre fundo claro, um traço fino e apagado, fora do centro: nada parecido com o que a rede
+viu no treino. À direita, o resultado dos oito passos. `model_input` acrescenta os eixos de
+lote e de canal, (28, 28) → (1, 28, 28, 1), e o modelo dá as suas três classes mais
+prováveis para cada versão (o título mostra a primeira). O dígito pré-processado deve ser
+lido como 7 com alta confiança (depois de uma execução completa); a versão ingênua recebe
+uma resposta errada, muitas vezes com muita confiança, porque a rede nunca viu dígitos
+escuros sobre fundo claro. Este é o motivo mais comum de "meu modelo acerta 99% no MNIST
+mas erra o meu desenho": não é o modelo, é o pré-processamento. O comando
+`mnist-cnn predict MODEL my_digit.png` faz exatamente esses passos.
 """,
     ),
     md(

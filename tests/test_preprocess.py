@@ -1,6 +1,7 @@
 """MNIST-style preprocessing: any image lands centred, 20 px tall, white on black, like MNIST.
 
-No model here (no TensorFlow): these run in a couple of seconds.
+No model here (no TensorFlow): these run in a couple of seconds, except the one slow test
+of `mnist-cnn predict --steps`, which uses the session's small trained model.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import SHARED_DATA
+from conftest import REPO, SHARED_DATA
 from mnist_cnn import data
-from mnist_cnn.errors import EmptyImageError, ImageError, ImageTooLargeError
-from mnist_cnn.preprocess import decode_image, gray_from_array, preprocess, stroke_width
+from mnist_cnn.cli import main
+from mnist_cnn.errors import EmptyImageError, ImageError, ImageTooLargeError, MnistCnnError
+from mnist_cnn.predict import save_preprocessing_steps
+from mnist_cnn.preprocess import (STEP_NAMES, STEPS, decode_image, gray_from_array, preprocess, preprocess_steps,
+                                  stroke_width)
 
 MNIST_INK_PIXELS = 96  # mean count of pixels > 0.5 in an MNIST test digit (measured)
 
@@ -281,3 +285,105 @@ def test_a_truncated_image_is_an_error():
 def test_pixel_arrays_are_validated(values, message):
     with pytest.raises(ImageError, match=message):
         gray_from_array(values)
+
+
+def shaded_photo(size=(900, 700), width=30) -> bytes:
+    """A photo-like JPEG: a drawn 7 on paper lit from the right (65% as bright on the left), with grain."""
+    clean = np.asarray(draw_seven(size, width), float)
+    shaded = clean * np.linspace(0.65, 1.0, size[0])[np.newaxis, :]
+    noisy = shaded + np.random.default_rng(0).normal(0, 6, clean.shape)
+    return encode(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).convert("RGB"), "JPEG", quality=80)
+
+
+def test_steps_are_named_in_order_for_each_style():
+    assert STEP_NAMES["digit"] == ("decoded", "gray", "polarity", "contrast", "crop", "thickened", "fit", "centred")
+    assert STEP_NAMES["fashion"] == ("decoded", "gray", "polarity", "background", "crop", "fit", "centred")
+    for style, steps in STEPS.items():
+        assert all(description and "\n" not in description for description in steps.values()), style
+
+
+@pytest.mark.parametrize("style", ["digit", "fashion"])
+def test_the_last_step_is_exactly_what_preprocess_returns(mnist_digits, style):
+    images, _ = mnist_digits
+    rgba = np.zeros((28, 28, 4), np.uint8)
+    rgba[..., 3] = images[2]  # black ink on a transparent background
+    sources = [encode(255 - image) for image in images[:5]]  # real MNIST digits as black-on-white PNGs
+    sources += [images[5],  # a raw 0..255 array
+                encode(np.pad(np.kron(255 - images[6], np.ones((4, 4), np.uint8)), ((10, 300), (250, 20)),
+                              constant_values=255)),  # upscaled, off-centre
+                encode(Image.fromarray(rgba, "RGBA")),
+                shaded_photo(),  # photo-like: shadow, grain, JPEG
+                encode(draw_seven((5000, 4000), 1)),  # huge, 1-px line: pooled, then thickened
+                REPO / "notebooks" / "my_digit.png"]
+    for index, source in enumerate(sources):
+        steps = preprocess_steps(source, style=style)
+        assert tuple(step.name for step in steps) == STEP_NAMES[style], index
+        assert [step.description for step in steps] == [STEPS[style][step.name] for step in steps]
+        for step in steps:
+            assert step.image.ndim == 2 and step.image.dtype == np.float32, (index, step.name)
+            assert 0.0 <= step.image.min() and step.image.max() <= 1.0, (index, step.name)
+        assert np.array_equal(steps[-1].image, preprocess(source, style=style)), index
+        assert steps[-1].image.shape == (28, 28)
+
+
+def test_steps_show_the_recipe_at_work():
+    steps = {step.name: step.image for step in preprocess_steps(shaded_photo())}
+    assert np.median(steps["gray"]) > 0.5 and np.median(steps["polarity"]) < 0.2  # paper inverted to black
+    assert np.median(steps["contrast"]) == 0.0 and steps["contrast"].max() == 1.0  # background 0, ink stretched
+    assert steps["crop"].shape < steps["contrast"].shape and steps["crop"][0].any()  # the ink touches the crop
+    assert max(steps["fit"].shape) == 20
+
+
+def test_steps_done_before_an_error_are_kept():
+    blank = encode(Image.new("L", (100, 100), 255))
+    with pytest.raises(EmptyImageError):
+        preprocess_steps(blank)
+    collected = []
+    with pytest.raises(EmptyImageError):
+        preprocess(blank, steps=collected)
+    assert [step.name for step in collected] == ["decoded", "gray", "polarity"]
+
+
+def test_saved_steps_are_grayscale_pngs_at_their_own_size(tmp_path):
+    steps = preprocess_steps(draw_seven((300, 200), 12))
+    paths = save_preprocessing_steps(tmp_path / "seen", "seven", steps)
+    assert [p.name for p in paths] == [f"{n:02d}-{s.name}.png" for n, s in enumerate(steps, start=1)]
+    assert all(p.parent == tmp_path / "seen" / "seven" for p in paths)
+    for path, step in zip(paths, steps):
+        with Image.open(path) as im:
+            assert im.mode == "L" and im.size == step.image.shape[::-1]
+            assert np.abs(np.asarray(im) / 255.0 - step.image).max() <= 0.5 / 255 + 1e-6
+    assert list((tmp_path / "seen" / "seven").glob(".tmp-*")) == []  # atomic writes leave no temp files
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(MnistCnnError, match="cannot create .*file.*writable folder") as info:
+        save_preprocessing_steps(tmp_path / "file", "seven", steps)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_steps_without_save_preprocessed_is_a_one_line_error(capsys, tmp_path):
+    image = tmp_path / "seven.png"
+    draw_seven((100, 100), 6).save(image)
+    assert main(["predict", str(tmp_path / "model.keras"), str(image), "--steps"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--steps" in err and "--save-preprocessed" in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_cli_predict_writes_every_step(capsys, trained_model, mnist_digits, tmp_path):
+    images, labels = mnist_digits
+    digit = tmp_path / "in" / "digit.png"
+    digit.parent.mkdir()
+    Image.fromarray(255 - images[0]).save(digit)
+    photo = REPO / "notebooks" / "my_digit.png"
+    out = tmp_path / "seen"
+    assert main(["predict", str(trained_model), str(digit), str(photo), "--save-preprocessed", str(out),
+                 "--steps"]) == 0
+    assert capsys.readouterr().out.startswith(f"{digit}: {labels[0]} (")
+    expected = [f"{n:02d}-{name}.png" for n, name in enumerate(STEP_NAMES["digit"], start=1)]
+    for stem in ("digit", "my_digit"):
+        assert sorted(p.name for p in (out / stem).iterdir()) == expected, stem
+        with Image.open(out / stem / expected[-1]) as last, Image.open(out / f"{stem}.png") as seen:
+            assert np.array_equal(np.asarray(last), np.asarray(seen))  # the last step is what the model saw
+    with Image.open(out / "my_digit" / "01-decoded.png") as decoded:
+        assert decoded.size == (240, 200)  # written at its real size

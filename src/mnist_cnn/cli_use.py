@@ -38,6 +38,8 @@ def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[st
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--save-preprocessed", type=Path, metavar="DIR",
                    help="write the 28x28 image the model saw for each input as DIR/<name>.png")
+    p.add_argument("--steps", action="store_true",
+                   help="with --save-preprocessed: also write every intermediate step as DIR/<name>/NN-step.png")
 
 
 def add_serve_arguments(s: argparse.ArgumentParser) -> None:
@@ -54,21 +56,31 @@ def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) 
     from .errors import ImageError
     from .predict import collect_images, format_prediction, save_preprocessed
 
+    if args.steps and args.save_preprocessed is None:
+        raise MnistCnnError("--steps needs --save-preprocessed DIR (the folder the steps are written to)")
     inputs = collect_images(args.images, sys.stdin.buffer)  # before the slow imports: fail fast
     quiet_tensorflow()
     from .predict import Predictor
 
     predictor = Predictor.from_path(args.model_path)
-    names, images, errors = [], [], []
+    names, images, errors, sources = [], [], [], []
     for name, source in inputs:
         try:
             images.append(predictor.preprocess(source))
             names.append(name)
+            sources.append(source)
         except ImageError as e:  # one bad file must not hide the others' answers
             errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
     predictions = predictor.predict_preprocessed(np.stack(images), names, args.top_k) if images else []
     if args.save_preprocessed is not None:
-        save_preprocessed(args.save_preprocessed, predictions)
+        saved = save_preprocessed(args.save_preprocessed, predictions)
+        if args.steps:  # DIR/<name>/: named like the input's DIR/<name>.png; one image's steps in memory at a time
+            from .predict import save_preprocessing_steps
+            from .preprocess import preprocess_steps
+
+            for path, source in zip(saved, sources):
+                steps = preprocess_steps(source, predictor.max_bytes, predictor.max_pixels, predictor.style)
+                save_preprocessing_steps(args.save_preprocessed, path.stem, steps)
     if args.json:
         print(json.dumps({"model": str(args.model_path), "predictions": [p.to_dict() for p in predictions],
                           "errors": errors}, indent=2))

@@ -31,6 +31,10 @@ reads other images well only if they go through the same steps, which `to_mnist`
 The result is float32 (28, 28) in [0, 1], white ink on black, like `data.normalize`'s
 output per image; `model_input` adds the batch and channel axes.
 
+Each step has a name (`STEPS`, in order per style). `preprocess_steps` returns every
+intermediate image as a `Step`, recorded by the very code `preprocess` runs (its `steps`
+argument), so the last step is exactly what the model sees.
+
 Fashion-MNIST was made differently (Zalando's README): product photos trimmed to the
 item, the longer edge resized to 28 px, centred by geometry, negated; no stroke or
 contrast steps. `to_fashion_mnist` follows that recipe; `preprocess(..., style="fashion")`
@@ -41,18 +45,18 @@ no Keras here, and nothing runs at import.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from .data import Style  # noqa: F401  (which recipe: MNIST digits or Fashion-MNIST items; re-exported)
 from .errors import EmptyImageError
 # Steps 1-2 live in imagefile; re-exported here, the one public preprocessing API.
 from .imagefile import (ALLOWED_FORMATS, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEG_DRAFT_SIDE,  # noqa: F401
                         decode_image, gray_from_array, read_image_file, to_gray)
 
-Style = Literal["digit", "fashion"]  # which dataset's recipe: MNIST digits or Fashion-MNIST items
 FASHION_TRIM_LEVEL = 0.05  # Fashion-MNIST: pixels within 5% of the background are trimmed away
 SIDE = 28  # output image side (px)
 BOX = 20  # the digit's longer side inside the 28x28 field (px), as in MNIST
@@ -69,6 +73,45 @@ SHRINK_SIDE = 1024  # larger images are min/max-pooled to at most this side firs
 WORK_SIDE = 4 * BOX  # crops larger than this are max-pooled down to it before thinning checks
 MIN_STROKE_PX = 1.5  # thinner strokes (at the 20-px scale) get dilated ...
 TARGET_STROKE_PX = 2.5  # ... to about this, MNIST's typical stroke width at 20 px
+
+# Each style's steps in order: name -> one line on what that step's image shows.
+STEPS: dict[Style, dict[str, str]] = {
+    "digit": {
+        "decoded": "the input as decoded, as luminance (camera rotation applied, big JPEGs at reduced scale)",
+        "gray": "grayscale in [0, 1], transparent pixels composited onto white (black under light ink)",
+        "polarity": "white ink on black: huge images pooled down, uneven lighting flattened, light paper inverted",
+        "contrast": "background level subtracted, ink stretched to 1, faint noise and isolated specks set to 0",
+        "crop": "cropped to the ink's bounding box",
+        "thickened": f"strokes kept: large crops max-pooled to <= {WORK_SIDE} px, thin strokes dilated",
+        "fit": f"resized so the longer side is {BOX} px, aspect kept (Lanczos), brightest pixel 1",
+        "centred": f"pasted into {SIDE}x{SIDE}, centre of mass at ({CENTRE:g}, {CENTRE:g}): what the model sees",
+    },
+    "fashion": {
+        "decoded": "the input as decoded, as luminance (camera rotation applied, big JPEGs at reduced scale)",
+        "gray": "grayscale in [0, 1], transparent pixels composited onto white (black under a light item)",
+        "polarity": "light item on black: uneven lighting flattened, light backgrounds negated",
+        "background": "background level subtracted, the rest stretched to [0, 1]",
+        "crop": "trimmed to where the item differs from the background",
+        "fit": f"longer edge resized to {SIDE} px, aspect kept (Lanczos)",
+        "centred": f"centred by geometry in {SIDE}x{SIDE}: what the model sees",
+    },
+}
+STEP_NAMES: dict[Style, tuple[str, ...]] = {style: tuple(steps) for style, steps in STEPS.items()}
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
+class Step:
+    """One named stage of the preprocessing and the image it produced."""
+
+    name: str  # a key of STEPS[style]
+    description: str  # one line: what this image shows
+    image: np.ndarray  # float32 (H, W) in [0, 1]; (28, 28) for the last step
+
+
+def _record(steps: list[Step] | None, style: Style, name: str, image: np.ndarray) -> None:
+    """Append a copy of `image` as step `name` when a caller collects steps (else free)."""
+    if steps is not None:
+        steps.append(Step(name, STEPS[style][name], np.array(image, dtype=np.float32)))
 
 
 def _border(gray: np.ndarray) -> np.ndarray:
@@ -156,10 +199,11 @@ def _bounding_box(image: np.ndarray) -> tuple[slice, slice]:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def to_mnist(gray: np.ndarray) -> np.ndarray:
+def to_mnist(gray: np.ndarray, steps: list[Step] | None = None) -> np.ndarray:
     """Grayscale float (H, W) in [0, 1], either polarity -> float32 (28, 28) in [0, 1], MNIST-style.
 
-    Steps 3-8 of the module docstring. Raises EmptyImageError when there is no ink.
+    Steps 3-8 of the module docstring; with a `steps` list, appends each one's image to it
+    ("polarity" to "centred"). Raises EmptyImageError when there is no ink.
     """
     gray = np.asarray(gray, dtype=np.float32)
     light_paper = float(np.median(_border(gray))) > 0.5
@@ -169,6 +213,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     gray = flatten_paper(gray, light_paper)
     if light_paper:  # make the ink white on black
         gray = 1.0 - gray
+    _record(steps, "digit", "polarity", gray)
     background = float(np.median(_border(gray)))
     ink_values = gray[gray > background + MIN_CONTRAST]
     if ink_values.size == 0:
@@ -178,10 +223,12 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     image = np.clip((gray - background) / max(peak - background, 1e-6), 0.0, 1.0)
     image[image < NOISE_LEVEL] = 0.0
     image = drop_specks(image)
+    _record(steps, "digit", "contrast", image)
     if not image.any():
         raise EmptyImageError("the image holds only scattered specks, no strokes; draw or photograph a "
                               "digit, dark on light or light on dark")
     image = image[_bounding_box(image)]
+    _record(steps, "digit", "crop", image)
 
     longer = max(image.shape)
     if longer > WORK_SIDE:
@@ -194,6 +241,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
         image = _dilate(image, radius)
         image = image[_bounding_box(image)]
         scale = BOX / max(image.shape)
+    _record(steps, "digit", "thickened", image)
 
     # (h, w) -> longer side 20 px, aspect kept
     height, width_px = (max(1, round(n * scale)) for n in image.shape)
@@ -202,6 +250,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     digit = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
     if digit.max() > 0:
         digit /= digit.max()  # MNIST strokes saturate; anti-aliasing must not dim a thin digit
+    _record(steps, "digit", "fit", digit)
 
     total = float(digit.sum())
     rows, cols = np.indices(digit.shape)
@@ -211,46 +260,66 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     left = int(np.clip(round(CENTRE - centre_col), 0, SIDE - digit.shape[1]))
     out = np.zeros((SIDE, SIDE), np.float32)
     out[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    _record(steps, "digit", "centred", out)
     return out
 
 
-def to_fashion_mnist(gray: np.ndarray) -> np.ndarray:
+def to_fashion_mnist(gray: np.ndarray, steps: list[Step] | None = None) -> np.ndarray:
     """Grayscale float (H, W), either polarity -> float32 (28, 28) in [0, 1], Fashion-MNIST-style.
 
     Dark-on-light photos are negated; the background level is subtracted; the item is
     trimmed to where it differs from the background, its longer edge resized to 28 px
-    (Lanczos) and the shorter edge centred. Raises EmptyImageError for a blank image.
+    (Lanczos) and the shorter edge centred. With a `steps` list, appends each stage's image
+    ("polarity" to "centred"). Raises EmptyImageError for a blank image.
     """
     gray = np.asarray(gray, dtype=np.float32)
     light_background = float(np.median(_border(gray))) > 0.5
     gray = flatten_paper(gray, light_background)
     if light_background:
         gray = 1.0 - gray
+    _record(steps, "fashion", "polarity", gray)
     background = float(np.median(_border(gray)))
     item = np.clip((gray - background) / max(1.0 - background, 1e-6), 0.0, 1.0)
+    _record(steps, "fashion", "background", item)
     mask = drop_specks(np.where(item > FASHION_TRIM_LEVEL, item, 0.0))
     if not mask.any():
         raise EmptyImageError("the image is blank (nothing differs from its background); photograph "
                               "one item on a plain background")
     item = item[_bounding_box(mask)]
+    _record(steps, "fashion", "crop", item)
     scale = SIDE / max(item.shape)  # longer edge -> 28 px
     height, width = (max(1, round(n * scale)) for n in item.shape)
     resized = Image.fromarray(item, mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    fitted = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    _record(steps, "fashion", "fit", fitted)
     out = np.zeros((SIDE, SIDE), np.float32)
     # An odd margin's extra pixel goes before the item, as in Fashion-MNIST's own images.
     top, left = (SIDE - height + 1) // 2, (SIDE - width + 1) // 2
-    out[top:top + height, left:left + width] = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    out[top:top + height, left:left + width] = fitted
+    _record(steps, "fashion", "centred", out)
     return out
 
 
+def _luminance(im: Image.Image) -> np.ndarray:
+    """The decoded pixels as float32 (H, W) luminance in [0, 1], alpha ignored (for the "decoded" step)."""
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        return np.asarray(im.convert("RGBA").convert("L"), dtype=np.float32) / 255.0
+    return to_gray(im)  # no alpha: the same pixels
+
+
 def preprocess(source: bytes | Path | Image.Image | np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, style: Style = "digit") -> np.ndarray:
+               max_pixels: int = DEFAULT_MAX_PIXELS, style: Style = "digit",
+               steps: list[Step] | None = None) -> np.ndarray:
     """Image bytes, an image file, a Pillow image or a 0..255 array -> float32 (28, 28) in [0, 1].
 
     `style` picks the recipe: "digit" (MNIST, `to_mnist`) or "fashion" (`to_fashion_mnist`).
+    With a `steps` list, every step of STEPS[style] is appended to it as it happens (on an
+    error, the steps done so far stay there).
     """
+    style = "fashion" if style == "fashion" else "digit"
     if isinstance(source, np.ndarray):
         gray = gray_from_array(source)
+        _record(steps, style, "decoded", gray)
     else:
         if isinstance(source, (bytes, bytearray)):
             im = decode_image(bytes(source), max_bytes, max_pixels)
@@ -258,8 +327,22 @@ def preprocess(source: bytes | Path | Image.Image | np.ndarray, max_bytes: int =
             im = source
         else:
             im = read_image_file(Path(source), max_bytes, max_pixels)
+        if steps is not None:
+            _record(steps, style, "decoded", _luminance(im))
         gray = to_gray(im)
-    return to_fashion_mnist(gray) if style == "fashion" else to_mnist(gray)
+    _record(steps, style, "gray", gray)
+    return to_fashion_mnist(gray, steps) if style == "fashion" else to_mnist(gray, steps)
+
+
+def preprocess_steps(source: bytes | Path | Image.Image | np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES,
+                     max_pixels: int = DEFAULT_MAX_PIXELS, style: Style = "digit") -> list[Step]:
+    """`preprocess`, keeping every intermediate image: one Step per name in STEP_NAMES[style].
+
+    The last step's image is exactly `preprocess`'s result. Raises what `preprocess` raises.
+    """
+    steps: list[Step] = []
+    preprocess(source, max_bytes, max_pixels, style, steps)
+    return steps
 
 
 def model_input(images: np.ndarray) -> np.ndarray:
