@@ -1,11 +1,12 @@
-"""Atomic writes and the history/early-stopping state used for resuming."""
+"""Atomic writes and the callbacks that commit a run's state every epoch."""
 
 from __future__ import annotations
 
 import pytest
 
 from mnist_cnn import atomic
-from mnist_cnn.callbacks import ResumableEarlyStopping, history_columns, read_history, write_history
+from mnist_cnn.callbacks import HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint
+from mnist_cnn.runs import Run, TrainState
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -32,27 +33,44 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
 
 
-def test_history_round_trip(tmp_path):
-    rows = [{"epoch": 1, "loss": 0.5, "val_loss": 0.4}, {"epoch": 2, "loss": 0.3, "val_loss": 0.35}]
-    write_history(tmp_path / "h.csv", rows)
-    assert read_history(tmp_path / "h.csv") == rows
-    assert history_columns(rows)["val_loss"] == [0.4, 0.35]
-    assert read_history(tmp_path / "absent.csv") == []
-
-
-@pytest.mark.parametrize("val_losses, patience, stop", [
-    ([], 2, False),
-    ([0.5, 0.4, 0.45], 2, False),  # one epoch without improvement
-    ([0.5, 0.4, 0.45, 0.41], 2, True),  # two
-    ([0.5, 0.6, 0.7, 0.3], 2, False),  # improved on the last epoch
-])
-def test_should_stop_from_history(val_losses, patience, stop):
-    rows = [{"val_loss": v} for v in val_losses]
-    assert ResumableEarlyStopping.should_stop(rows, patience) is stop
-
-
-def test_early_stopping_state_is_restored():
-    rows = [{"val_loss": v} for v in (0.5, 0.3, 0.4)]
-    callback = ResumableEarlyStopping(rows, patience=3)
+def test_early_stopping_starts_from_the_committed_state():
+    state = TrainState(epoch=3, best_epoch=2, best_val_loss=0.3, last_checkpoint=None, best_checkpoint=None,
+                       shuffle_seed=0)
+    callback = ResumableEarlyStopping(state, patience=3)
     callback.on_train_begin()
     assert callback.best == 0.3 and callback.best_epoch == 1 and callback.wait == 1
+    fresh = ResumableEarlyStopping(TrainState(0, 0, None, None, None, 0), patience=3)
+    fresh.on_train_begin()
+    assert fresh.wait == 0 and fresh.best is None
+
+
+def test_checkpoint_commits_state_after_each_epoch_and_keeps_last_and_best(tmp_path):
+    """Three epochs with val_loss 0.5, 0.4, 0.45: best is epoch 2, last is epoch 3, epoch 1 is pruned."""
+    import keras
+    import numpy as np
+
+    run = Run(tmp_path)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.ones((4, 2), np.float32)
+    model.fit(x, np.eye(2, dtype=np.float32)[[0, 1, 0, 1]], epochs=1, verbose=0)  # an optimizer with state
+    history = HistoryLogger(run)
+    checkpoint = RunCheckpoint(run, TrainState(0, 0, None, None, None, shuffle_seed=5))
+    for callback in (history, checkpoint):
+        callback.set_model(model)
+    for epoch, val_loss in enumerate([0.5, 0.4, 0.45]):
+        history.on_epoch_begin(epoch)
+        logs = {"loss": 1.0, "val_loss": val_loss}
+        history.on_epoch_end(epoch, logs)
+        checkpoint.on_epoch_end(epoch, logs)
+    state = run.read_state()
+    assert (state.epoch, state.best_epoch, state.best_val_loss, state.shuffle_seed) == (3, 2, 0.4, 5)
+    assert state.last_checkpoint == "checkpoints/epoch-0003.keras"
+    assert state.best_checkpoint == "checkpoints/epoch-0002.keras"
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["epoch-0002.keras", "epoch-0003.keras"]
+    assert [row["epoch"] for row in run.read_history()] == [1, 2, 3]
+    restored = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    restored.compile(optimizer="adam", loss="categorical_crossentropy")
+    load_checkpoint(restored, run.path / state.last_checkpoint)
+    assert int(restored.optimizer.iterations) == int(model.optimizer.iterations) == 1
+    assert np.allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -33,6 +33,39 @@ def test_every_data_action_has_help_with_an_example(capsys):
         assert "example:" in out and f"mnist-cnn data {action}" in out
 
 
+def test_every_train_config_field_has_a_flag(capsys):
+    """Flags come from TrainConfig's fields: each one, with its comment as help; booleans both ways."""
+    from dataclasses import fields
+
+    from mnist_cnn.config import TrainConfig, field_help
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    helps = field_help()
+    for f in fields(TrainConfig):
+        name = "--" + f.name.replace("_", "-")
+        assert name in out, name
+        if f.name != "recipe":
+            assert helps[f.name].split()[0] in out, f.name
+        if f.type == "bool":
+            assert f"--no-{f.name.replace('_', '-')}" in out
+
+
+def test_flags_override_recipe_and_config_file(tmp_path):
+    from mnist_cnn.cli_train import config_overrides
+    from mnist_cnn.recipes import resolve_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('recipe = "strong"\nepochs = 5\naug_erasing = 0.5\n')
+    args = build_parser().parse_args(["train", "--config", str(path), "--dataset", "fashion-mnist",
+                                      "--no-augment", "--epochs", "7"])
+    config = resolve_config(args.recipe, args.config, config_overrides(args))
+    # recipe (from the file's key, per-dataset part included) -> file -> flags
+    assert config.model == "strong" and config.aug_flip is True and config.recipe == "strong"
+    assert config.aug_erasing == 0.5 and config.epochs == 7 and config.augment is False
+
+
 def test_train_and_evaluate_take_mirror_and_offline(capsys):
     for command in ("train", "evaluate"):
         with pytest.raises(SystemExit):
@@ -59,7 +92,11 @@ def run_cli(argv) -> int:
 @pytest.mark.parametrize("argv, message", [
     (["train", "--epochs", "0"], "invalid epochs = 0"),
     (["train", "--val-fraction", "1.5"], "invalid val_fraction = 1.5"),
-    (["train", "--labels", "binary"], "invalid labels"),
+    (["train", "--labels", "binary"], "argument --labels: invalid choice: 'binary'"),
+    (["train", "--learning-rate", "nan"], "'nan' is not a finite number"),
+    (["train", "--aug-shift", "inf"], "'inf' is not a finite number"),
+    (["train", "--seed", "4294967296"], "invalid seed = 4294967296"),
+    (["train", "--no-augment", "--augment", "--aug-zoom", "0.7"], "invalid aug_zoom = 0.7"),
     (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["train", "--epochs", "many"], "invalid int value"),
     (["train", "--no-such-flag"], "unrecognized arguments"),

@@ -75,6 +75,33 @@ def test_model_without_conv_layers_still_gets_a_picture_with_the_message(dense_o
     assert explain.NO_CONV_MESSAGE in figure_texts(explain.plot_feature_maps([]))
 
 
+def test_one_figure_saver_for_every_picture(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from mnist_cnn import plots
+
+    assert explain.save_figure is plots.save_figure  # `explain.save_figure` stays public for its callers
+    calls = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: calls.append(path) or path)
+    plots.plot_curves({"loss": [1.0, 0.5], "accuracy": [0.5, 0.9]}, tmp_path / "curves.png")
+    assert calls == [tmp_path / "curves.png"]  # the plots go through it too
+    monkeypatch.undo()
+
+    path = tmp_path / "kept.png"
+    path.write_bytes(b"the previous picture")
+    fig = Figure()
+    fig.subplots().plot([0, 1])
+
+    def crash(target, *args, **kwargs):
+        Path(target).write_bytes(b"half a picture")  # a write that dies halfway
+        raise RuntimeError("renderer died")
+
+    monkeypatch.setattr(fig, "savefig", crash)
+    with pytest.raises(RuntimeError):
+        explain.save_figure(fig, path)
+    assert path.read_bytes() == b"the previous picture" and not list(tmp_path.glob(".tmp-*"))
+
+
 def test_explain_figure_names_every_conv_layer(digit):
     texts = figure_texts(explain.explain_figure(build_model("cnn"), digit, CLASS_NAMES, title="a bar"))
     assert all(f"block{i}_conv" in texts for i in (1, 2, 3)) and "a bar" in texts

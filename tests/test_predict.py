@@ -100,7 +100,7 @@ def test_models_that_cannot_be_served_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match="cannot load"):  # safe mode: no pickled Python code
         Predictor.from_path(tmp_path / "lambda.keras")
     colour = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
-    with pytest.raises(ModelFileError, match="takes inputs of shape"):
+    with pytest.raises(ModelFileError, match="takes input.s. of shape"):
         Predictor(colour)
 
 

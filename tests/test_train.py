@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from mnist_cnn.cli import main
-from mnist_cnn.runs import RUN_ARTIFACTS
+from mnist_cnn.runs import Run
+
+from conftest import make_tiny_arrays, write_idx_folder
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +36,7 @@ def test_train_writes_every_artifact_and_learns(shared_data, isolated_env, capsy
     assert code == 0
     run_dir = only_run(isolated_env / "runs")
     assert run_dir.name.endswith("-mnist-cnn")
-    for name in RUN_ARTIFACTS:
+    for name in Run.ARTIFACTS:
         assert (run_dir / name).stat().st_size > 0, name
     assert not list(run_dir.glob(".tmp-*"))  # no half-written leftovers
 
@@ -76,32 +78,129 @@ def test_sparse_labels_and_keras_example(shared_data, isolated_env):
     assert metrics["test"]["accuracy"] > 0.8, metrics["test"]["accuracy"]
 
 
-def test_resume_after_sigkill(shared_data, isolated_env):
-    """Kill a 3-epoch run with SIGKILL after its first epoch, then finish it with --resume."""
-    runs_dir = isolated_env / "runs"
-    cmd = [sys.executable, "-m", "mnist_cnn", "train", "--data-dir", str(shared_data), "--train-limit", "2000",
-           "--epochs", "3", "--patience", "5", "--runs-dir", str(runs_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+def start_training(argv: list[str], runs_dir: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mnist_cnn", "train", *argv, "--runs-dir", str(runs_dir)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+
+
+def kill_when(proc: subprocess.Popen, runs_dir: Path, pattern: str, timeout_s: float = 240) -> None:
+    """SIGKILL `proc` as soon as a file matching `pattern` appears under `runs_dir`."""
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not list(runs_dir.glob("*/last.keras")):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not list(runs_dir.glob(pattern)):
             assert proc.poll() is None, "training ended before it could be interrupted"
-            time.sleep(0.05)
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         proc.kill()
+
+
+def assert_complete(run_dir: Path) -> dict:
+    """Every artifact present and valid; returns metrics.json."""
+    for name in Run.ARTIFACTS:
+        assert (run_dir / name).stat().st_size > 0, name
+    assert not list(run_dir.rglob(".tmp-*"))
+    for picture in ("curves.png", "confusion_matrix.png", "misclassified.png"):
+        assert (run_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "test accuracy" in (run_dir / "summary.txt").read_text()
+    assert "## Per class" in (run_dir / "report.md").read_text()
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_resume_after_sigkill(shared_data, isolated_env):
+    """Kill a 3-epoch run with SIGKILL after its first epoch, then finish it with --resume."""
+    runs_dir = isolated_env / "runs"
+    proc = start_training(["--data-dir", str(shared_data), "--train-limit", "2000", "--epochs", "3",
+                           "--patience", "5"], runs_dir)
+    kill_when(proc, runs_dir, "*/state.json")
     run_dir = only_run(runs_dir)
     assert not (run_dir / "metrics.json").exists()
+    seconds_before = {r["epoch"]: r["epoch_time_s"] for r in Run(run_dir).read_history()}
 
     assert main(["train", "--resume", str(run_dir), "--data-dir", str(shared_data)]) == 0
-    history = (run_dir / "history.csv").read_text().splitlines()
-    epochs = [int(float(line.split(",")[0])) for line in history[1:]]
-    assert epochs == [1, 2, 3]  # continued, no epoch lost or repeated
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = Run(run_dir).read_history()
+    assert [r["epoch"] for r in rows] == [1, 2, 3]  # continued, no epoch lost or repeated
+    for epoch, seconds in seconds_before.items():  # carried-over rows keep their own timings
+        if epoch <= 1:
+            assert rows[epoch - 1]["epoch_time_s"] == seconds
+    metrics = assert_complete(run_dir)
     assert metrics["training"]["epochs_run"] == 3 and metrics["training"]["resumed"] is True
-    # A finished run cannot be resumed again.
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} <= {"epoch-0001.keras", "epoch-0002.keras", "epoch-0003.keras"}
+    # A finished run cannot be resumed again, unless it is asked to train longer.
     assert main(["train", "--resume", str(run_dir), "--data-dir", str(shared_data)]) == 2
+
+
+@pytest.fixture
+def tiny_idx_folder(isolated_env) -> Path:
+    """A custom IDX dataset folder a subprocess can train on in seconds."""
+    folder = isolated_env / "tiny-idx"
+    write_idx_folder(folder, make_tiny_arrays(n_train=200, n_test=40))
+    return folder
+
+
+def test_kill_after_metrics_then_resume_writes_every_artifact(tiny_idx_folder, isolated_env):
+    """Killed right after metrics.json appears: resume writes the report, plots and summary."""
+    runs_dir = isolated_env / "runs"
+    proc = start_training(["--dataset", str(tiny_idx_folder), "--epochs", "2", "--model", "fast"], runs_dir)
+    kill_when(proc, runs_dir, "*/metrics.json")
+    run_dir = only_run(runs_dir)
+    (run_dir / ".tmp-report-left-by-kill.md").write_text("half")  # as a kill mid-write leaves
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    metrics = assert_complete(run_dir)
+    assert metrics["training"]["epochs_run"] == 2
+
+
+def test_resume_after_training_finished_but_nothing_else(tiny_dataset, isolated_env, capsys):
+    """The state a kill between the last epoch and model.keras leaves: only training files."""
+    runs_dir = isolated_env / "runs"
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--epochs", "2"]) == 0
+    run_dir = only_run(runs_dir)
+    first = json.loads((run_dir / "metrics.json").read_text())
+    for name in Run.ARTIFACTS:
+        if name not in ("config.json", "history.csv"):
+            (run_dir / name).unlink()
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tiny_dataset)]) == 0
+    again = assert_complete(run_dir)
+    assert again["test"]["confusion_matrix"] == first["test"]["confusion_matrix"]  # the same best weights
+
+
+def test_resume_trains_longer_and_refuses_other_settings(tiny_dataset, isolated_env, capsys):
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--epochs", "2",
+                 "--patience", "9"]) == 0
+    run_dir = only_run(isolated_env / "runs")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--model", "fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--model cannot change when resuming" in err
+    assert main(["train", "--resume", str(run_dir), "--runs-dir", "elsewhere"]) == 2
+    assert "cannot be used with --resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tiny_dataset), "--epochs", "4"]) == 0
+    assert "epochs: 2 -> 4" in capsys.readouterr().out
+    assert [r["epoch"] for r in Run(run_dir).read_history()] == [1, 2, 3, 4]
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["config"]["epochs"] == 4 and record["resumed"][0]["changed"]["epochs"] == {"from": 2, "to": 4}
+    assert json.loads((run_dir / "metrics.json").read_text())["training"]["epochs_run"] == 4
+
+
+def test_resumed_batches_are_the_uninterrupted_ones():
+    """Epoch e's order depends on (seed, e) alone, so a resumed run sees the same batches."""
+    import numpy as np
+
+    from mnist_cnn.train import make_batches
+
+    x = np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1)
+
+    def orders(first_epoch: int) -> list[list[int]]:
+        labels = [np.asarray(y).tolist() for _, y in make_batches(x, np.arange(100), 32, shuffle_seed=4,
+                                                                  epochs=3, first_epoch=first_epoch)]
+        flat = [i for batch in labels for i in batch]
+        return [flat[i: i + 100] for i in range(0, len(flat), 100)]
+
+    whole, resumed = orders(0), orders(1)
+    assert len(whole) == 3 and resumed == whole[1:]
+    assert all(sorted(epoch) == list(range(100)) for epoch in whole)
+    assert whole[0] != whole[1]
 
 
 def test_deterministic_runs_repeat_exactly(tiny_dataset, isolated_env):

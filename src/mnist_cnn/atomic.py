@@ -13,6 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import MnistCnnError
+
+TEMP_PREFIX = ".tmp-"  # every temporary file starts so: `Run.clean_temp_files` finds a kill's leftovers
+
 
 def normal_file_mode() -> int:
     """0o666 less the umask: the mode `open()` would give a new file (mkstemp gives 0600)."""
@@ -23,19 +27,29 @@ def normal_file_mode() -> int:
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path in `final`'s folder (same suffix); on success replace `final` with it."""
+    """Yield a temporary path in `final`'s folder (same suffix); on success replace `final` with it.
+
+    An OSError on the way (a full disk, a read-only or missing folder) becomes one
+    MnistCnnError naming `final`; the previous `final`, if any, is left as it was.
+    """
     final = Path(final)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.stem}-", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, normal_file_mode())
+    tmp: Path | None = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{final.stem}-", suffix=final.suffix,
+                                        dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        os.chmod(tmp, normal_file_mode())
         yield tmp
         with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, final)
+    except OSError as e:
+        raise MnistCnnError(f"cannot write {final}: {e.strerror or e}; free some disk space or pick a "
+                            f"writable folder") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes(path: Path, data: bytes) -> None:

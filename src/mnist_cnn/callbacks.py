@@ -1,16 +1,16 @@
-"""Keras callbacks that make a run survive interruption.
+"""Keras callbacks that make a run survive interruption, one job each.
 
-`RunCheckpoint` writes, at the end of every epoch and always atomically, in this order:
-`history.csv`, `best.keras` (when validation loss improved) and `last.keras` (weights and
-optimizer state). A run killed at any moment therefore has a consistent `last.keras` to
-resume from; the epoch it completed is read back from the optimizer's step counter, and
-`history.csv` rows past it are dropped.
+At the end of every epoch, in this order: `HistoryLogger` appends the epoch's row to
+`history.csv`; `RunCheckpoint` saves the weights and optimizer state to
+`checkpoints/epoch-NNNN.keras` and then commits `state.json` (the epoch, the best epoch
+and its validation loss, the checkpoint files); `ResumableEarlyStopping` decides whether
+to stop. Every write is atomic and `state.json` is written last, so a run killed at any
+moment resumes from the last committed epoch: history rows past it are dropped and
+checkpoint files it does not name are deleted.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from pathlib import Path
@@ -18,50 +18,35 @@ from typing import Any
 
 import keras
 
-from .atomic import atomic_path, write_text
-
-HISTORY_FILE = "history.csv"
-BEST_CHECKPOINT = "best.keras"
-LAST_CHECKPOINT = "last.keras"
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    """Rows of `history.csv` as dicts of floats (`epoch` counts from 1)."""
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def history_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
-    """Rows -> one list per column, the shape `plots.plot_curves` takes."""
-    return {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
-
-
-def write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+from .atomic import atomic_path
+from .runs import Run, TrainState
 
 
 def save_model(model: keras.Model, path: Path) -> None:
     """`model.save` through a temporary file, so `path` is always a complete model or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         model.save(tmp)
 
 
-class RunCheckpoint(keras.callbacks.Callback):
-    """Per-epoch history (with wall time and learning rate), best and last checkpoints."""
+def load_checkpoint(model: keras.Model, path: Path) -> None:
+    """Weights and optimizer state (step count, moments) of a checkpoint into a compiled `model`.
 
-    def __init__(self, run_dir: Path, rows: list[dict[str, float]] | None = None, monitor: str = "val_loss"):
+    The model is built and compiled from the run's settings first, so a resumed run that
+    trains for more epochs gets a learning-rate schedule for its new length.
+    """
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)  # its variables must exist to be filled
+    model.load_weights(path)
+
+
+class HistoryLogger(keras.callbacks.Callback):
+    """`history.csv`: one row per epoch with every logged metric, the learning rate and the seconds."""
+
+    def __init__(self, run: Run, rows: list[dict[str, float]] | None = None) -> None:
         super().__init__()
-        self.run_dir = Path(run_dir)
-        self.rows = list(rows or [])  # rows of epochs already completed (when resuming)
-        self.monitor = monitor
-        self.best = min((r[monitor] for r in self.rows), default=math.inf)
+        self.run = run
+        self.rows = list(rows or [])  # completed epochs carried over from before a resume, as recorded
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
@@ -73,37 +58,52 @@ class RunCheckpoint(keras.callbacks.Callback):
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 3)
         self.rows.append(row)
-        write_history(self.run_dir / HISTORY_FILE, self.rows)
-        if row.get(self.monitor, math.inf) < self.best:
-            self.best = row[self.monitor]
-            save_model(self.model, self.run_dir / BEST_CHECKPOINT)
-        save_model(self.model, self.run_dir / LAST_CHECKPOINT)
+        self.run.write_history(self.rows)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Save the epoch's checkpoint, then commit `state.json`; keep only the last and the best checkpoint."""
+
+    def __init__(self, run: Run, state: TrainState, monitor: str = "val_loss") -> None:
+        super().__init__()
+        self.run = run
+        self.state = state
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        completed = epoch + 1
+        path = self.run.checkpoint(completed)
+        save_model(self.model, path)
+        value = float((logs or {}).get(self.monitor, math.nan))
+        state = self.state
+        improved = math.isfinite(value) and (state.best_val_loss is None or value < state.best_val_loss)
+        name = self.run.relative(path)
+        self.state = TrainState(
+            epoch=completed,
+            best_epoch=completed if improved else state.best_epoch,
+            best_val_loss=value if improved else state.best_val_loss,
+            last_checkpoint=name,
+            best_checkpoint=name if improved else state.best_checkpoint,
+            shuffle_seed=state.shuffle_seed,
+        )
+        self.run.write_state(self.state)  # the commit point
+        self.run.prune_checkpoints({n for n in (self.state.last_checkpoint, self.state.best_checkpoint) if n})
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping, started from the state recorded in `history.csv` when resuming.
+    """Keras' EarlyStopping, started from a run's committed state when resuming.
 
-    Best weights are restored from `best.keras` after training (not kept in memory), so
-    they survive an interruption too.
+    Best weights are restored from the best checkpoint after training (not kept in memory),
+    so they survive an interruption too.
     """
 
-    def __init__(self, rows: list[dict[str, float]], monitor: str = "val_loss", patience: int = 4):
+    def __init__(self, state: TrainState, monitor: str = "val_loss", patience: int = 4) -> None:
         super().__init__(monitor=monitor, patience=patience, restore_best_weights=False)
-        self._rows = rows
+        self._state = state
 
     def on_train_begin(self, logs: Any = None) -> None:
         super().on_train_begin(logs)
-        if self._rows:
-            values = [r[self.monitor] for r in self._rows]
-            best_index = min(range(len(values)), key=values.__getitem__)
-            self.best = values[best_index]
-            self.best_epoch = best_index
-            self.wait = len(values) - 1 - best_index
-
-    @staticmethod
-    def should_stop(rows: list[dict[str, float]], patience: int, monitor: str = "val_loss") -> bool:
-        """Whether the completed epochs in `rows` already used up the patience."""
-        if not rows:
-            return False
-        values = [r[monitor] for r in rows]
-        return len(values) - 1 - values.index(min(values)) >= patience
+        if self._state.best_epoch:
+            self.best = self._state.best_val_loss
+            self.best_epoch = self._state.best_epoch - 1  # Keras counts epochs from 0
+            self.wait = self._state.wait

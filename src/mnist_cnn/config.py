@@ -8,7 +8,10 @@ overridden", so the values here are the only defaults. No I/O at import.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -52,6 +55,9 @@ class TrainConfig:
     recipe: str | None = None  # the named preset these settings started from (informational)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # nan and inf pass range checks like `x >= 0`: refuse them first
+            value = getattr(self, f.name)
+            _check(not isinstance(value, float) or math.isfinite(value), f.name, value, "a finite number")
         _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _check(0 < self.learning_rate < 10, "learning_rate", self.learning_rate, "a number in (0, 10)")
@@ -63,7 +69,7 @@ class TrainConfig:
                self.label_smoothing, "0 with --labels sparse (Keras smooths one-hot targets only)")
         _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a number in (0, 1)")
         _check(self.patience >= 1, "patience", self.patience, "an integer >= 1")
-        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
         _check(0 <= self.adam_beta_1 < 1, "adam_beta_1", self.adam_beta_1, "a number in [0, 1)")
         _check(0 <= self.adam_beta_2 < 1, "adam_beta_2", self.adam_beta_2, "a number in [0, 1)")
         _check(0 <= self.aug_shift < 0.5, "aug_shift", self.aug_shift, "a fraction in [0, 0.5)")
@@ -80,6 +86,24 @@ class TrainConfig:
         """A copy with `changes` applied; None values mean "keep", as CLI flags do."""
         check_keys(changes)
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Settings a resumed run may change: training longer, or waiting longer before stopping early.
+RESUMABLE_FIELDS = ("epochs", "patience")
+MAX_CONFIG_BYTES = 1_000_000  # a config file is a few hundred bytes; refuse anything absurd
+
+
+def field_help() -> dict[str, str]:
+    """Each field's comment in this file's `TrainConfig`, the CLI's help text for its flag.
+
+    Read from the source, so the comment beside a default is its only description.
+    """
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):  # no source shipped (a frozen build): flags go without help
+        return {}
+    found = (re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line) for line in source.splitlines())
+    return {m[1]: m[2].strip() for m in found if m and m[1] in _TYPES}
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
@@ -117,14 +141,22 @@ def _coerce(name: str, value: Any) -> Any:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read overrides from a `.toml` or `.json` file; unknown keys and wrong types are errors."""
+    kind = "JSON" if path.suffix == ".json" else "TOML"
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES:,} bytes; a config holds a few settings")
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}; check the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 {kind}") from None
     try:
         values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply; a config is one flat table of settings") from None
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {e}") from None
+        first_line = (str(e).splitlines() or [""])[0][:200]
+        raise ConfigError(f"config file {path} is not valid {kind}: {first_line}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a table/object of settings")
     check_keys(values)

@@ -41,6 +41,10 @@ class CacheWriteError(DataError):
     """The download folder cannot be written: read-only, missing permissions, disk full."""
 
 
+class RunFileError(MnistCnnError):
+    """A run folder's file that is missing, unreadable or damaged (named, with the fix)."""
+
+
 class ModelFileError(MnistCnnError):
     """A model file that is missing, unreadable or not a Keras model."""
 

@@ -1,21 +1,23 @@
 """Metrics: run a model over a split and score its predictions with scikit-learn.
 
 `compute_metrics` is pure (arrays in, dict out) so it can be checked against hand-computed
-values; `predict_probabilities` is the one place a model is run over a split.
+values; `predict_probabilities` is the one place a model is run over a split; `evaluate`
+is `mnist-cnn evaluate` as a function. Keras is imported only by `evaluate`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
 
-from .atomic import write_json, write_text
-from .data import Dataset
+from .data import Dataset, load_dataset, normalize
+from .errors import MnistCnnError
 from .plots import plot_confusion_matrix, plot_misclassified
-from .runs import CLASSIFICATION_REPORT_FILE, CONFUSION_PNG, METRICS_FILE, MISCLASSIFIED_PNG
+from .runs import Run, utc_stamp
 
 PREDICT_BATCH_SIZE = 1000  # images per inference batch; large batches are fastest on CPU
 
@@ -59,9 +61,9 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray, class_n
                                      target_names=list(class_names), digits=4, zero_division=0)
 
 
-def write_evaluation(out_dir: Path, dataset: Dataset, probabilities: np.ndarray,
+def write_evaluation(out: Run, dataset: Dataset, probabilities: np.ndarray,
                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score test-set `probabilities` and write metrics.json, the text report and two plots.
+    """Score test-set `probabilities` and write metrics.json, the text report and two plots into `out`.
 
     Returns the metrics dict as written (`test` metrics plus any `extra` sections).
     """
@@ -72,8 +74,47 @@ def write_evaluation(out_dir: Path, dataset: Dataset, probabilities: np.ndarray,
         "test": compute_metrics(labels, probabilities, dataset.class_names),
         **(extra or {}),
     }
-    write_json(out_dir / METRICS_FILE, metrics)
-    write_text(out_dir / CLASSIFICATION_REPORT_FILE, classification_report(labels, probabilities, dataset.class_names))
-    plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.class_names, out_dir / CONFUSION_PNG)
-    plot_misclassified(dataset.test_images, labels, probabilities, dataset.class_names, out_dir / MISCLASSIFIED_PNG)
+    out.write_json(Run.metrics, metrics)
+    out.write_text(Run.classification_report, classification_report(labels, probabilities, dataset.class_names))
+    plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.class_names, out.confusion)
+    plot_misclassified(dataset.test_images, labels, probabilities, dataset.class_names, out.misclassified)
     return metrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    out_dir: Path
+    metrics: dict[str, Any]
+
+
+def evaluate(model_path: Path, dataset: str | None = None, out: Path | None = None, *,
+             data_dir: Path | None = None, **source: Any) -> Evaluation:
+    """Score a saved model on a test set; write metrics, plots and a report into a new folder.
+
+    `dataset` defaults to the one the model's run was trained on (else mnist); `out` to
+    `evaluate-<dataset>-<UTC time>/` beside the model. `source` goes to `load_dataset`
+    (mirrors, offline, progress). The model is checked against the dataset's class count
+    before any folder is made.
+    """
+    from .models import check_classifier, load_saved_model  # noqa: PLC0415  (Keras: seconds to import)
+    from .report import write_report  # noqa: PLC0415
+
+    model_path = Path(model_path)
+    run = Run.of_model(model_path)
+    if dataset is None and run is not None:
+        dataset = run.model_info().dataset
+    model = load_saved_model(model_path)  # a bad file fails before any data is read or fetched
+    data = load_dataset(dataset or "mnist", data_dir, **source)
+    check_classifier(model, model_path, num_classes=data.num_classes)
+    out_dir = Path(out) if out is not None else model_path.parent / f"evaluate-{data.name}-{utc_stamp()}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MnistCnnError(f"cannot create output folder {out_dir}: {e.strerror}; pass --out to a writable "
+                            f"folder") from None
+    probabilities = predict_probabilities(model, normalize(data.test_images))
+    report_to = Run(out_dir)
+    metrics = write_evaluation(report_to, data, probabilities,
+                               extra={"model": model.name, "model_file": str(model_path.resolve())})
+    write_report(report_to)
+    return Evaluation(out_dir, metrics)

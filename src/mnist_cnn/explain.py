@@ -16,13 +16,12 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from .atomic import atomic_path
+from .plots import save_figure  # the one figure saver; also public here as `explain.save_figure`
 
 NO_CONV_MESSAGE = "this model has no convolutional layers, so it has no filters or feature maps to show"
 SMOOTHGRAD_SAMPLES = 16  # noisy copies averaged per saliency map (SmoothGrad); 1 = plain gradient
 SMOOTHGRAD_NOISE = 0.1  # std of the added Gaussian noise, in pixel units ([0, 1] scale)
 MAPS_PER_LAYER = 8  # feature maps shown per conv layer in the explain picture
-DPI = 100
 # Layers that only rescale or gate a conv's output: the map worth showing is after them.
 _FOLLOWERS = (keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Activation)
 
@@ -137,13 +136,6 @@ def saliency(model: keras.Model, image: np.ndarray, class_index: int, samples: i
 # ---- pictures -------------------------------------------------------------------------------
 
 
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Write `fig` as PNG atomically (a crash never leaves half a picture under `path`)."""
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-    return Path(path)
-
-
 def _grid_axes(fig: Figure, spec: Any, count: int, cols: int) -> list[Any]:
     rows = max(1, -(-count // cols))
     grid = spec.subgridspec(rows, cols, wspace=0.05, hspace=0.05)
@@ -256,3 +248,41 @@ def explain_figure(model: keras.Model, image: np.ndarray, class_names: Sequence[
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+def explain(model_path: Path, out: Path, image: Path | None = None, test_index: int | None = None,
+            dataset: str | None = None, *, data_dir: Path | None = None, **source: Any) -> Path:
+    """`mnist-cnn explain` as a function: draw `explain_figure` for an image file or a test image.
+
+    Exactly one of `image` (preprocessed as `predict` does, with the model's own recipe)
+    and `test_index` (of `dataset`, default the model's run's, else mnist). Class names and
+    preprocessing come from the model's run folder (`runs.Run.model_info`). Returns `out`.
+    """
+    from .data import load_dataset, normalize  # noqa: PLC0415
+    from .errors import MnistCnnError  # noqa: PLC0415
+    from .models import load_saved_model  # noqa: PLC0415
+    from .preprocess import preprocess  # noqa: PLC0415
+    from .runs import ModelInfo, Run, dataset_style  # noqa: PLC0415
+
+    if (image is None) == (test_index is None):
+        raise MnistCnnError("give either IMAGE or --test-index N (not both, not neither)")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise MnistCnnError(f"folder {out.parent} does not exist; create it or pass another -o path")
+    run = Run.of_model(model_path)
+    info = run.model_info() if run is not None else ModelInfo(None, (), dataset_style(dataset))
+    model = load_saved_model(model_path)
+    class_names = list(info.class_names)
+    if image is not None:  # the same steps and errors as `mnist-cnn predict`
+        picture, title = preprocess(Path(image), style=info.style), Path(image).name
+    else:
+        data = load_dataset(dataset or info.dataset or "mnist", data_dir, **source)
+        class_names = class_names or list(data.class_names)
+        if not 0 <= test_index < len(data.test_labels):
+            raise MnistCnnError(f"--test-index {test_index} is out of range: {data.name} has "
+                                f"{len(data.test_labels)} test images (0..{len(data.test_labels) - 1})")
+        picture = normalize(data.test_images[test_index: test_index + 1])[0]  # already MNIST-style
+        title = f"{data.name} test image {test_index} (true class {data.class_names[data.test_labels[test_index]]})"
+    if len(class_names) != model.output_shape[-1]:  # no run folder, or one for another dataset
+        class_names = [str(i) for i in range(model.output_shape[-1])]
+    return save_figure(explain_figure(model, picture, class_names, title=title), out)

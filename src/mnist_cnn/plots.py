@@ -17,7 +17,12 @@ from .atomic import atomic_path
 DPI = 100
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` as PNG atomically (a crash never leaves half a picture under `path`).
+
+    The one figure saver: every picture of the package (these plots, `explain`'s) goes through it.
+    """
+    path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     return path
@@ -43,7 +48,7 @@ def plot_curves(history: dict[str, Sequence[float]], path: Path) -> Path:
         fig.axes[0].axvline(best + 1, color="grey", ls="--", lw=1, label="best (restored)")
         fig.axes[0].legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path) -> Path:
@@ -67,7 +72,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
                         color="white" if np.log1p(cm[i, j]) > threshold else "black")
     fig.colorbar(im, ax=ax, label="log(1 + count)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
@@ -94,7 +99,7 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
                      f"({confidence[i]:.0%})", fontsize=8)
     fig.suptitle(f"Most confident mistakes ({len(wrong)} of {int((predicted != labels).sum())} shown)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path,
@@ -120,4 +125,4 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: Sequence[s
         axes[row, 0].set_ylabel(f"{name}\n({len(members)})", rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title or f"{per_class} random examples per class")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

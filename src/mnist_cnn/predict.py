@@ -10,7 +10,6 @@ Nothing runs at import; Keras is imported only when a model is loaded.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -22,15 +21,13 @@ from PIL import Image
 
 from .atomic import write_bytes
 from .errors import ImageError, MnistCnnError, ModelFileError
-from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SIDE, Style, model_input, preprocess,
+from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SIDE, Step, Style, model_input, preprocess,
                          to_uint8)
-from .runs import CONFIG_FILE, METRICS_FILE
+from .runs import ModelInfo, Run
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 3  # classes listed per image
-FASHION_DATASETS = ("fashion-mnist",)  # models trained on these get Fashion-MNIST's preprocessing
-TEST_METRIC_KEYS = ("accuracy", "loss", "errors", "num_images")  # the run's test scores shown by /model
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm"}
 
 
@@ -61,69 +58,51 @@ class Prediction:
         return result
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A run file as a dict, or {} (with a warning) when absent or unreadable: it is optional."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-        return value if isinstance(value, dict) else {}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        log.warning("ignoring %s: %s", path, e)
-        return {}
-
-
 class Predictor:
     """A loaded model plus its class names; `predict` takes images in any form `preprocess` takes.
 
     Thread-safe: preprocessing runs in the caller's thread, the model call under a lock.
     """
 
-    def __init__(self, model: Any, class_names: Sequence[str] | None = None,
-                 info: dict[str, Any] | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+    def __init__(self, model: Any, info: ModelInfo | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        input_shape = tuple(model.input_shape[1:])
-        if input_shape != (SIDE, SIDE, 1):
-            raise ModelFileError(f"the model takes inputs of shape {input_shape}, not (28, 28, 1); "
-                                 f"pass a model trained by `mnist-cnn train`")
+        from .models import check_classifier  # Keras is loaded already: the model is one
+
+        check_classifier(model, f"model {model.name!r}")
         self.model = model
+        self.info = info or ModelInfo(dataset=None, class_names=(), style="digit")
         self.num_classes = int(model.output_shape[-1])
-        names = tuple(str(n) for n in class_names) if class_names else ()
+        names = self.info.class_names
         if len(names) != self.num_classes:
             if names:
                 log.warning("run lists %d class names for a %d-class model; using 0..%d",
                             len(names), self.num_classes, self.num_classes - 1)
             names = tuple(str(i) for i in range(self.num_classes))
         self.class_names = names
-        self.info = dict(info or {})
+        self.style: Style = self.info.style
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
-        self.style: Style = "fashion" if self.info.get("dataset") in FASHION_DATASETS else "digit"
+        self.file: str | None = None  # where the model was loaded from, if from a file
         self._lock = threading.Lock()
 
     @classmethod
     def from_path(cls, model_path: Path, **limits: int) -> "Predictor":
-        """Load `model_path` (safe mode) and read class names and test metrics from its run folder."""
+        """Load `model_path` (safe mode, checked) with what its run folder says about it, if any."""
         from .models import load_saved_model  # Keras: seconds to import, so only here
 
         model_path = Path(model_path)
-        model = load_saved_model(model_path)
-        run = _read_json(model_path.parent / CONFIG_FILE)
-        metrics = _read_json(model_path.parent / METRICS_FILE).get("test", {})
-        config = run.get("config", {}) if isinstance(run.get("config"), dict) else {}
-        data = run.get("data", {}) if isinstance(run.get("data"), dict) else {}
-        info = {"name": model.name, "file": str(model_path), "architecture": config.get("model"),
-                "dataset": config.get("dataset"), "parameters": int(model.count_params()),
-                "test_metrics": {k: metrics[k] for k in TEST_METRIC_KEYS if k in metrics} or None}
-        return cls(model, data.get("class_names"), info, **limits)
+        run = Run.of_model(model_path)
+        info = run.model_info() if run is not None else None  # a damaged run is an error before the load
+        predictor = cls(load_saved_model(model_path), info, **limits)
+        predictor.file = str(model_path)
+        return predictor
 
     def describe(self) -> dict[str, Any]:
         """Name, dataset, classes, parameter count and the run's test metrics (for GET /model)."""
-        return {"name": self.info.get("name", self.model.name), "architecture": self.info.get("architecture"),
-                "dataset": self.info.get("dataset"), "preprocessing": self.style,
-                "classes": list(self.class_names),
-                "parameters": self.info.get("parameters", int(self.model.count_params())),
-                "test_metrics": self.info.get("test_metrics")}
+        return {"name": self.model.name, "architecture": self.info.architecture,
+                "dataset": self.info.dataset, "preprocessing": self.style,
+                "classes": list(self.class_names), "parameters": int(self.model.count_params()),
+                "test_metrics": self.info.test_metrics}
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 28, 28) preprocessed images -> (N, num_classes) probabilities."""
@@ -200,6 +179,29 @@ def save_preprocessed(folder: Path, predictions: Sequence[Prediction]) -> list[P
             path, n = folder / f"{stem}-{n}.png", n + 1
         buffer = io.BytesIO()
         Image.fromarray(prediction.image, mode="L").save(buffer, format="PNG")
+        write_bytes(path, buffer.getvalue())
+        written.append(path)
+    return written
+
+
+def save_preprocessing_steps(folder: Path, name: str, steps: Sequence[Step]) -> list[Path]:
+    """Write each step's image, at its own size, as 8-bit grayscale `folder/<name>/<NN>-<step>.png`.
+
+    NN counts from 01 in the steps' order (`preprocess_steps`); files of an earlier run with
+    the same names are replaced. `name` is one folder name, e.g. the input file's stem.
+    """
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"step folder name {name!r} must be a single folder name")
+    target = Path(folder) / name
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MnistCnnError(f"cannot create {target}: {e.strerror}; pass --save-preprocessed a writable folder")
+    written: list[Path] = []
+    for number, step in enumerate(steps, start=1):
+        path = target / f"{number:02d}-{step.name}.png"
+        buffer = io.BytesIO()
+        Image.fromarray(to_uint8(step.image), mode="L").save(buffer, format="PNG")
         write_bytes(path, buffer.getvalue())
         written.append(path)
     return written

@@ -6,14 +6,10 @@ history.csv and the PNGs), so it can rebuild the report of any finished run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text
-from .callbacks import HISTORY_FILE, read_history
-from .runs import (CLASSIFICATION_REPORT_FILE, CONFIG_FILE, CONFUSION_PNG, CURVES_PNG, METRICS_FILE,
-                   MISCLASSIFIED_PNG, REPORT_FILE, SUMMARY_FILE)
+from .runs import Run
 
 
 def _pct(value: float | None) -> str:
@@ -40,17 +36,13 @@ def results_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_summary(run_dir: Path, before: str, after: str, metrics: dict[str, Any]) -> None:
+def write_summary(run: Run, before: str, after: str, metrics: dict[str, Any]) -> None:
     """Steps 2.1 and 5.1: the architecture before training, then the results after it."""
     text = "\n".join([
         "== Model before training ==", before, "",
         "== After training ==", *results_lines(metrics), "", after, "",
     ])
-    write_text(run_dir / SUMMARY_FILE, text)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    run.write_text(Run.summary, text)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -59,16 +51,19 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return out + [""]
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write `report.md`: headline, metrics tables, plots, config, data digests, versions."""
-    run_dir = Path(run_dir)
-    metrics = _read_json(run_dir / METRICS_FILE)
-    run = _read_json(run_dir / CONFIG_FILE)
-    config, data, env = run.get("config", {}), run.get("data", {}), run.get("environment", {})
+def write_report(run: Run) -> Path:
+    """Write `report.md`: headline, metrics tables, plots, config, data digests, versions.
+
+    Needs metrics.json; config.json and history.csv add their sections when present
+    (an evaluation folder has neither).
+    """
+    metrics = run.read_json(Run.metrics) or {}
+    record = run.read_config() if run.config.is_file() else {}
+    config, data, env = record.get("config", {}), record.get("data", {}), record.get("environment", {})
     test = metrics["test"]
     title = f"{config.get('model', metrics.get('model', 'model'))} on {metrics['dataset']}"
     md = [f"# Run report: {title}", "",
-          f"Folder `{run_dir.name}`. Test accuracy **{_pct(test['accuracy'])}** "
+          f"Folder `{run.path.name}`. Test accuracy **{_pct(test['accuracy'])}** "
           f"({test['errors']} of {test['num_images']} test images wrong). "
           f"The test set was used once, after training; the best epoch was chosen on the validation split.", ""]
 
@@ -83,9 +78,9 @@ def write_report(run_dir: Path) -> Path:
             f"- training images/s (median epoch): {training['train_images_per_s']}",
             f"- saved model reloaded and checked: max |difference| in test probabilities "
             f"{training['reload_max_abs_diff']:.1e}", ""]
-    if (run_dir / HISTORY_FILE).exists():
-        history = read_history(run_dir / HISTORY_FILE)
-        md += [f"![loss and accuracy curves]({CURVES_PNG})", "",
+    history = run.read_history()
+    if history:
+        md += [f"![loss and accuracy curves]({Run.curves})", "",
                "Validation loss rising while training loss falls means overfitting; both still falling "
                "at the end means more epochs would help.", ""]
         md += _table(["epoch", "loss", "accuracy", "val loss", "val accuracy", "lr", "seconds"],
@@ -97,8 +92,8 @@ def write_report(run_dir: Path) -> Path:
     md += _table(["class", "precision", "recall", "F1", "support"],
                  [[name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"]]
                   for name, v in test["per_class"].items()])
-    md += [f"![confusion matrix]({CONFUSION_PNG})", "", f"![most confident mistakes]({MISCLASSIFIED_PNG})", "",
-           f"Full text report: [{CLASSIFICATION_REPORT_FILE}]({CLASSIFICATION_REPORT_FILE}).", ""]
+    md += [f"![confusion matrix]({Run.confusion})", "", f"![most confident mistakes]({Run.misclassified})", "",
+           f"Full text report: [{Run.classification_report}]({Run.classification_report}).", ""]
 
     if config:
         md += ["## Configuration", ""] + _table(["setting", "value"], [[k, f"`{v}`"] for k, v in config.items()])
@@ -108,6 +103,4 @@ def write_report(run_dir: Path) -> Path:
         md += _table(["file", "SHA-256 of contents"], [[k, f"`{v}`"] for k, v in data.get("sha256", {}).items()])
     if env:
         md += ["## Environment", ""] + _table(["", "version"], [[k, f"`{v}`"] for k, v in env.items()])
-    path = run_dir / REPORT_FILE
-    write_text(path, "\n".join(md))
-    return path
+    return run.write_text(Run.report, "\n".join(md))

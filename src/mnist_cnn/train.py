@@ -20,16 +20,15 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from . import runs
-from .callbacks import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, ResumableEarlyStopping, RunCheckpoint,
-                        history_columns, read_history, save_model, write_history)
+from .callbacks import HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint, save_model
 from .config import TrainConfig
-from .data import Dataset, encode_labels, normalize, stratified_split
+from .data import DATASETS, Dataset, encode_labels, normalize, stratified_split
 from .errors import MnistCnnError
 from .evaluate import predict_probabilities, write_evaluation
 from .models import build_model
 from .plots import plot_curves
 from .report import write_report, write_summary
+from .runs import Run, TrainState, history_columns
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +84,40 @@ def augmenter(config: TrainConfig) -> keras.Sequential | None:
 
 
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None,
-                 augment: keras.Sequential | None = None, autotune: bool = False) -> Any:
-    """An in-memory `tf.data` pipeline of (images, labels) batches, reshuffled every epoch.
+                 augment: keras.Sequential | None = None, autotune: bool = False,
+                 epochs: int | None = None, first_epoch: int = 0) -> Any:
+    """An in-memory `tf.data` pipeline of (images, labels) batches.
 
-    Two measured stalls shape it (details in benchmarks/README.md):
-    - Giving `fit` NumPy arrays lets Keras rebuild and reshuffle its input pipeline at each
-      epoch start (a `cnn` epoch took ~52 s instead of ~26 s). A dataset built once does not.
-    - tf.data's autotuner runs a background thread that the iterator of the finished epoch
-      waits for when Keras drops it: 2.5-8.6 s with both cores idle at the start of many
-      epochs after the first (one run's later epochs: ~9.5-10 s instead of ~7 s). The pipeline is a
-      shuffle, a batch and at most one map, so fixed settings lose nothing: autotuning is
-      off, the map uses one call per core and two batches are prefetched. (`autotune=True`
-      restores TF's defaults, for `benchmarks/profile_epoch.py --epoch-start` to compare.)
+    With `shuffle_seed` and `epochs`, the batches of epochs `first_epoch`..`epochs - 1`
+    follow one another in one stream (`fit` then needs `steps_per_epoch`), and the order of
+    epoch e depends on (shuffle_seed, e) alone: a resumed run sees the very batches an
+    uninterrupted one would. With `shuffle_seed` alone, one epoch reshuffled at every pass;
+    with neither, the data in order (validation).
+
+    Two stalls shape it (measured: benchmarks/README.md): NumPy arrays given to `fit` make
+    Keras rebuild and reshuffle its pipeline at every epoch start, where a dataset built
+    once does not; and tf.data's autotuner runs a thread that a dropped iterator waits for.
+    The pipeline is a shuffle, a batch and at most one map, so fixed settings lose nothing:
+    autotuning is off, the map uses one call per core and two batches are prefetched
+    (`autotune=True` restores TF's defaults, for `benchmarks/profile_epoch.py` to compare).
     """
     import tensorflow as tf  # noqa: PLC0415  (the backend; Keras already imported it)
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    if shuffle_seed is not None and epochs is not None:
+        images, labels = tf.constant(x), tf.constant(y)
+
+        def one_epoch(epoch: Any) -> Any:  # stateless: the order is a function of (seed, epoch) alone
+            seed = tf.stack([tf.constant(shuffle_seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(tf.range(len(x), dtype=tf.int64), seed=seed)
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).map(
+            lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+    elif shuffle_seed is not None:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+            len(x), seed=shuffle_seed, reshuffle_each_iteration=True).batch(batch_size)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     if augment is not None:
         dataset = dataset.map(lambda images, labels: (augment(images, training=True), labels),
                               num_parallel_calls=tf.data.AUTOTUNE if autotune else os.cpu_count() or 1)
@@ -167,86 +181,129 @@ class TrainResult:
     summary_after: str
 
 
+def data_info(config: TrainConfig, dataset: Dataset, data: PreparedData) -> dict[str, Any]:
+    """What config.json records of the data: where from, digests, classes, split sizes, preprocessing."""
+    spec = DATASETS.get(dataset.name)
+    return {"name": dataset.name, "source": str(dataset.source), "sha256": dataset.sha256,
+            "class_names": list(dataset.class_names), "num_train": len(data.x_train),
+            "num_val": len(data.x_val), "num_test": len(dataset.test_labels),
+            "preprocessing": spec.style if spec is not None and spec.name == config.dataset else "digit"}
+
+
 def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int | str = "auto",
-          resume: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
+          resume: bool = False, changed: dict[str, tuple[Any, Any]] | None = None,
+          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainResult:
     """Train `config.model` on `dataset` and write every artifact into `run_dir`.
 
     `verbose` is Keras' fit verbosity (1: progress bar, 2: one line per epoch, 0: silent).
     `extra_callbacks` run before the run's own (the benchmark times epochs with one).
-    With `resume=True`, `run_dir` must hold an interrupted run of the same config: training
-    continues after the last completed epoch recorded in `last.keras`.
+    With `resume=True`, `run_dir` holds a run of `config` (from `recipes.resume_config`,
+    whose `changed` settings are recorded): temporary files a kill left are removed,
+    training continues after the last committed epoch with the same data order, and
+    whatever a finished training lacks (model, metrics, plots, report) is written.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(run_dir)
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MnistCnnError(f"cannot create run folder {run.path}: {e.strerror}; pass --runs-dir to a "
+                            f"writable folder") from None
     seed_everything(config)
     data = prepare_data(config, dataset)
     steps = steps_per_epoch(config, len(data.x_train))
-    data_info = {"name": dataset.name, "source": str(dataset.source), "sha256": dataset.sha256,
-                 "class_names": list(dataset.class_names), "num_train": len(data.x_train),
-                 "num_val": len(data.x_val), "num_test": len(dataset.test_labels)}
-
+    model = compile_model(build_model(config.model, dataset.num_classes), config, steps)
+    state: TrainState | None = None
     rows: list[dict[str, float]] = []
     if resume:
-        recorded = runs.read_run_config(run_dir).get("data", {}).get("sha256")
+        recorded = run.read_config().get("data", {}).get("sha256")
         if recorded and recorded != dataset.sha256:
-            raise MnistCnnError(f"the {dataset.name} files in {dataset.source} differ from those {run_dir} was "
+            raise MnistCnnError(f"the {dataset.name} files in {dataset.source} differ from those {run.path} was "
                                 f"trained on; resume with the same data or start a new run")
-    if resume and (run_dir / LAST_CHECKPOINT).exists():
-        # Weights, optimizer state and schedule continue exactly; the shuffle order restarts
-        # from epoch 0's, so a resumed run is close to, not bit-identical with, an uninterrupted one.
-        model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
-        initial_epoch = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) // steps
-        rows = [r for r in read_history(run_dir / HISTORY_FILE) if r["epoch"] <= initial_epoch]
-        write_history(run_dir / HISTORY_FILE, rows)
-        log.info("resuming %s after epoch %d", run_dir, initial_epoch)
+        for leftover in run.clean_temp_files():
+            log.info("removed %s, left by an interrupted write", leftover)
+        if changed:
+            run.record_resume(config, changed)
+        state = run.read_state()
+        if state is not None:
+            load_checkpoint(model, run.path / state.last_checkpoint)
+            rows = [r for r in run.read_history() if r["epoch"] <= state.epoch]
+            run.write_history(rows)  # rows of an epoch killed before its commit are dropped
+            log.info("resuming %s after epoch %d", run.path, state.epoch)
     else:
-        initial_epoch = 0
-        model = compile_model(build_model(config.model, dataset.num_classes), config, steps)
-        runs.write_run_config(run_dir, config, data_info)
+        run.write_config(config, data_info(config, dataset, data))
+    if state is None:
+        run.prune_checkpoints(set())  # an epoch killed before its first commit
+        state = TrainState(epoch=0, best_epoch=0, best_val_loss=None, last_checkpoint=None,
+                           best_checkpoint=None, shuffle_seed=config.seed)
     summary_before = model_summary(model)
 
     start = time.perf_counter()
-    if initial_epoch < config.epochs and not ResumableEarlyStopping.should_stop(rows, config.patience):
+    if state.epoch < config.epochs and state.wait < config.patience:
         model.fit(
-            make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=config.seed,
-                         augment=augmenter(config)),
+            make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=state.shuffle_seed,
+                         augment=augmenter(config), epochs=config.epochs, first_epoch=state.epoch),
+            steps_per_epoch=steps,  # one stream over all epochs: Keras keeps its iterator
             validation_data=make_batches(data.x_val, data.y_val, config.batch_size),
-            epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
-            shuffle=False,  # the dataset reshuffles itself each epoch
-            callbacks=[*extra_callbacks, RunCheckpoint(run_dir, rows),
-                       ResumableEarlyStopping(rows, patience=config.patience)],
+            epochs=config.epochs, initial_epoch=state.epoch, verbose=verbose,
+            shuffle=False,  # the dataset orders each epoch itself
+            callbacks=[*extra_callbacks, HistoryLogger(run, rows), RunCheckpoint(run, state),
+                       ResumableEarlyStopping(state, patience=config.patience)],
         )
     fit_seconds = time.perf_counter() - start
+    return finish(run, dataset, model, summary_before, fit_seconds, len(data.x_train), resumed=resume)
 
-    # Restore the weights of the epoch with the lowest validation loss (never chosen on test).
-    if (run_dir / BEST_CHECKPOINT).exists():
-        model.load_weights(run_dir / BEST_CHECKPOINT)
-    save_model(model, run_dir / runs.MODEL_FILE)
+
+def resume(run_dir: Path, *, data_dir: Path | None = None, verbose: int | str = "auto",
+           **changes: Any) -> TrainResult:
+    """Finish an interrupted run, or train a finished one longer: `resume(run, epochs=20)`.
+
+    `changes` may set only `recipes.RESUMABLE_FIELDS` (epochs, patience); the data is found
+    as `load_dataset` finds it (`data_dir` first).
+    """
+    from .data import load_dataset  # noqa: PLC0415
+    from .recipes import resume_config  # noqa: PLC0415
+
+    run = Run.open(run_dir)
+    config, changed = resume_config(run.train_config(), changes)
+    run.check_resumable(config)
+    dataset = load_dataset(config.dataset, data_dir)
+    return train(config, dataset, run.path, verbose=verbose, resume=True, changed=changed)
+
+
+def finish(run: Run, dataset: Dataset, model: keras.Model, summary_before: str, fit_seconds: float,
+           num_train: int, resumed: bool = False) -> TrainResult:
+    """After training: restore the best epoch's weights, save and check model.keras, then test once
+    and write metrics, plots, summary and report. Safe to repeat: everything is derived from
+    the committed state and history, so a resumed run completes whatever a kill left out."""
+    state = run.read_state()
+    if state is not None and state.best_checkpoint:  # the lowest validation loss, never chosen on test
+        model.load_weights(run.path / state.best_checkpoint)
+    save_model(model, run.model)
     summary_after = model_summary(model)
 
     x_test = normalize(dataset.test_images)
     probabilities = predict_probabilities(model, x_test)
-    reload_diff = check_reload(run_dir / runs.MODEL_FILE, x_test, probabilities)
+    reload_diff = check_reload(run.model, x_test, probabilities)
 
-    history = read_history(run_dir / HISTORY_FILE)
+    history = run.read_history()
     if history:
-        plot_curves(history_columns(history), run_dir / runs.CURVES_PNG)
-    best = min(history, key=lambda r: r["val_loss"]) if history else {}
+        plot_curves(history_columns(history), run.curves)
+    best = next((r for r in history if state and r["epoch"] == state.best_epoch), {})
+    seconds = [r["epoch_time_s"] for r in history]
     training = {
         "epochs_run": len(history), "best_epoch": int(best.get("epoch", 0)),
         "best_val_loss": best.get("val_loss"), "best_val_accuracy": best.get("val_accuracy"),
         "fit_seconds_this_session": round(fit_seconds, 2),
-        "epoch_time_s_median": float(np.median([r["epoch_time_s"] for r in history])) if history else None,
-        "train_seconds_total": round(sum(r["epoch_time_s"] for r in history), 2),
-        "train_images_per_s": round(len(data.x_train) / float(np.median([r["epoch_time_s"] for r in history])), 1)
-        if history else None,
+        "epoch_time_s_median": float(np.median(seconds)) if seconds else None,
+        "train_seconds_total": round(sum(seconds), 2),
+        "train_images_per_s": round(num_train / float(np.median(seconds)), 1) if seconds else None,
         "reload_max_abs_diff": reload_diff,
-        "resumed": resume,
+        "resumed": resumed,
     }
-    metrics = write_evaluation(run_dir, dataset, probabilities, extra={"training": training})
-    write_summary(run_dir, summary_before, summary_after, metrics)
-    write_report(run_dir)
-    return TrainResult(run_dir, model, metrics, summary_before, summary_after)
+    metrics = write_evaluation(run, dataset, probabilities, extra={"training": training})
+    write_summary(run, summary_before, summary_after, metrics)
+    write_report(run)
+    return TrainResult(run.path, model, metrics, summary_before, summary_after)
 
 
 def check_reload(path: Path, x_test: np.ndarray, expected: np.ndarray) -> float:
