@@ -67,17 +67,17 @@ def run_keras(name: str, seed: int, quick: bool, dataset) -> dict:
     import keras
     import numpy as np
 
-    from mnist_cnn.config import TrainConfig
     from mnist_cnn.data import normalize
     from mnist_cnn.evaluate import predict_probabilities
-    from mnist_cnn.recipes import recipe_settings
+    from mnist_cnn.recipes import resolve_config
     from mnist_cnn.train import train
 
     _, spec, _ = CONTENDERS[name]
-    settings = recipe_settings(spec, "mnist") if isinstance(spec, str) else dict(spec)
+    # A contender is a recipe name or a dict of settings; either way the package's one resolver applies.
+    recipe, settings = (spec, {}) if isinstance(spec, str) else (None, dict(spec))
     if quick:
         settings.update(epochs=1, train_limit=QUICK_TRAIN_LIMIT)
-    config = TrainConfig().replace(**settings, seed=seed)
+    config = resolve_config(recipe, overrides={**settings, "dataset": "mnist", "seed": seed})
     x_test, y_test = normalize(dataset.test_images), dataset.test_labels
 
     class TestCurve(keras.callbacks.Callback):

@@ -61,7 +61,6 @@ def main() -> int:
     args = parser.parse_args()
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from mnist_cnn.config import TrainConfig

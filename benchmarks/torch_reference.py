@@ -10,7 +10,6 @@ in-memory tensors instead of a DataLoader. Needs the optional extra `[bench]` (t
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import numpy as np

@@ -73,10 +73,12 @@ from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 import mnist_cnn
-from mnist_cnn import TrainConfig, load_dataset
+from mnist_cnn import load_dataset
+from mnist_cnn.recipes import resolve_config
 
 QUICK = os.environ.get("MNIST_CNN_TUTORIAL_QUICK") == "1"
-config = TrainConfig(epochs=1, train_limit=3000) if QUICK else TrainConfig()
+# Settings: defaults -> recipe -> config file -> overrides, the same resolver `mnist-cnn train` uses.
+config = resolve_config("default", overrides={"epochs": 1, "train_limit": 3000} if QUICK else {})
 
 
 def show(fig: Figure, dpi: int = 72) -> None:
@@ -95,8 +97,10 @@ We imported the package and made the one decision that differs between a full ru
 quick mode: the **training configuration**. `TrainConfig` holds every training setting with
 its default (model, epochs, batch size, learning rate, label encoding, validation share,
 seed, ...); the printed line shows them all. It is *frozen*: a run's settings cannot change
-halfway. Quick mode only lowers `epochs` and keeps the first 3,000 training images
-(`train_limit`).
+halfway. `resolve_config` builds it in layers, exactly as `mnist-cnn train` does: the
+defaults, then a recipe (`"default"`, `"fast"`, `"strong"`), then a config file, then your
+overrides (the CLI's flags). Quick mode only lowers `epochs` and keeps the first 3,000
+training images (`train_limit`).
 
 `show` is a small helper: the package draws its pictures with matplotlib's object API
 (no global `pyplot` state, safe in a web server), so we turn each figure into a PNG to display it.
@@ -106,8 +110,11 @@ Importamos o pacote e tomamos a única decisão que muda entre uma execução co
 rápido: a **configuração de treino**. `TrainConfig` guarda todas as opções de treino com seus
 valores padrão (modelo, épocas, tamanho do lote, taxa de aprendizado, codificação dos
 rótulos, fração de validação, semente, ...); a linha impressa mostra todas. Ela é
-*congelada* (frozen): as opções de uma execução não mudam no meio do caminho. O modo rápido
-só reduz `epochs` e mantém as primeiras 3.000 imagens de treino (`train_limit`).
+*congelada* (frozen): as opções de uma execução não mudam no meio do caminho.
+`resolve_config` a monta em camadas, exatamente como `mnist-cnn train`: os valores padrão,
+depois uma receita (`"default"`, `"fast"`, `"strong"`), depois um arquivo de configuração,
+depois as suas substituições (as flags da linha de comando). O modo rápido só reduz
+`epochs` e mantém as primeiras 3.000 imagens de treino (`train_limit`).
 
 `show` é um pequeno auxiliar: o pacote desenha suas figuras com a API de objetos do
 matplotlib (sem o estado global do `pyplot`, seguro num servidor web), então convertemos
@@ -498,10 +505,10 @@ por todas as imagens de treino (`steps` passos).
 """,
     ),
     code("""
-from mnist_cnn.runs import default_runs_dir, new_run_dir
+from mnist_cnn.runs import Run, default_runs_dir
 from mnist_cnn.train import train
 
-run_dir = new_run_dir(default_runs_dir(), config.dataset, config.model)
+run_dir = Run.create(default_runs_dir(), config.dataset, config.model).path
 result = train(config, dataset, run_dir, verbose=2)
 print("run folder:", run_dir)
 print(sorted(path.name for path in run_dir.iterdir()))
@@ -619,9 +626,9 @@ da primeira camada como imagens.
 """,
     ),
     code("""
-from mnist_cnn.callbacks import read_history
+from mnist_cnn.runs import Run
 
-for row in read_history(run_dir / "history.csv"):
+for row in Run(run_dir).read_history():
     print(f"epoch {row['epoch']:2.0f}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  "
           f"accuracy {row['accuracy']:.4f}  val_accuracy {row['val_accuracy']:.4f}")
 display(Image(filename=run_dir / "curves.png", width=720))

@@ -6,7 +6,6 @@ After each bad request the server must still answer (checked in every test of th
 from __future__ import annotations
 
 import io
-import json
 import socket
 import threading
 from pathlib import Path

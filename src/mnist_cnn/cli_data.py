@@ -121,18 +121,15 @@ def _registered(name: str):
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .data import DATASETS, find_file, search_dirs
-    from .fetch import check_file
+    from .fetch import dataset_status
 
-    for name, spec in DATASETS.items():
-        found = next(((label, folder) for label, folder in search_dirs(name, args.data_dir)
-                      if all(find_file(folder, f) for f in spec.files.values())), None)
-        if found is None:
-            print(f"{name:<15} not found          {spec.title} (`mnist-cnn data fetch {name}` downloads it)")
+    for status in dataset_status(args.data_dir):
+        name, title = status.spec.name, status.spec.title
+        if status.found is None:
+            print(f"{name:<15} not found          {title} (`mnist-cnn data fetch {name}` downloads it)")
             continue
-        bad = [f for f in spec.files.values() if check_file(find_file(found[1], f), spec.sha256[f])]
-        state = "verified" if not bad else f"CORRUPT ({', '.join(bad)})"
-        print(f"{name:<15} {state:<18} {spec.title} in {found[1]} ({found[0]})")
+        state = "verified" if not status.bad_files else f"CORRUPT ({', '.join(status.bad_files)})"
+        print(f"{name:<15} {state:<18} {title} in {status.found[1]} ({status.found[0]})")
     return 0
 
 
@@ -147,17 +144,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .data import find_file, locate
-    from .fetch import check_file
+    from .data import locate
+    from .fetch import verify_files
 
     spec = _registered(args.name)
     folder = locate(args.name, args.data_dir)
-    bad = 0
-    for file_name in spec.files.values():
-        path = find_file(folder, file_name)
-        problem = check_file(path, spec.sha256[file_name]) if path else "missing"
-        bad += problem is not None
-        print(f"{'ok' if problem is None else 'BAD':<4} {path or folder / file_name}" + (f": {problem}" if problem else ""))
+    checks = verify_files(spec, folder)
+    for check in checks:
+        print(f"{'ok' if check.problem is None else 'BAD':<4} {check.path}" + (f": {check.problem}" if check.problem else ""))
+    bad = sum(check.problem is not None for check in checks)
     if bad:
         raise ChecksumError(f"{bad} of {len(spec.files)} files in {folder} failed verification; replace them "
                             f"(`mnist-cnn data fetch {args.name}` re-downloads into the user cache)")

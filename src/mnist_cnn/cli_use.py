@@ -51,36 +51,17 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
-    import numpy as np
-
-    from .errors import ImageError
-    from .predict import collect_images, format_prediction, save_preprocessed
+    from .predict import collect_images, format_prediction
 
     if args.steps and args.save_preprocessed is None:
         raise MnistCnnError("--steps needs --save-preprocessed DIR (the folder the steps are written to)")
     inputs = collect_images(args.images, sys.stdin.buffer)  # before the slow imports: fail fast
     quiet_tensorflow()
-    from .predict import Predictor
+    from .predict import Predictor, predict_inputs
 
     predictor = Predictor.from_path(args.model_path)
-    names, images, errors, sources = [], [], [], []
-    for name, source in inputs:
-        try:
-            images.append(predictor.preprocess(source))
-            names.append(name)
-            sources.append(source)
-        except ImageError as e:  # one bad file must not hide the others' answers
-            errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
-    predictions = predictor.predict_preprocessed(np.stack(images), names, args.top_k) if images else []
-    if args.save_preprocessed is not None:
-        saved = save_preprocessed(args.save_preprocessed, predictions)
-        if args.steps:  # DIR/<name>/: named like the input's DIR/<name>.png; one image's steps in memory at a time
-            from .predict import save_preprocessing_steps
-            from .preprocess import preprocess_steps
-
-            for path, source in zip(saved, sources):
-                steps = preprocess_steps(source, predictor.max_bytes, predictor.max_pixels, predictor.style)
-                save_preprocessing_steps(args.save_preprocessed, path.stem, steps)
+    predictions, errors = predict_inputs(predictor, inputs, args.top_k, save_to=args.save_preprocessed,
+                                         steps=args.steps)
     if args.json:
         print(json.dumps({"model": str(args.model_path), "predictions": [p.to_dict() for p in predictions],
                           "errors": errors}, indent=2))

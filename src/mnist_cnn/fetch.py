@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import __version__
 from .atomic import normal_file_mode
-from .data import DatasetSpec, find_file, is_gzip, open_payload, user_cache_dir
+from .data import DATASETS, DatasetSpec, find_file, is_gzip, open_payload, search_dirs, user_cache_dir
 from .errors import CacheWriteError, DownloadError
 
 try:
@@ -122,6 +122,42 @@ def check_file(path: Path, expected: str | None) -> str | None:
     if expected is not None and digest != expected:
         return f"SHA-256 of its contents is {digest[:12]}…, expected {expected[:12]}…"
     return None
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    name: str  # the registry's file name (without .gz)
+    path: Path
+    problem: str | None  # None: the payload matches its published SHA-256
+
+
+def verify_files(spec: DatasetSpec, folder: Path) -> list[FileCheck]:
+    """Re-hash each of `spec`'s files in `folder` (`mnist-cnn data verify` as a function)."""
+    checks = []
+    for file_name in spec.files.values():
+        path = find_file(folder, file_name)
+        checks.append(FileCheck(file_name, path or folder / file_name,
+                                check_file(path, spec.sha256.get(file_name)) if path else "missing"))
+    return checks
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    spec: DatasetSpec
+    found: tuple[str, Path] | None  # (where it came from, folder), or None when no folder holds it
+    bad_files: tuple[str, ...] = ()  # files there whose contents do not verify
+
+
+def dataset_status(data_dir: Path | None = None) -> list[DatasetStatus]:
+    """Each registered dataset: the first folder holding it and whether its files verify (`data list`)."""
+    statuses = []
+    for name, spec in DATASETS.items():
+        found = next(((label, folder) for label, folder in search_dirs(name, data_dir)
+                      if all(find_file(folder, f) for f in spec.files.values())), None)
+        bad = () if found is None else tuple(
+            c.name for c in verify_files(spec, found[1]) if c.problem is not None)
+        statuses.append(DatasetStatus(spec, found, bad))
+    return statuses
 
 
 def _describe(error: BaseException) -> tuple[str, bool]:

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image
 
 from .atomic import write_bytes
-from .errors import ImageError, MnistCnnError, ModelFileError
-from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, SIDE, Step, Style, model_input, preprocess,
-                         to_uint8)
+from .errors import ImageError, MnistCnnError
+from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Step, Style, model_input, preprocess,
+                         preprocess_steps, to_uint8)
 from .runs import ModelInfo, Run
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,32 @@ def save_preprocessing_steps(folder: Path, name: str, steps: Sequence[Step]) -> 
         write_bytes(path, buffer.getvalue())
         written.append(path)
     return written
+
+
+def predict_inputs(predictor: Predictor, inputs: Sequence[tuple[str, Any]], top_k: int = DEFAULT_TOP_K,
+                   save_to: Path | None = None, steps: bool = False) -> tuple[list[Prediction], list[dict[str, str]]]:
+    """`mnist-cnn predict` as a function: (name, source) pairs -> predictions and per-image errors.
+
+    An image that cannot be read becomes an error entry ({"source", "error"}) instead of
+    hiding the others' answers. With `save_to`, each model input is written as
+    `save_to/<name>.png`; with `steps` too, every preprocessing step as `save_to/<name>/NN-step.png`.
+    """
+    names, images, errors, sources = [], [], [], []
+    for name, source in inputs:
+        try:
+            images.append(predictor.preprocess(source))
+            names.append(name)
+            sources.append(source)
+        except ImageError as e:
+            errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
+    predictions = predictor.predict_preprocessed(np.stack(images), names, top_k) if images else []
+    if save_to is not None:
+        saved = save_preprocessed(save_to, predictions)
+        if steps:  # named like the input's <name>.png; one image's steps in memory at a time
+            for path, source in zip(saved, sources):
+                found = preprocess_steps(source, predictor.max_bytes, predictor.max_pixels, predictor.style)
+                save_preprocessing_steps(save_to, path.stem, found)
+    return predictions, errors
 
 
 def format_prediction(prediction: Prediction) -> str:

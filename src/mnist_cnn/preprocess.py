@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .data import Style  # noqa: F401  (which recipe: MNIST digits or Fashion-MNIST items; re-exported)
 from .errors import EmptyImageError

@@ -1,0 +1,33 @@
+"""The README's Python API block runs as written: every command's library function, end to end."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_readme_names_no_path_outside_the_repository():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "../" not in text, [line for line in text.splitlines() if "../" in line]
+
+
+def test_python_api_block_runs(shared_data, isolated_env, monkeypatch, capsys):
+    (block,) = [b for b in python_blocks((REPO / "README.md").read_text(encoding="utf-8")) if "resolve_config" in b]
+    monkeypatch.setenv("MNIST_CNN_DATA_DIR", str(shared_data))
+    shutil.copy(REPO / "notebooks" / "my_digit.png", isolated_env / "my_digit.png")
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102  (our own documentation)
+    out = capsys.readouterr().out.splitlines()
+    assert "[None, None, None, None]" in out and "60000" in out and "True" in out
+    assert (isolated_env / "explain.png").read_bytes()[:4] == b"\x89PNG"
+    assert (isolated_env / "runs" / "api-demo-eval" / "report.md").is_file()
+    assert out[-1].startswith("[{'class': '7'")
