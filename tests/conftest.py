@@ -121,7 +121,8 @@ class _MirrorHandler(http.server.BaseHTTPRequestHandler):
     ok: the file; 403/404/500: that status; corrupt: a valid gzip of a changed payload;
     notgzip: garbage bytes; truncated: the announced length, half the bytes, then close;
     slow: the file after `server.delay_s`; throttled: the file in slow chunks; flaky: 500
-    the first time each path is asked for, then the file.
+    the first time each path is asked for, then the file; bloated: the file plus 1 MiB,
+    declared; bloated-nolength: the same without a Content-Length.
     """
 
     server: "MirrorServer"
@@ -154,9 +155,14 @@ class _MirrorHandler(http.server.BaseHTTPRequestHandler):
         elif mode == "flaky" and first_time:
             self.send_error(500)
             return
+        elif mode.startswith("bloated"):  # the file, then a megabyte more than it can hold
+            body += b"\0" * (1 << 20)
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
+        if mode != "bloated-nolength":
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.close_connection = True  # the body ends when the connection does
         self.end_headers()
         if mode == "truncated":
             self.wfile.write(body[: len(body) // 2])

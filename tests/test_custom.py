@@ -114,7 +114,7 @@ def test_registered_names_win_over_same_named_folders(tmp_path):
     ({"y_train": np.zeros(200, dtype=np.uint8)}, "single class"),
     ({"y_test": np.full(40, -1)}, "class ids -1"),
     ({"x_train": np.full((200, 28, 28), 300.0)}, "pixel values 300"),
-    ({"y_train": np.array([None] * 200, dtype=object)}, "plain numeric arrays"),
+    ({"y_train": np.array([None] * 200, dtype=object)}, "object array"),
 ])
 def test_bad_npz_is_one_clear_error(tmp_path, overrides, message):
     with pytest.raises(DatasetFormatError, match=message):

@@ -113,6 +113,15 @@ def json_with(token: str) -> str:
 
 
 JSON = {"content-type": "application/json"}
+
+
+def tiff(array: np.ndarray, mode: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+NAN_TIFF = tiff(np.where(np.eye(40, dtype=bool), np.nan, 1.0).astype(np.float32), "F")
 BAD_REQUESTS = {
     # name: (request keyword arguments, expected status, words in the detail)
     "non-image bytes": ({"files": {"file": ("x.png", b"hello, not a png", "image/png")}}, 422, "not a readable image"),
@@ -138,6 +147,10 @@ BAD_REQUESTS = {
     "json no image key": ({"json": {"pixels": GRID}}, 422, "image"),
     "json a list": ({"json": GRID}, 422, ""),
     "json strings": ({"json": {"image": [["a"] * 28] * 28}}, 422, "number"),
+    "json numbers as strings": ({"content": json_with('"255"'), "headers": JSON}, 422, "image.5.5"),
+    "json booleans": ({"content": json_with("true"), "headers": JSON}, 422, "image.5.5"),
+    "json nested too deeply": ({"content": b"[" * 200_000 + b"]" * 200_000, "headers": JSON}, 400, "nested"),
+    "float tiff with NaN": ({"files": {"file": ("x.tif", NAN_TIFF, "image/tiff")}}, 422, "NaN"),
     "json blank": ({"json": {"image": GRID}}, 422, "blank"),
     "top_k zero": ({"files": {"file": ("x.png", b"abc", "image/png")}, "params": {"top_k": 0}}, 422, "top_k"),
 }

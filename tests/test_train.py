@@ -18,7 +18,7 @@ import pytest
 from mnist_cnn.cli import main
 from mnist_cnn.runs import Run
 
-from conftest import make_tiny_arrays, write_idx_folder
+from conftest import REPO, make_tiny_arrays, write_idx_folder
 
 pytestmark = pytest.mark.slow
 
@@ -139,16 +139,50 @@ def tiny_idx_folder(isolated_env) -> Path:
     return folder
 
 
-def test_kill_after_metrics_then_resume_writes_every_artifact(tiny_idx_folder, isolated_env):
-    """Killed right after metrics.json appears: resume writes the report, plots and summary."""
+@pytest.mark.parametrize("kill_at", ["config.json", "history.csv", "state.json", "model.keras", "metrics.json"])
+def test_kill_at_each_step_then_resume_writes_every_artifact(tiny_idx_folder, isolated_env, kill_at):
+    """SIGKILL as soon as `kill_at` appears; `--resume` then completes the run, whatever was missing."""
     runs_dir = isolated_env / "runs"
     proc = start_training(["--dataset", str(tiny_idx_folder), "--epochs", "2", "--model", "fast"], runs_dir)
-    kill_when(proc, runs_dir, "*/metrics.json")
+    kill_when(proc, runs_dir, f"*/{kill_at}")
     run_dir = only_run(runs_dir)
     (run_dir / ".tmp-report-left-by-kill.md").write_text("half")  # as a kill mid-write leaves
     assert main(["train", "--resume", str(run_dir)]) == 0
     metrics = assert_complete(run_dir)
     assert metrics["training"]["epochs_run"] == 2
+    assert [r["epoch"] for r in Run(run_dir).read_history()] == [1, 2]
+
+
+def limit_file_size(max_bytes: int):
+    """For subprocess preexec_fn: writes past `max_bytes` fail with EFBIG, as on a full disk."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    return apply
+
+
+def cli_with_limit(argv: list[str], max_bytes: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_cnn", *argv], preexec_fn=limit_file_size(max_bytes),
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+
+
+def test_full_disk_is_one_line_and_leaves_no_half_file(tiny_idx_folder, isolated_env, trained_model, shared_data):
+    cases = [
+        (["train", "--dataset", str(tiny_idx_folder), "--epochs", "1", "--model", "fast",
+          "--runs-dir", str(isolated_env / "runs")], 200_000, isolated_env / "runs"),
+        (["evaluate", str(trained_model), "--data-dir", str(shared_data), "--out", str(isolated_env / "eval")],
+         20_000, isolated_env / "eval"),
+        (["predict", str(trained_model), str(REPO / "notebooks" / "my_digit.png"),
+          "--save-preprocessed", str(isolated_env / "seen")], 100, isolated_env / "seen"),
+    ]
+    for argv, max_bytes, out in cases:
+        done = cli_with_limit(argv, max_bytes)
+        err = done.stderr.strip().splitlines()
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "cannot write" in err[-1] and "Traceback" not in done.stderr, err[-1]
+        assert not list(out.rglob(".tmp-*"))  # no half-written file, under any name
 
 
 def test_resume_after_training_finished_but_nothing_else(tiny_dataset, isolated_env, capsys):

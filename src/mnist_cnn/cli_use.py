@@ -25,13 +25,15 @@ EPILOGS = {
              "  then open http://127.0.0.1:8000 to draw a digit, or\n"
              "  curl -F file=@digit.png http://127.0.0.1:8000/predict",
 }
+MAX_UPLOAD_MB = 1024  # --max-upload-mb's ceiling: a digit is kilobytes; this only stops nonsense
 PREDICT_HELP = ("Read images with a trained model: top-k classes per image (MNIST-style preprocessing: "
                 "grayscale, invert, crop, fit 20 px, centre in 28x28).")
 SERVE_HELP = "Serve the draw-a-digit page and a JSON API for a trained model (needs the [serve] extra)."
 
 
 def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
-    p.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    p.add_argument("model_path", type=Path, metavar="MODEL",
+                   help="a model.keras written by `mnist-cnn train`, or a .onnx written by `mnist-cnn export`")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files (PNG, JPEG, WebP, GIF, BMP, TIFF), folders of them, or - for stdin")
     p.add_argument("--top-k", type=positive_int, default=3, help="classes to list per image (default 3)")
@@ -43,11 +45,17 @@ def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[st
 
 
 def add_serve_arguments(s: argparse.ArgumentParser) -> None:
-    s.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    s.add_argument("model_path", type=Path, metavar="MODEL",
+                   help="a model.keras written by `mnist-cnn train`, or a .onnx written by `mnist-cnn export`")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     s.add_argument("--max-upload-mb", type=float, default=5.0, help="largest accepted image upload (default 5)")
+    s.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
+                   help="accept only requests whose Host header is one of these (e.g. digits.example.org); "
+                        "default: any")
+    s.add_argument("--max-connections", type=int, default=200, metavar="N",
+                   help="concurrent connections before new ones get 503 (default 200)")
 
 
 def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
@@ -56,7 +64,8 @@ def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) 
     if args.steps and args.save_preprocessed is None:
         raise MnistCnnError("--steps needs --save-preprocessed DIR (the folder the steps are written to)")
     inputs = collect_images(args.images, sys.stdin.buffer)  # before the slow imports: fail fast
-    quiet_tensorflow()
+    if args.model_path.suffix != ".onnx":  # an ONNX export runs on ONNX Runtime alone: no TF start-up
+        quiet_tensorflow()
     from .predict import Predictor, predict_inputs
 
     predictor = Predictor.from_path(args.model_path)
@@ -81,8 +90,11 @@ def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) ->
     except ImportError as e:
         raise MnistCnnError(f"serving needs FastAPI and uvicorn ({e.name} is missing); "
                             f"pip install 'mnist-cnn[serve]'") from None
-    if args.max_upload_mb <= 0:
-        raise MnistCnnError(f"--max-upload-mb {args.max_upload_mb} must be > 0")
+    if not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:  # also refuses nan (no comparison holds) and inf
+        raise MnistCnnError(f"--max-upload-mb {args.max_upload_mb} must be a number in (0, {MAX_UPLOAD_MB}]")
+    if args.max_connections < 1:
+        raise MnistCnnError(f"--max-connections {args.max_connections} must be >= 1")
+    hosts = [h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip()] or None
     sock = serve.bind(args.host, args.port)  # first: a busy port fails in one line, before TF loads
     with sock:
         quiet_tensorflow()
@@ -95,5 +107,5 @@ def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) ->
         if not ipaddress.ip_address(host).is_loopback:
             print(f"note: {host} is reachable from other machines; the API has no authentication",
                   file=sys.stderr)
-        serve.run(serve.create_app(predictor), sock)
+        serve.run(serve.create_app(predictor, allowed_hosts=hosts), sock, max_connections=args.max_connections)
     return 0

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +30,8 @@ NPZ_CLASS_NAMES_KEY = "class_names"  # optional: one name per label value
 CLASSES_FILE = "classes.txt"  # optional beside IDX files: one class name per line, in label order
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_CLASSES = 256  # labels are stored as uint8
+MAX_NPZ_BYTES = 4 * 1024**3  # arrays an .npz may declare: all of MNIST as float64 is ~0.4 GB
+MAX_CLASSES_FILE_BYTES = 1_000_000  # classes.txt: at most 256 names
 # "train-images-idx3-ubyte.gz", "t10k-labels.idx1-ubyte", "test_images.idx": split word, then kind word.
 _IDX_NAME = re.compile(r"(?P<split>train|t10k|test).*?(?P<kind>images|labels|idx3|idx1)", re.IGNORECASE)
 _IDX_SPLIT = {"train": "train", "t10k": "test", "test": "test"}
@@ -102,8 +106,11 @@ def _as_images(values: np.ndarray, where: str) -> np.ndarray:
                                  f"grayscale images (resize them first)")
     if values.dtype == np.uint8:
         return values
-    if not np.issubdtype(values.dtype, np.number) or values.size == 0:
-        raise DatasetFormatError(f"{where} has dtype {values.dtype}; expected uint8 pixels 0..255")
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)) or values.size == 0:
+        raise DatasetFormatError(f"{where} has dtype {values.dtype}; expected uint8 pixels 0..255 (or floats 0..1)")
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise DatasetFormatError(f"{where} holds {bad:,} NaN or infinite pixel values; fix or drop those images")
     low, high = float(values.min()), float(values.max())
     if np.issubdtype(values.dtype, np.floating) and low >= 0 and high <= 1:
         values = values * 255.0  # floats in [0, 1]: the usual normalised form
@@ -114,24 +121,53 @@ def _as_images(values: np.ndarray, where: str) -> np.ndarray:
 
 def load_npz(path: Path) -> Dataset:
     """A Keras-style `.npz` (`keras.datasets.mnist.load_data` layout) with `x_train, y_train, x_test, y_test`."""
-    try:
-        archive = np.load(path, allow_pickle=False)  # no pickles: an .npz must not run code
-    except (OSError, ValueError) as e:
-        raise DatasetFormatError(f"cannot read {path} as .npz ({e}); save it with numpy.savez") from None
-    with archive:
-        missing = [k for k in NPZ_KEYS if k not in archive.files]
-        if missing:
-            raise DatasetFormatError(f"{path} lacks {', '.join(missing)} (it has {', '.join(archive.files) or 'nothing'}); "
-                                     f"save it with numpy.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})")
-        try:
-            images = {s: _as_images(archive[f"x_{s}"], f"{path}: x_{s}") for s in SPLITS}
-            labels = {s: _as_labels(archive[f"y_{s}"], f"{path}: y_{s}") for s in SPLITS}
-            names = ([str(n) for n in archive[NPZ_CLASS_NAMES_KEY]]
-                     if NPZ_CLASS_NAMES_KEY in archive.files else None)
-        except ValueError as e:  # e.g. an object array, which needs allow_pickle
-            raise DatasetFormatError(f"cannot read {path}: {e}; store plain numeric arrays") from None
+    arrays = read_npz(path, (*NPZ_KEYS, NPZ_CLASS_NAMES_KEY))
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DatasetFormatError(f"{path} lacks {', '.join(missing)} (it has {', '.join(arrays) or 'nothing'}); "
+                                 f"save it with numpy.savez(path, {', '.join(f'{k}=...' for k in NPZ_KEYS)})")
+    images = {s: _as_images(arrays[f"x_{s}"], f"{path}: x_{s}") for s in SPLITS}
+    labels = {s: _as_labels(arrays[f"y_{s}"], f"{path}: y_{s}") for s in SPLITS}
+    names = [str(n) for n in arrays[NPZ_CLASS_NAMES_KEY].ravel()] if NPZ_CLASS_NAMES_KEY in arrays else None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return _finish(path, images, labels, names, {path.name: digest})
+
+
+def read_npz(path: Path, keys: Sequence[str], max_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """The arrays `keys` of an `.npz` that are present, read under a size cap, never unpickled.
+
+    Each member's header (shape, dtype) is read first: an object array, or arrays declaring
+    more than `max_bytes` in all (a 73 GiB header in a 1 KB file), are refused before any
+    allocation. A damaged zip (bad CRC, truncated) is a DatasetFormatError, as is anything
+    `numpy.load` itself would choke on.
+    """
+    fix = "save it again with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            declared = 0
+            for key in (k for k in keys if k in members):
+                with archive.open(members[key]) as f:
+                    version = np.lib.format.read_magic(f)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(f))
+                if dtype.hasobject:
+                    raise DatasetFormatError(f"{path}: {key} is an object array (pickled Python objects), which "
+                                             f"is never loaded; store plain numeric or string arrays")
+                declared += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if declared > max_bytes:
+                    raise DatasetFormatError(f"{path} declares arrays of over {max_bytes:,} bytes; an MNIST-sized "
+                                             f"dataset needs well under that (is the file damaged?)")
+            for key in (k for k in keys if k in members):
+                with archive.open(members[key]) as f:
+                    arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"{path} does not exist; pass an existing .npz file") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, RuntimeError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise DatasetFormatError(f"cannot read {path} as .npz ({reason}); {fix}") from None
+    return arrays
 
 
 def load_idx_folder(folder: Path) -> Dataset:
@@ -158,10 +194,23 @@ def load_idx_folder(folder: Path) -> Dataset:
             array = parse_idx(payload, kind, source=str(paths[0]))
             (images if kind == "images" else labels)[split] = array
             digests[paths[0].name] = sha256_hex(payload)
-    names_file = folder / CLASSES_FILE
-    names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()] \
-        if names_file.is_file() else None
-    return _finish(folder, images, labels, names, digests)
+    return _finish(folder, images, labels, _read_class_names(folder / CLASSES_FILE), digests)
+
+
+def _read_class_names(path: Path) -> list[str] | None:
+    """classes.txt: one name per line (blank lines skipped), or None when the file is absent."""
+    if not path.is_file():
+        return None
+    try:
+        if path.stat().st_size > MAX_CLASSES_FILE_BYTES:
+            raise DatasetFormatError(f"{path} is over {MAX_CLASSES_FILE_BYTES:,} bytes; it should hold one class "
+                                     f"name per line")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DatasetFormatError(f"{path} is not UTF-8 text; save it as UTF-8, one class name per line") from None
+    except OSError as e:
+        raise DatasetFormatError(f"cannot read {path}: {e.strerror}; check its permissions") from None
+    return [name.strip() for name in text.splitlines() if name.strip()]
 
 
 def load_image_folders(root: Path) -> Dataset:

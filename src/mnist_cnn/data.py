@@ -31,6 +31,7 @@ IDX_UBYTE = 0x08
 IDX_NDIM = {"images": 3, "labels": 1}
 GZIP_MAGIC = b"\x1f\x8b"  # every gzip stream starts with these two bytes (RFC 1952)
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
+MAX_PAYLOAD_BYTES = 1 << 30  # an IDX payload read into memory: MNIST's largest is 47 MB
 Style = Literal["digit", "fashion"]  # how people's images are prepared for a model of the dataset
 
 
@@ -45,8 +46,12 @@ class DatasetSpec:
     sha256: dict[str, str]  # file name -> digest of the uncompressed IDX payload
     mirrors: tuple[str, ...] = ()  # base URLs, tried in order (used by the downloader)
     style: Style = "digit"  # `preprocess` recipe for images given to its models: MNIST's or Fashion-MNIST's
+    sizes: dict[str, int] = field(default_factory=dict)  # file name -> uncompressed payload bytes (caps downloads)
 
 
+# header + 60,000 or 10,000 items of 28x28 (images) or 1 byte (labels): the same for both datasets
+_STANDARD_SIZES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
+                   "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
 _STANDARD_FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
     ("train", "labels"): "train-labels-idx1-ubyte",
@@ -71,6 +76,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "http://yann.lecun.com/exdb/mnist/",
         ),
+        sizes=_STANDARD_SIZES,
     ),
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
@@ -89,6 +95,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
         ),
         style="fashion",
+        sizes=_STANDARD_SIZES,
     ),
 }
 
@@ -184,11 +191,19 @@ def open_payload(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # type: ignore[return-value]
 
 
-def read_payload(path: Path) -> bytes:
-    """The uncompressed bytes of a gzipped or raw file (told apart by content, not by name)."""
+def read_payload(path: Path, max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The uncompressed bytes of a gzipped or raw file (told apart by content, not by name).
+
+    Read at most `max_bytes` (+1 to notice more): a small gzip that unpacks to gigabytes is
+    refused, not held in memory.
+    """
     try:
         with open_payload(path) as f:
-            return f.read()
+            payload = f.read(max_bytes + 1)
+        if len(payload) > max_bytes:
+            raise IdxFormatError(f"{path} unpacks to over {max_bytes:,} bytes, more than any MNIST-style IDX "
+                                 f"file; it is not one (replace it)")
+        return payload
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise IdxFormatError(f"{path} is a corrupt or truncated gzip file ({e}); delete it and "
                              f"copy or download it again") from None

@@ -49,6 +49,10 @@ class ModelFileError(MnistCnnError):
     """A model file that is missing, unreadable or not a Keras model."""
 
 
+class ModelOutputError(MnistCnnError):
+    """A model that answered an input with something other than probabilities (NaN, inf)."""
+
+
 class ImageError(MnistCnnError):
     """An image that cannot be read: not an image, truncated, corrupt, or a bad pixel array."""
 

@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 from . import __version__
 from .atomic import normal_file_mode
 from .data import DATASETS, DatasetSpec, find_file, is_gzip, open_payload, search_dirs, user_cache_dir
-from .errors import CacheWriteError, DownloadError
+from .errors import CacheWriteError, ConfigError, DownloadError
 
 try:
     import fcntl
@@ -48,6 +48,7 @@ MIRROR_ENV = "MNIST_CNN_MIRROR"  # comma-separated user mirrors, tried before th
 OFFLINE_ENV = "MNIST_CNN_OFFLINE"  # "1" (or true/yes/on): never touch the network
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # a file of a dataset whose size the registry does not list
 
 # (url, bytes received, Content-Length or None, finished) -> None; the CLI draws a bar with it.
 Progress = Callable[[str, int, "int | None", bool], None]
@@ -97,12 +98,26 @@ def mirror_urls(spec: DatasetSpec, user_mirrors: Sequence[str] = ()) -> list[str
     env = [m.strip() for m in os.environ.get(MIRROR_ENV, "").split(",") if m.strip()]
     urls: list[str] = []
     for base in [*user_mirrors, *env]:
+        check_mirror(base)
         base = base.rstrip("/") + "/"
         if urllib.parse.urlsplit(base).path.rstrip("/").rsplit("/", 1)[-1] != spec.name:
             base += f"{spec.name}/"
         urls.append(base)
     urls.extend(m.rstrip("/") + "/" for m in spec.mirrors)
     return list(dict.fromkeys(urls))  # a mirror given twice is tried once
+
+
+def check_mirror(url: str) -> None:
+    """ConfigError unless `url` is an http(s) URL with a host, or a file:// URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError as e:
+        raise ConfigError(f"mirror {url!r} is not a valid URL ({e}); pass e.g. --mirror "
+                          f"http://10.0.0.5/datasets/ or file:///media/usb/datasets/") from None
+    if not ((parts.scheme in ("http", "https") and parts.hostname) or parts.scheme == "file"):
+        raise ConfigError(f"mirror {url!r} is not an http://, https:// or file:// URL; pass e.g. --mirror "
+                          f"http://10.0.0.5/datasets/ or file:///media/usb/datasets/")
 
 
 def payload_sha256(path: Path) -> str:
@@ -178,18 +193,35 @@ def _describe(error: BaseException) -> tuple[str, bool]:
     return str(reason) or type(reason).__name__, True
 
 
-def _download(url: str, tmp: Path, options: FetchOptions, progress: Progress | None) -> tuple[int, int | None]:
-    """Stream `url` into `tmp`; returns (bytes, Content-Length); _MirrorFailed if the mirror failed."""
+def download_cap(payload_bytes: int | None) -> int:
+    """The most bytes a mirror may send for a file whose uncompressed payload has `payload_bytes`.
+
+    A gzip of the payload is never much larger than the payload itself (deflate's worst case
+    adds ~0.03%), so anything longer is not the file: it is cut off, not stored.
+    """
+    return MAX_DOWNLOAD_BYTES if payload_bytes is None else payload_bytes + payload_bytes // 100 + 4096
+
+
+def _download(url: str, tmp: Path, options: FetchOptions, progress: Progress | None,
+              max_bytes: int = MAX_DOWNLOAD_BYTES) -> tuple[int, int | None]:
+    """Stream `url` into `tmp`; returns (bytes, Content-Length); _MirrorFailed if the mirror failed.
+
+    A mirror that declares or sends more than `max_bytes` is cut off (not retried).
+    """
     request = urllib.request.Request(url, headers={"User-Agent": f"mnist-cnn/{__version__}"})
     try:
         with urllib.request.urlopen(request, timeout=options.timeout_s) as response, \
                 open(tmp, "wb", buffering=0) as out:  # unbuffered: a full disk fails in _write, not at close
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if total is not None and total > max_bytes:
+                raise _MirrorFailed(f"declares {total:,} bytes, more than the file can be ({max_bytes:,})", False)
             done = 0
             while chunk := response.read(CHUNK_BYTES):
-                _write(out, chunk, tmp)
                 done += len(chunk)
+                if done > max_bytes:
+                    raise _MirrorFailed(f"sent over {max_bytes:,} bytes, more than the file can be", False)
+                _write(out, chunk, tmp)
                 if progress:
                     progress(url, done, total, False)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
@@ -265,7 +297,8 @@ def _fetch_file(spec: DatasetSpec, file_name: str, folder: Path, urls: Sequence[
                 time.sleep(options.backoff_s * 2 ** (attempt - 1))
             with _temp_file(folder) as tmp:
                 try:
-                    done, total = _download(url, tmp, options, progress)
+                    done, total = _download(url, tmp, options, progress,
+                                            download_cap(spec.sizes.get(file_name)))
                     problem = check_file(tmp, spec.sha256.get(file_name))
                     if problem:
                         raise _MirrorFailed(f"served bad data: {problem}", transient=False)

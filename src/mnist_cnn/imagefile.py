@@ -20,6 +20,7 @@ DEFAULT_MAX_BYTES = 5 * 1024 * 1024  # largest accepted image file / upload (5 M
 DEFAULT_MAX_PIXELS = 25_000_000  # largest decoded image (25 MP, ~100 MB as float32); bombs claim billions
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM")  # no EPS: it runs Ghostscript
 JPEG_DRAFT_SIDE = 1024  # big JPEGs are decoded at 1/2..1/8 scale, but never below this (px)
+JPEG_MAX_REDUCTION = 8  # the smallest JPEG draft scale is 1/8 per side
 
 
 def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -34,6 +35,10 @@ def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
                                  f"send a smaller file (a digit needs only a few KB)")
     if not data:
         raise ImageError("image is empty (0 bytes); send a PNG, JPEG, WebP or GIF file")
+    # Pillow refuses images over 2 x MAX_IMAGE_PIXELS inside open(), before the JPEG draft
+    # could shrink them: raise its limit to what a 1/8-scale draft can bring under ours.
+    # Safe: every image's header size is checked against `max_pixels` below, before decoding.
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels * JPEG_MAX_REDUCTION ** 2 // 2)
     try:
         im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:  # Pillow's own cap (far above ours) fires inside open()
@@ -83,10 +88,28 @@ def read_image_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES,
 
 
 def to_gray(im: Image.Image) -> np.ndarray:
-    """Any Pillow image -> float32 (H, W) luminance in [0, 1], transparency composited."""
+    """Any Pillow image -> float32 (H, W) luminance in [0, 1], transparency composited.
+
+    ImageError for pixels that are not numbers (NaN or infinite in a float TIFF/PFM) and for
+    modes Pillow cannot turn into luminance (a LAB or CMYK-less exotic TIFF).
+    """
+    try:
+        return _to_gray(im)
+    except ImageError:
+        raise
+    except (ValueError, OSError, TypeError) as e:
+        raise ImageError(f"cannot read the colours of this {im.mode} image ({type(e).__name__}); re-save it "
+                         f"as an 8-bit PNG or JPEG") from None
+
+
+def _to_gray(im: Image.Image) -> np.ndarray:
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float scans
         values = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise ImageError("the image holds NaN or infinite pixel values; re-save it as an 8-bit PNG or JPEG")
         return np.clip(values / (65535.0 if values.max() > 255 else 255.0), 0.0, 1.0)
+    if im.mode == "LAB":  # Pillow has no LAB -> L conversion; L* (0..255) is the lightness itself
+        return np.asarray(im.getchannel(0), dtype=np.float32) / 255.0
     has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     if not has_alpha:
         return np.asarray(im.convert("L"), dtype=np.float32) / 255.0

@@ -13,25 +13,28 @@ state: the predictor is passed in. Import this module only when serving (FastAPI
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Sequence
 
 import anyio
 import anyio.to_thread
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ImageError, ImageTooLargeError, MnistCnnError
+from .errors import ImageTooLargeError, MnistCnnError
 from .predict import DEFAULT_TOP_K, Predictor
 from .preprocess import SIDE
 
@@ -42,8 +45,14 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundary and part headers on top of the 
 # Images read at once: more gains nothing on a few cores, and each big image may take
 # a few hundred MB while decoded, so this also bounds memory (others wait their turn).
 MAX_CONCURRENT_IMAGES = 4
+# Connection hygiene (uvicorn has no header or body timeout of its own; see GuardedH11Protocol).
+HEADER_TIMEOUT_S = 10.0  # a request's line and headers must arrive within this, from its first byte on
+BODY_TIMEOUT_S = 30.0  # ... and its body within this (5 MB at ~170 kB/s)
+KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
+MAX_CONNECTIONS = 200  # more concurrent connections (or requests) are answered 503 at once
 
-Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+# strict: a pixel is a JSON number; "255" (a string) or true is refused, not coerced.
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False, strict=True)]
 Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
 
 
@@ -73,6 +82,10 @@ class BodyTooLarge(Exception):
     """Raised from `receive` when a request body passes the cap."""
 
 
+class BodyTooSlow(Exception):
+    """Raised from `receive` when a request body is not complete within BODY_TIMEOUT_S."""
+
+
 class BodySizeLimit:
     """ASGI middleware: refuse bodies over `max_bytes` while they stream in, before buffering them.
 
@@ -80,13 +93,19 @@ class BodySizeLimit:
     body is counted as it arrives and cut off at the cap.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = BODY_TIMEOUT_S) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     def _refusal(self) -> JSONResponse:
         return JSONResponse({"detail": f"request body over the {self.max_bytes:,}-byte limit; "
                                        f"send a smaller image"}, status_code=413)
+
+    def _too_slow(self) -> JSONResponse:
+        return JSONResponse({"detail": f"request body not complete after {self.timeout_s:g} s; send it "
+                                       f"again on a faster connection"}, status_code=408,
+                            headers={"connection": "close"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,12 +117,21 @@ class BodySizeLimit:
             return
         received = 0
         started = False
+        body_done = False
+        deadline = anyio.current_time() + self.timeout_s
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body, receive only waits for a disconnect: no deadline
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_bytes:
                     raise BodyTooLarge
             return message
@@ -115,10 +143,11 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTooSlow) as e:
             if started:
                 raise
-            await self._refusal()(scope, receive, send)
+            refusal = self._refusal() if isinstance(e, BodyTooLarge) else self._too_slow()
+            await refusal(scope, receive, send)
 
 
 def _reject_constant(name: str) -> float:
@@ -129,8 +158,11 @@ def _pixels_from_json(body: bytes) -> np.ndarray:
     """JSON `{"image": [[...28 numbers...] x 28]}` -> float (28, 28); HTTPException on anything else."""
     try:
         document = json.loads(body, parse_constant=_reject_constant)  # NaN/Infinity are not JSON
+    except RecursionError:  # [[[[... deeper than Python's stack: not an image either
+        raise HTTPException(400, "JSON nested too deeply; send {\"image\": 28 rows of 28 numbers 0..255}")
     except ValueError as e:
-        raise HTTPException(400, f"body is not valid JSON ({e}); send {{\"image\": 28x28 numbers 0..255}}")
+        first_line = (str(e).splitlines() or [""])[0][:200]
+        raise HTTPException(400, f"body is not valid JSON ({first_line}); send {{\"image\": 28x28 numbers 0..255}}")
     try:
         return np.asarray(ImageJSON.model_validate(document).image, dtype=np.float32)
     except ValidationError as e:
@@ -152,14 +184,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (415, "unsupported content type"), (422, "not a readable image, blank image, or bad pixel array")]}
 
 
-def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K) -> FastAPI:
-    """The API and page around one loaded `predictor`; uploads are capped at its `max_bytes`."""
+def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
+               allowed_hosts: Sequence[str] | None = None, body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
+    """The API and page around one loaded `predictor`; uploads are capped at its `max_bytes`.
+
+    `allowed_hosts`: accepted `Host` headers (e.g. ["digits.example.org"]); others get 400,
+    which defeats DNS rebinding against a server on a private address. None: any host.
+    """
     max_image_bytes = predictor.max_bytes
     workers = anyio.CapacityLimiter(MAX_CONCURRENT_IMAGES)
     app = FastAPIOffline(title="mnist-cnn", version="0.1.0",
                          description="Read handwritten digits (or Fashion-MNIST items) with a trained CNN. "
                                      "The page at / lets you draw one.")
-    app.add_middleware(BodySizeLimit, max_bytes=max_image_bytes + MULTIPART_OVERHEAD_BYTES)
+    app.add_middleware(BodySizeLimit, max_bytes=max_image_bytes + MULTIPART_OVERHEAD_BYTES, timeout_s=body_timeout_s)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.exception_handler(RequestValidationError)
     async def one_line_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -188,34 +227,44 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K) -> Fast
     async def predict(request: Request,
                       top_k: Annotated[int, Query(ge=1, le=1000)] = default_top_k) -> JSONResponse:
         """Top-k classes for one image, with all probabilities and the 28x28 image the model saw."""
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        source: bytes | np.ndarray
-        if content_type == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(422, "multipart body has no file field named 'file'; "
-                                         "send it as -F file=@digit.png")
-            source, name = await upload.read(), upload.filename or "upload"
-        elif content_type == "application/json":
-            source, name = _pixels_from_json(await request.body()), "json"
-        elif content_type.startswith("image/"):
-            source, name = await request.body(), "upload"
-        else:
-            raise HTTPException(415, f"unsupported content type {content_type or '(none)'!r}; send "
-                                     f"multipart/form-data (field 'file'), image/*, or application/json")
+        try:
+            source, name = await _read_image(request)
+        except ClientDisconnect:  # the client gave up mid-upload: nobody to answer, nothing to log loudly
+            log.info("client %s disconnected during its upload", request.client.host if request.client else "?")
+            return Response(status_code=400)
         try:
             # Decoding and the model are CPU work: a worker thread keeps the event loop free.
             result = await anyio.to_thread.run_sync(predictor.predict, [source], top_k, [name],
                                                     limiter=workers)
         except ImageTooLargeError as e:
             raise HTTPException(413, str(e)) from None
-        except ImageError as e:
+        except MnistCnnError as e:  # an unreadable image, or a model that cannot score it
             raise HTTPException(422, str(e)) from None
         # A Response skips re-validating 800 numbers against PredictionJSON (kept for the docs).
         return JSONResponse(result[0].to_dict(include_image=True))
 
     return app
+
+
+async def _read_image(request: Request) -> tuple[bytes | np.ndarray, str]:
+    """The image of a /predict request: (bytes or a 28x28 array, a name); HTTPException if none."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    source: bytes | np.ndarray
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "multipart body has no file field named 'file'; "
+                                     "send it as -F file=@digit.png")
+        source, name = await upload.read(), upload.filename or "upload"
+    elif content_type == "application/json":
+        source, name = _pixels_from_json(await request.body()), "json"
+    elif content_type.startswith("image/"):
+        source, name = await request.body(), "upload"
+    else:
+        raise HTTPException(415, f"unsupported content type {content_type or '(none)'!r}; send "
+                                 f"multipart/form-data (field 'file'), image/*, or application/json")
+    return source, name
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -234,11 +283,78 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(app: FastAPI, sock: socket.socket, log_level: str = "info", access_log: bool = True) -> None:
-    """Serve `app` with uvicorn on an already-bound socket until Ctrl-C (a normal stop, not an error)."""
+def guarded_protocol(header_timeout_s: float = HEADER_TIMEOUT_S) -> type:
+    """uvicorn's h11 protocol plus a deadline for each request's line and headers.
+
+    uvicorn closes a kept-alive connection that stays silent, but every byte that arrives
+    restarts that timer and nothing bounds the time a request's head may take: a client
+    sending a header byte every few seconds (slowloris) holds its connection forever. Here
+    the head of every request must be complete within `header_timeout_s` of the
+    connection's start or of the previous response, else the connection is closed.
+    (Written by hand: uvicorn has no such setting; a reverse proxy in front would have one.)
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm_head_timer(self) -> None:
+            self._cancel_head_timer()
+            self._head_timer = self.loop.call_later(header_timeout_s, self._head_timeout)
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.info("closing a connection from %s: no complete request head in %g s",
+                         self.client[0] if self.client else "?", header_timeout_s)
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_head_timer()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is not h11.IDLE:  # the head is in: the body has its own deadline
+                self._cancel_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
+def server_config(app: FastAPI, log_level: str = "info", access_log: bool = True,
+                  max_connections: int = MAX_CONNECTIONS, header_timeout_s: float = HEADER_TIMEOUT_S) -> Any:
+    """uvicorn's settings for serving `app`: the guarded protocol, keep-alive and connection limits."""
+    import uvicorn
+
+    return uvicorn.Config(app, log_level=log_level, access_log=access_log, http=guarded_protocol(header_timeout_s),
+                          timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=max_connections)
+
+
+def run(app: FastAPI, sock: socket.socket, log_level: str = "info", access_log: bool = True,
+        max_connections: int = MAX_CONNECTIONS, header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
+    """Serve `app` with uvicorn on an already-bound socket until Ctrl-C (a normal stop, not an error).
+
+    Idle kept-alive connections close after KEEP_ALIVE_S, slow request heads after
+    `header_timeout_s` (and slow bodies after BODY_TIMEOUT_S, in `BodySizeLimit`); past
+    `max_connections` concurrent connections or requests the answer is an immediate 503.
+    """
     import uvicorn
 
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log)).run(sockets=[sock])
+        uvicorn.Server(server_config(app, log_level, access_log, max_connections, header_timeout_s)).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises the signal it caught
         pass

@@ -1,0 +1,155 @@
+"""The server under hostile clients: slow heads and bodies, idle sockets, floods, disconnects, odd hosts.
+
+Each test runs the server exactly as `mnist-cnn serve` configures it (`serve.server_config`),
+with shortened timeouts, and checks it still answers afterwards. Bounded: no test holds
+more than a few hundred sockets or waits more than a few seconds.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_cnn.predict import Predictor
+from servers import running_server
+
+pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
+
+HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_model: Path) -> Predictor:
+    return Predictor.from_path(trained_model)
+
+
+@pytest.fixture(scope="module")
+def guarded(predictor) -> Iterator[tuple[str, int]]:
+    from mnist_cnn.serve import create_app
+
+    app = create_app(predictor, body_timeout_s=BODY_TIMEOUT_S)
+    with running_server(app, header_timeout_s=HEADER_TIMEOUT_S, max_connections=64) as url:
+        parts = urlsplit(url)
+        yield parts.hostname, parts.port
+
+
+def connect(address: tuple[str, int]) -> socket.socket:
+    sock = socket.create_connection(address, timeout=10)
+    return sock
+
+
+def closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    """True if the server closes `sock` within `within_s` (recv returns b"" or the socket resets)."""
+    sock.settimeout(within_s)
+    try:
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def healthy(address: tuple[str, int]) -> bool:
+    return httpx.get(f"http://{address[0]}:{address[1]}/healthz", timeout=10).status_code == 200
+
+
+def test_a_silent_connection_is_closed(guarded):
+    sock = connect(guarded)
+    assert closed_by_server(sock, HEADER_TIMEOUT_S + 3)
+    assert healthy(guarded)
+
+
+def test_a_slowloris_head_is_closed_even_while_bytes_trickle_in(guarded):
+    sock = connect(guarded)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    deadline = time.monotonic() + HEADER_TIMEOUT_S + 3
+    closed = False
+    while time.monotonic() < deadline and not closed:
+        try:
+            sock.sendall(b"X-a: b\r\n")  # a header line now and then, never the blank line
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        closed = closed_by_server(sock, 0.3)
+    assert closed
+    assert healthy(guarded)
+
+
+def test_a_slow_body_gets_408(guarded):
+    sock = connect(guarded)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n"
+                 b"\x89PNG")
+    sock.settimeout(BODY_TIMEOUT_S + 5)
+    answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"not complete after" in answer
+    assert healthy(guarded)
+
+
+def test_kept_alive_requests_still_work_after_the_head_timer(guarded):
+    """The timer restarts for each request on a kept-alive connection; a quick client is never cut."""
+    with httpx.Client(base_url=f"http://{guarded[0]}:{guarded[1]}", timeout=10) as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+            time.sleep(HEADER_TIMEOUT_S * 0.6)
+
+
+def test_a_flood_of_half_open_connections_is_shed_and_the_server_recovers(guarded):
+    socks = []
+    for _ in range(200):
+        sock = connect(guarded)
+        sock.sendall(b"GET / HTTP/1.1\r\n")  # a request line, then nothing
+        socks.append(sock)
+    with httpx.Client(timeout=10) as client:  # over max_connections: 503 at once, not a hang
+        status = client.get(f"http://{guarded[0]}:{guarded[1]}/healthz").status_code
+    assert status in (200, 503)
+    assert all(closed_by_server(sock, HEADER_TIMEOUT_S + 5) for sock in socks)
+    for sock in socks:
+        sock.close()
+    assert healthy(guarded)
+
+
+def test_a_client_that_disconnects_mid_upload_is_one_quiet_line(guarded, caplog):
+    caplog.set_level(logging.INFO)
+    sock = connect(guarded)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+                 + b"\0" * 5000)
+    time.sleep(0.2)
+    sock.close()
+    time.sleep(0.5)
+    assert healthy(guarded)
+    assert not [r for r in caplog.records if r.exc_info or "Exception in ASGI application" in r.getMessage()]
+
+
+def test_allowed_hosts(predictor):
+    from mnist_cnn.serve import create_app
+
+    with running_server(create_app(predictor, allowed_hosts=["digits.example.org"])) as url:
+        assert httpx.get(f"{url}/healthz", headers={"host": "evil.example.com"}).status_code == 400
+        assert httpx.get(f"{url}/healthz", headers={"host": "digits.example.org"}).status_code == 200
+
+
+def test_lab_tiff_is_read_and_nan_never_reaches_json(guarded):
+    lab = np.full((60, 60, 3), 128, np.uint8)
+    lab[..., 0] = 250
+    lab[15:45, 28:33, 0] = 10
+    buffer = io.BytesIO()
+    Image.fromarray(lab, mode="LAB").save(buffer, format="TIFF")
+    answer = httpx.post(f"http://{guarded[0]}:{guarded[1]}/predict", content=buffer.getvalue(),
+                        headers={"content-type": "image/tiff"}, timeout=10)
+    assert answer.status_code == 200
+    assert all(np.isfinite(answer.json()["probabilities"]))
