@@ -1,0 +1,59 @@
+"""`serve --runtime`: a Keras model's calls moved to LiteRT / ONNX Runtime, only when the answers match."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_cnn import backends
+from mnist_cnn.errors import MnistCnnError
+from mnist_cnn.predict import Predictor
+
+pytestmark = pytest.mark.slow  # each conversion takes a few seconds
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    import keras
+
+    from mnist_cnn.models import build_model
+
+    keras.utils.set_random_seed(0)
+    return build_model("fast")
+
+
+@pytest.mark.parametrize("runtime, expected", [("auto", "tf.lite"), ("litert", "tf.lite"), ("keras", "keras"),
+                                               ("onnx", "onnxruntime")])
+def test_served_answers_match_keras(keras_model, runtime, expected):
+    if runtime == "onnx":
+        pytest.importorskip("onnxruntime")
+    predictor = Predictor(keras_model)
+    probe = backends.probe_images(32, seed=1)[..., 0]
+    before = predictor.probabilities(probe)
+    predictor.serve_with(runtime)
+    assert expected in predictor.backend.runtime
+    assert np.abs(predictor.probabilities(probe) - before).max() <= backends.SERVING_TOLERANCE
+    assert predictor.describe()["parameters"] == keras_model.count_params()
+    assert predictor.describe()["name"] == keras_model.name
+
+
+def test_a_failed_conversion_falls_back_for_auto_and_is_an_error_when_asked(keras_model, monkeypatch):
+    from mnist_cnn import export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(export, "write_litert", broken)
+    predictor = Predictor(keras_model)
+    predictor.serve_with("auto")
+    assert predictor.backend.runtime.startswith("keras")
+    with pytest.raises(MnistCnnError, match="cannot serve with --runtime litert .converter exploded"):
+        Predictor(keras_model).serve_with("litert")
+
+
+def test_a_conversion_that_changes_the_answers_is_refused(keras_model, monkeypatch):
+    original = backends.LiteRtModel.__call__
+    monkeypatch.setattr(backends.LiteRtModel, "__call__", lambda self, batch: original(self, batch)[:, ::-1].copy())
+    predictor = Predictor(keras_model)
+    predictor.serve_with("auto")  # reversed class order: caught by the probe, Keras keeps serving
+    assert predictor.backend.runtime.startswith("keras")
