@@ -1,0 +1,210 @@
+"""The `mnist-cnn tune` subcommands: run a study, write its best settings, show its trials.
+
+Part of the CLI (it prints); `cli.py` wires it in. `tune run` takes every flag `train`
+takes (generated from `TrainConfig`), plus the study's own. Handlers parse, call the
+library (`tune`, `tune_space`, `tune_storage`, `tune_report`) and print: one line per
+finished trial. Optuna is imported only when a tune command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from . import cli_data
+from .cli_train import add_config_flags, config_overrides, flag
+from .errors import ConfigError
+from .tune import PRUNERS
+
+EPILOGS = {
+    "tune": "example:\n  mnist-cnn tune run --study fast1 --recipe fast --trials 40\n"
+            "  mnist-cnn tune best --study fast1 -o best.toml && mnist-cnn train --config best.toml\n"
+            "  mnist-cnn tune show --study fast1",
+    "run": "example:\n  mnist-cnn tune run --study fast1 --recipe fast --trials 40\n"
+           "  mnist-cnn tune run --study big --recipe default --space space.toml --pruner hyperband \\\n"
+           "      --storage postgresql://tuner@db.example/optuna --trials 200   # on every machine\n"
+           "  mnist-cnn tune run --study smoke --recipe fast --train-limit 2000 --trials 4 --tensorboard",
+    "best": "example:\n  mnist-cnn tune best --study fast1 -o best.toml\n"
+            "  mnist-cnn tune best --study big --storage postgresql://tuner@db.example/optuna -o big.toml",
+    "show": "example:\n  mnist-cnn tune show --study fast1\n"
+            "  mnist-cnn tune show --study big --storage postgresql://tuner@db.example/optuna",
+}
+TUNE_HELP = "Search training settings with Optuna: every trial is a training run."
+
+
+def add_tune_command(sub: argparse._SubParsersAction, parser_class: type,
+                     quiet_tensorflow: Callable[[], None]) -> None:
+    t = sub.add_parser("tune", help=TUNE_HELP, description=TUNE_HELP, epilog=EPILOGS["tune"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = t.add_subparsers(dest="tune_command", metavar="ACTION", parser_class=parser_class)
+    actions.required = True
+
+    def action(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(handler=handler)
+        p.add_argument("--study", required=True, metavar="NAME", help="the study's name (also its folder's)")
+        p.add_argument("--storage", metavar="URL",
+                       help="a database URL Optuna supports, e.g. postgresql://USER@HOST/DB, for workers on several "
+                            "machines (default: the embedded store RUNS_DIR/tune/studies.journal)")
+        p.add_argument("--runs-dir", type=Path, help="where run folders go (default $MNIST_CNN_RUNS_DIR or ./runs)")
+        return p
+
+    r = action("run", "Start or join a study and run trials until it has --trials finished ones.",
+               lambda args: run_tune(args, quiet_tensorflow))
+    r.add_argument("--trials", type=_positive_int, default=20, metavar="N",
+                   help="finished trials the study should hold, counting every worker's (default 20)")
+    r.add_argument("--timeout", type=_positive_int, metavar="S", help="start no trial after S seconds in this worker")
+    r.add_argument("--space", type=Path, metavar="FILE",
+                   help="a TOML search space over the settings (default: the recipe's built-in space)")
+    r.add_argument("--pruner", choices=PRUNERS, default="median",
+                   help="stop hopeless trials after an epoch (default median)")
+    r.add_argument("--heartbeat-s", type=_positive_int, metavar="S",
+                   help="with --storage: each worker stamps its trial every S seconds; a trial unstamped for 3*S "
+                        "is failed and retried (default 20)")
+    r.add_argument("--recipe", help="start from a named preset: fast, default or strong (see `mnist-cnn models`)")
+    r.add_argument("--config", type=Path, metavar="FILE", help="a .toml or .json file of settings, as for train")
+    cli_data.add_source_flags(r)
+    add_config_flags(r)
+
+    b = action("best", "Write the best trial's full settings as a config file for `train --config`.", _cmd_best)
+    b.add_argument("-o", "--out", type=Path, required=True, metavar="FILE.toml", help="where to write the settings")
+    action("show", "Print the study's trials and draw its history and parameter importances.", _cmd_show)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _quiet_optuna(args: argparse.Namespace) -> None:
+    """Optuna logs every trial (and failures with tracebacks); the CLI prints its own line instead."""
+    from .tune_storage import optuna_module
+
+    optuna = optuna_module()
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.ERROR)
+    if not args.verbose:  # each trial builds a new model in this process: TF's retracing warnings are expected
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    from .runs import default_runs_dir
+
+    return args.runs_dir or default_runs_dir()
+
+
+def run_tune(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
+    from .data import load_dataset
+    from .recipes import resolve_config
+    from .tune_space import check_space, default_space, describe, load_space, pin
+    from .tune_storage import DEFAULT_HEARTBEAT_S, describe_storage, make_storage, study_dir
+
+    _quiet_optuna(args)
+    if args.heartbeat_s is not None and args.storage is None:
+        raise ConfigError("--heartbeat-s applies to --storage URL only: the embedded store finds dead workers on "
+                          "this machine by their process id")
+    folder = study_dir(_runs_dir(args), args.study)  # checks the name
+    flags = config_overrides(args)
+    base = resolve_config(args.recipe, args.config, flags)
+    space = load_space(args.space) if args.space else default_space(base.recipe)
+    space, pinned = pin(check_space(space, base, str(args.space or f"{base.recipe or 'default'} space")), flags)
+    if not space:
+        raise ConfigError(f"flags fixed every searched setting ({', '.join(flag(n) for n in pinned)}); "
+                          f"drop one or give a --space with others")
+    storage = make_storage(args.storage, _runs_dir(args), args.heartbeat_s or DEFAULT_HEARTBEAT_S)  # fail fast
+    dataset = load_dataset(base.dataset, args.data_dir, **cli_data.source_kwargs(args))
+    quiet_tensorflow()
+    from .models import build_model
+    from .tune import run_study
+
+    for model in {base.model, *space.get("model", {}).get("choices", [])}:
+        build_model(model)  # an unknown name fails here, before any trial
+    print(f"study {args.study}: {args.trials} trials in {describe_storage(args.storage, _runs_dir(args))}; "
+          f"run folders in {folder}", flush=True)
+    print(f"searching: {describe(space)}" + (f" (fixed by flags: {', '.join(pinned)})" if pinned else ""), flush=True)
+    study = run_study(args.study, base, dataset, space, trials=args.trials, runs_dir=_runs_dir(args),
+                      storage=storage, timeout_s=args.timeout, pruner=args.pruner, on_trial=_print_outcome)
+    _print_best(study, args)
+    return 0
+
+
+def _print_outcome(outcome: Any) -> None:
+    value = "" if outcome.value is None else f"  val_accuracy {outcome.value:.4f}"
+    epochs = f" after epoch {outcome.epochs}" if outcome.state == "pruned" else ""
+    best = "" if outcome.best_value is None else f"  best {outcome.best_value:.4f} (trial {outcome.best_number})"
+    print(f"trial {outcome.number} {outcome.state}{epochs}{value}{best}  [{outcome.finished} finished]"
+          + (f"  {outcome.run_dir}" if outcome.run_dir and outcome.state != "over budget" else ""), flush=True)
+
+
+def _print_best(study: Any, args: argparse.Namespace) -> None:
+    from optuna.trial import TrialState
+
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    print(f"study {args.study}: {finished} of {args.trials} trials finished")
+    if complete:
+        best = study.best_trial
+        print(f"best: trial {best.number}, val_accuracy {best.value:.4f}, {best.user_attrs.get('run_dir')}")
+        print(f"next: mnist-cnn tune best --study {args.study}{_where(args)} -o best.toml")
+
+
+def _where(args: argparse.Namespace) -> str:
+    """The storage and runs-dir flags to repeat in a follow-up command (a password shown as ***)."""
+    from .tune_storage import describe_storage
+
+    storage = describe_storage(args.storage, _runs_dir(args)) if args.storage else None
+    return "".join(f" {name} {value}" for name, value in (("--storage", storage), ("--runs-dir", args.runs_dir))
+                   if value is not None)
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from .tune_report import write_best_config
+    from .tune_storage import load_study
+
+    _quiet_optuna(args)
+    study = load_study(args.study, args.storage, _runs_dir(args))
+    path, trial = write_best_config(study, args.out)
+    print(f"best trial {trial.number} of {args.study}: val_accuracy {trial.value:.4f} "
+          f"({', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in trial.params.items())})")
+    print(f"written to {path}; train with: mnist-cnn train --config {path}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .tune_report import draw_study, trial_rows
+    from .tune_storage import load_study, study_dir
+
+    _quiet_optuna(args)
+    study = load_study(args.study, args.storage, _runs_dir(args))
+    rows = trial_rows(study)
+    names = sorted({name for row in rows for name in row["params"]})
+    print_table(rows, names)
+    paths, missing = draw_study(study, study_dir(_runs_dir(args), args.study))
+    print(f"drawn: {', '.join(str(p) for p in paths)}" + (f" ({missing})" if missing else ""))
+    return 0
+
+
+def print_table(rows: list[dict[str, Any]], names: list[str], out: Any = None) -> None:
+    """Trials as aligned columns: number, state, value, epochs, seconds, then one per searched setting."""
+    out = out or sys.stdout
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    header = ["trial", "state", "val_accuracy", "epochs", "seconds", *names, "retry_of", "run folder"]
+    table = [[str(r["number"]), r["state"], "-" if r["value"] is None else f"{r['value']:.4f}", str(r["epochs"]),
+              "-" if r["seconds"] is None else f"{r['seconds']:.1f}", *(cell(r["params"].get(n)) for n in names),
+              cell(r["retry_of"]), cell(r["run_dir"])] for r in rows]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
