@@ -128,3 +128,47 @@ def test_a_bad_upload_shows_the_servers_message(page, tmp_path):
     page.wait_for_function("document.getElementById('status').innerText !== ''", timeout=ANSWER_TIMEOUT_MS)
     assert "not a readable image" in page.locator("#status").inner_text()
     assert page.locator("#predicted").inner_text() == "–"
+
+
+def settled_number(page, expected: str) -> str:
+    """The number the page shows once it has shown `expected` and then nothing newer for a second.
+
+    Answers arrive while the last stroke is drawn (live requests); a partial 2 may read as
+    a 7, so wait for the expected text, then make sure no later answer replaces it.
+    """
+    try:
+        page.wait_for_function(f"document.getElementById('number').innerText === {expected!r}",
+                               timeout=ANSWER_TIMEOUT_MS)
+    except Exception:  # Playwright's TimeoutError: report what the page says instead
+        return page.locator("#number").inner_text()
+    page.wait_for_timeout(1000)
+    return page.locator("#number").inner_text()
+
+
+# "12" across the wide number-mode canvas (x over its 560 px, y over its 280 px): a 1, then a 2
+# (an arc over the top, a diagonal down to the left, a base line), a clear gap between them.
+TWELVE = [[(0.30, 0.22), (0.29, 0.50), (0.28, 0.80)],
+          [*((0.60 + 0.08 * math.cos(math.radians(a)), 0.36 - 0.14 * math.sin(math.radians(a)))
+             for a in range(170, -41, -15)),
+           (0.52, 0.80), (0.70, 0.80)]]
+
+
+def test_number_mode_reads_12_and_boxes_each_digit(page):
+    page.check("#number-mode")
+    assert page.locator("#pad").evaluate("c => c.width") == 560  # a wider pad for several digits
+    assert page.locator("#digit-result").is_hidden() and page.locator("#number-result").is_visible()
+    draw(page, TWELVE)
+    assert settled_number(page, "12") == "12"
+    assert page.locator("#digits li").count() == 2
+    assert page.locator("#digits li .class").all_inner_texts() == ["1", "2"]
+    # Each digit is boxed on the drawing: the overlay has coloured pixels over both halves.
+    inked = page.evaluate("""() => {
+        const c = document.getElementById('boxes'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let left = 0, right = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) ((i / 4) % c.width < c.width * 0.45 ? left++ : right++);
+        return [left, right]; }""")
+    assert min(inked) > 100, inked
+    page.click("#clear")
+    assert page.locator("#number").inner_text() == "–" and page.locator("#digits li").count() == 0
+    page.uncheck("#number-mode")  # back to one digit: the square pad and the bars
+    assert page.locator("#pad").evaluate("c => c.width") == 280 and page.locator("#bars").is_visible()

@@ -1,4 +1,5 @@
 // The draw-a-digit page: strokes on a canvas -> PNG upload to POST /predict -> bars + the 28x28 input.
+// Number mode: a wider canvas -> POST /read -> the number, each digit boxed on the drawing.
 // Plain JS, no build step, no network beyond this server. The server does all preprocessing,
 // so the page sends exactly what was drawn (black ink on white) and shows what the model saw.
 "use strict";
@@ -10,10 +11,18 @@ const bars = document.getElementById("bars");
 const predicted = document.getElementById("predicted");
 const confidence = document.getElementById("confidence");
 const statusLine = document.getElementById("status");
+const verdict = document.getElementById("verdict");
+const numberMode = document.getElementById("number-mode");
+const boxes = document.getElementById("boxes").getContext("2d");
+const numberOut = document.getElementById("number");
+const numberVerdict = document.getElementById("number-verdict");
+const numberStatus = document.getElementById("number-status");
+const digitList = document.getElementById("digits");
+const DIGIT_SIDE = 280; // one digit's canvas; number mode doubles the width for several
 
 // MNIST strokes are ~2.5 px in a 20-px box: 19 px here matches a digit drawn 150-190 px tall
 // (thinner relative strokes are thickened by the server's preprocessing, thicker ones are not thinned).
-const STROKE_WIDTH = Math.round(pad.width / 15);
+const STROKE_WIDTH = Math.round(pad.height / 15);
 const LIVE_INTERVAL_MS = 150; // while drawing, at most one request per interval
 
 let strokes = []; // each stroke: [[x, y], ...] in canvas pixels; undo pops the last
@@ -105,24 +114,75 @@ function predictCanvas() {
 
 async function send(blob, name) {
   const seq = ++requestSeq;
+  const reading = numberMode.checked; // the mode this request was made in
+  const status = reading ? numberStatus : statusLine;
   const form = new FormData();
   form.append("file", blob, name);
   let response, body;
   try {
-    response = await fetch("/predict?top_k=" + Math.max(classes.length, 1), { method: "POST", body: form });
+    const url = reading ? "/read" : "/predict?top_k=" + Math.max(classes.length, 1);
+    response = await fetch(url, { method: "POST", body: form });
     body = await response.json();
   } catch (error) {
-    if (seq === requestSeq) statusLine.textContent = "the server did not answer: " + error;
+    if (seq === requestSeq) status.textContent = "the server did not answer: " + error;
     return;
   }
   if (seq !== requestSeq) return; // a newer drawing is on its way
   if (!response.ok) {
-    statusLine.textContent = body.detail || "error " + response.status;
+    status.textContent = body.detail || "error " + response.status;
     return;
   }
-  statusLine.textContent = "";
-  showResult(body);
+  status.textContent = "";
+  // Boxes are in the sent image's pixels: they fit the drawing, not an uploaded photo.
+  reading ? showNumber(body, name === "drawing.png") : showResult(body);
 }
+
+function verdictText(body) {
+  if (!body.calibrated) return "";
+  return body.accepted ? "" : "Not a digit? " + body.reason;
+}
+
+function showNumber(body, onDrawing) {
+  numberOut.textContent = body.number;
+  numberOut.dataset.count = body.digits.length;
+  numberVerdict.textContent = verdictText(body);
+  boxes.clearRect(0, 0, boxes.canvas.width, boxes.canvas.height);
+  boxes.font = "bold 16px system-ui, sans-serif";
+  digitList.replaceChildren(...body.digits.map((digit) => {
+    const { x, y, width, height } = digit.box;
+    if (onDrawing) {
+      boxes.strokeStyle = boxes.fillStyle = digit.accepted ? "#2a9d4b" : "#c77d00";
+      boxes.lineWidth = 2;
+      boxes.strokeRect(x - 3, y - 3, width + 6, height + 6);
+      boxes.fillText(digit.class, x, Math.max(16, y - 6));
+    }
+    const li = document.createElement("li");
+    li.classList.toggle("refused", !digit.accepted);
+    li.title = digit.reason || "";
+    li.innerHTML = '<span class="class"></span><canvas width="28" height="28"></canvas><span class="value"></span>';
+    li.querySelector(".class").textContent = digit.class;
+    li.querySelector(".value").textContent = (100 * digit.probability).toFixed(1) + "%";
+    const small = li.querySelector("canvas").getContext("2d");
+    const pixels = small.createImageData(28, 28);
+    digit.image.flat().forEach((v, i) => pixels.data.set([v, v, v, 255], 4 * i));
+    small.putImageData(pixels, 0, 0);
+    return li;
+  }));
+}
+
+numberMode.addEventListener("change", () => {
+  const width = numberMode.checked ? 2 * DIGIT_SIDE : DIGIT_SIDE;
+  pad.width = boxes.canvas.width = width; // resizing a canvas clears it
+  document.body.classList.toggle("number-mode", numberMode.checked);
+  document.getElementById("digit-result").hidden = numberMode.checked;
+  document.getElementById("number-result").hidden = !numberMode.checked;
+  document.getElementById("hint").textContent = numberMode.checked
+    ? "Write a number, digits side by side and not touching; each one is boxed and read."
+    : "Draw one digit, large, in the middle. Fashion-MNIST model? Upload a photo instead.";
+  strokes = [];
+  redraw();
+  resetResult();
+});
 
 function buildBars() {
   bars.replaceChildren(...classes.map((name, i) => {
@@ -140,6 +200,12 @@ function resetResult() {
   predicted.dataset.index = "";
   confidence.textContent = "";
   statusLine.textContent = "";
+  verdict.textContent = "";
+  numberOut.textContent = "–";
+  numberOut.dataset.count = "";
+  numberVerdict.textContent = numberStatus.textContent = "";
+  digitList.replaceChildren();
+  boxes.clearRect(0, 0, boxes.canvas.width, boxes.canvas.height);
   buildBars();
   seen.fillStyle = "#000";
   seen.fillRect(0, 0, 28, 28);
@@ -149,6 +215,8 @@ function showResult(body) {
   predicted.textContent = body.predicted;
   predicted.dataset.index = body.index;
   confidence.textContent = "(" + (100 * body.probability).toFixed(1) + "%)";
+  predicted.dataset.accepted = body.accepted;
+  verdict.textContent = verdictText(body);
   body.probabilities.forEach((p, i) => {
     const li = bars.children[i];
     if (!li) return;

@@ -1,0 +1,109 @@
+"""Numbers composed from MNIST digits, with the true box of each digit: the data `read_numbers.py` scores.
+
+`compose_number` lays digits out left to right on white paper the way people write a
+number: a height per number, each digit a little taller or shorter, a slight common
+slant plus a little per digit, a wavy baseline and random gaps (small negative gaps let
+neighbouring boxes overlap without the ink touching). Whether any two neighbours' ink
+touches is recorded: touching digits are scored separately. Pillow and NumPy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+INK_LEVEL = 0.15  # ink above this (0..1) counts for boxes and touching, like preprocess.NOISE_LEVEL
+HEIGHT_PX = (36, 90)  # a number's digit height range (px)
+DIGIT_SCALE = (0.85, 1.15)  # each digit's height relative to the number's
+SLANT = 0.15  # common shear (x shift per px of height) in [-SLANT, SLANT] ...
+DIGIT_SLANT = 0.05  # ... plus this much per digit
+BASELINE = 0.08  # baseline wander, share of the height
+GAP = (-0.05, 0.5)  # gap between neighbouring ink boxes, share of the height
+TOUCHING_GAP = (-0.3, -0.05)  # gaps that usually make neighbours touch
+MARGIN = 0.3  # paper around the number, share of the height
+PAPER_NOISE = 4.0  # std of the paper's grain (0..255)
+
+
+@dataclass
+class Composed:
+    image: np.ndarray  # uint8 (H, W): black ink on white paper
+    labels: list[int]  # the digits, left to right
+    boxes: list[tuple[int, int, int, int]]  # (left, top, right, bottom) per digit, right/bottom exclusive
+    touching: bool  # some neighbours' ink touches
+
+
+def _render_digit(digit: np.ndarray, height: int, shear: float) -> np.ndarray:
+    """uint8 (28, 28) white-on-black MNIST digit -> float (h, w) ink in [0, 1], `height` px tall, slanted."""
+    ink = digit.astype(np.float32) / 255.0
+    rows, cols = np.nonzero(ink > 0)
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    scale = height / ink.shape[0]
+    width = max(1, round(ink.shape[1] * scale))
+    im = Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    extra = int(np.ceil(abs(shear) * height))
+    # x_src = x_dst - extra_offset + shear * (y - height): leans right for shear > 0
+    offset = extra if shear > 0 else 0
+    im = im.transform((width + extra, height), Image.Transform.AFFINE,
+                      (1, shear, -offset, 0, 1, 0) if shear > 0 else (1, shear, 0, 0, 1, 0),
+                      resample=Image.Resampling.BILINEAR)
+    out = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+    cols = np.flatnonzero(out.max(axis=0) > 0)
+    return out[:, cols.min():cols.max() + 1]
+
+
+def compose_number(digits: list[np.ndarray], labels: list[int], rng: np.random.Generator,
+                   gap: tuple[float, float] = GAP) -> Composed:
+    """MNIST digits (uint8 (28, 28) each) -> one number on paper, with true boxes."""
+    height = int(rng.integers(*HEIGHT_PX, endpoint=True))
+    slant = rng.uniform(-SLANT, SLANT)
+    inks = [_render_digit(d, max(8, round(height * rng.uniform(*DIGIT_SCALE))),
+                          slant + rng.uniform(-DIGIT_SLANT, DIGIT_SLANT)) for d in digits]
+    margin = round(MARGIN * height)
+    lefts, x = [], margin
+    for i, ink in enumerate(inks):
+        if i:
+            x += round(rng.uniform(*gap) * height)
+        lefts.append(x)
+        x += ink.shape[1]
+    baseline = margin + round(1.3 * height)
+    tops = [baseline - ink.shape[0] + round(rng.uniform(-BASELINE, BASELINE) * height) for ink in inks]
+    canvas_w = max(l + ink.shape[1] for l, ink in zip(lefts, inks)) + margin
+    canvas_h = max(t + ink.shape[0] for t, ink in zip(tops, inks)) + margin
+    layers = []
+    for left, top, ink in zip(lefts, tops, inks):
+        layer = np.zeros((canvas_h, canvas_w), np.float32)
+        layer[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
+        layers.append(layer)
+    masks = [layer > INK_LEVEL for layer in layers]
+    boxes = []
+    for mask in masks:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        boxes.append((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    touching = any(_touch(a, b) for a, b in zip(masks[:-1], masks[1:]))
+    ink = np.max(layers, axis=0)
+    paper = 255.0 * (1.0 - ink) + rng.normal(0.0, PAPER_NOISE, ink.shape)
+    return Composed(np.clip(np.round(paper), 0, 255).astype(np.uint8), list(labels), boxes, touching)
+
+
+def _touch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two ink masks are 8-connected to each other (share or neighbour a pixel)."""
+    grown = a.copy()
+    grown[1:] |= a[:-1]
+    grown[:-1] |= a[1:]
+    grown[:, 1:] |= grown[:, :-1].copy()
+    grown[:, :-1] |= grown[:, 1:].copy()
+    return bool((grown & b).any())
+
+
+def random_numbers(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
+                   lengths: tuple[int, int] = (2, 6), gap: tuple[float, float] = GAP) -> list[Composed]:
+    """`count` numbers of `lengths` digits drawn at random (with replacement) from `images`."""
+    rng = np.random.default_rng(seed)
+    numbers = []
+    for _ in range(count):
+        n = int(rng.integers(lengths[0], lengths[1], endpoint=True))
+        picks = rng.integers(0, len(images), size=n)
+        numbers.append(compose_number([images[i] for i in picks], [int(labels[i]) for i in picks], rng, gap))
+    return numbers

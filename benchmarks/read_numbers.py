@@ -1,0 +1,196 @@
+"""Reading numbers: how many whole numbers composed from MNIST digits `read_number` gets exactly right.
+
+    python benchmarks/read_numbers.py MODEL --data-dir DIR            # the goal: MNIST *test* digits
+    python benchmarks/read_numbers.py MODEL --data-dir DIR --tune     # the segmentation grid: *train* digits
+    python benchmarks/read_numbers.py MODEL --data-dir DIR --split-evidence   # touching or one wide digit?
+
+Numbers of 2-6 digits are laid out by `compose.py` (random heights, gaps, slants and
+baselines). Those whose digits do not touch are the goal's set (>= 97% read exactly);
+numbers with touching neighbours are made separately (negative gaps) and reported apart.
+`--tune` scores settings of `segment`'s constants on numbers made from MNIST *training*
+digits, so that the constants are never chosen on the digits the goal is scored on.
+Prints a table and writes `results/read-numbers-<time>.json`. Timings are not the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compose import GAP, TOUCHING_GAP, Composed, random_numbers  # noqa: E402
+
+from mnist_cnn import data, segment  # noqa: E402
+from mnist_cnn.numbers import read_number  # noqa: E402
+from mnist_cnn.predict import Predictor  # noqa: E402
+from mnist_cnn.runs import utc_stamp  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# The grid --tune walks: each constant's candidates (the others at their defaults).
+GRID = {
+    "MERGE_OVERLAP": [0.3, 0.5, 0.7],
+    "FRAGMENT_HEIGHT": [0.35, 0.5, 0.65],
+    "ATTACH_GAP": [0.1, 0.3, 0.5],
+    "SMALL_SHARE": [0.04, 0.08, 0.15],
+    "SPLIT_CANDIDATE": [0.9, 1.1, 1.3],
+    "SPLIT_PENALTY": [0.0, 0.1, 0.3, 0.6, 1.0],
+}
+
+
+def numbers_of(images: np.ndarray, labels: np.ndarray, count: int, seed: int, touching: bool) -> list[Composed]:
+    """`count` numbers whose neighbours do (touching) or do not touch, made from `images`."""
+    found: list[Composed] = []
+    batch = 0
+    while len(found) < count:
+        made = random_numbers(images, labels, count, seed + 1000 * batch, lengths=(2, 3) if touching else (2, 6),
+                              gap=TOUCHING_GAP if touching else GAP)
+        found += [n for n in made if n.touching == touching]
+        batch += 1
+    return found[:count]
+
+
+def score(predictor: Predictor, numbers: list[Composed]) -> dict:
+    exact, count_right, digits_right, digits_total, accepted = 0, 0, 0, 0, 0
+    by_length: dict[int, list[int]] = {}
+    start = time.perf_counter()
+    for number in numbers:
+        truth = "".join(str(d) for d in number.labels)
+        reading = read_number(predictor, number.image)
+        exact += reading.text == truth
+        accepted += reading.accepted
+        by_length.setdefault(len(truth), [0, 0])
+        by_length[len(truth)][0] += reading.text == truth
+        by_length[len(truth)][1] += 1
+        if len(reading.digits) == len(truth):
+            count_right += 1
+            digits_right += sum(d.class_name == t for d, t in zip(reading.digits, truth))
+            digits_total += len(truth)
+    n = len(numbers)
+    return {"numbers": n, "exact": exact / n, "digit_count_right": count_right / n,
+            "digits_right_where_count_right": digits_right / max(1, digits_total), "all_digits_accepted": accepted / n,
+            "exact_by_length": {k: round(v[0] / v[1], 4) for k, v in sorted(by_length.items())},
+            "seconds_per_number": (time.perf_counter() - start) / n}
+
+
+def tune(predictor: Predictor, images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[dict]:
+    separate = numbers_of(images, labels, count, seed, touching=False)
+    touching = numbers_of(images, labels, count // 2, seed + 7, touching=True)
+    defaults = {name: getattr(segment, name) for name in GRID}
+    rows = []
+    settings = [dict(defaults)] + [{**defaults, name: value} for name, values in GRID.items()
+                                   for value in values if value != defaults[name]]
+    for setting in settings:
+        for name, value in setting.items():
+            setattr(segment, name, value)
+        row = {"setting": {k: v for k, v in setting.items() if v != defaults[k]} or "defaults",
+               "separate_exact": score(predictor, separate)["exact"], "touching_exact": score(predictor, touching)["exact"]}
+        print(f"{json.dumps(row['setting']):40} separate {row['separate_exact']:.3f}  touching "
+              f"{row['touching_exact']:.3f}", flush=True)
+        rows.append(row)
+    for name, value in defaults.items():
+        setattr(segment, name, value)
+    return rows
+
+
+def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> dict:
+    """For every group wider than 0.6 median heights: is it one digit or several, and what tells them apart?
+
+    Records, per group, its true digit count, its width in median heights, the ink at the
+    least-ink cut (share of the fullest column), the model's confidence in it whole, and the
+    gain of cutting it in two (mean log-confidence of the pieces minus the whole's). Then
+    counts, for rules "split when wider than A and gain > G", single digits split (wrong)
+    and multi-digit groups split (right). This is what SPLIT_CANDIDATE and SPLIT_PENALTY rest on.
+    """
+    from mnist_cnn.imagefile import gray_from_array
+    from mnist_cnn.preprocess import find_ink, mnist_from_ink
+
+    def confidence(crops: list[np.ndarray]) -> np.ndarray:
+        return predictor.probabilities(np.stack([mnist_from_ink(c) for c in crops])).max(axis=1)
+
+    rows = []
+    for touching, share in ((False, 1.0), (True, 0.6)):
+        for number in numbers_of(images, labels, int(count * share), seed + touching, touching):
+            ink, _ = find_ink(gray_from_array(number.image))
+            components, groups = segment._components(ink)
+            largest = max(g.mass for g in groups)
+            groups = segment._attach_fragments(segment._merge_overlapping(
+                [g for g in groups if g.mass >= segment.SPECK_SHARE * largest]))
+            largest = max(g.mass for g in groups)
+            groups = [g for g in groups if g.mass >= segment.SMALL_SHARE * largest]
+            height = float(np.median([g.height for g in groups]))
+            centres = [(box[0] + box[2]) / 2 for box in number.boxes]
+            for g in groups:
+                if g.width <= 0.6 * height:
+                    continue
+                own = np.where(np.isin(components[g.top:g.bottom, g.left:g.right], g.labels),
+                               ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32)
+                profile = own.sum(axis=0)
+                whole = confidence([p for _, _, p in segment._pieces(own, 1)])[0]
+                halves = confidence([p for _, _, p in segment._pieces(own, 2)])
+                rows.append({"digits": sum(g.left <= c < g.right for c in centres), "width": g.width / height,
+                             "cut_ink": float(profile[segment._cut_columns(profile, 2)[0]] / profile.max()),
+                             "whole": float(whole), "gain": float(np.mean(np.log(halves)) - np.log(whole))})
+    single = [r for r in rows if r["digits"] == 1]
+    several = [r for r in rows if r["digits"] >= 2]
+    rules = []
+    for width in (0.9, 1.0, 1.1, 1.2, 1.3):
+        for gain in (0.0, 0.1, 0.3, 0.6):
+            rules.append({"wider_than": width, "gain_over": gain,
+                          "singles_split": sum(r["width"] > width and r["gain"] > gain for r in single),
+                          "several_split": sum(r["width"] > width and r["gain"] > gain for r in several)})
+            print(f"split when wider than {width} and gain > {gain}: {rules[-1]['singles_split']} of {len(single)} "
+                  f"single digits (wrong), {rules[-1]['several_split']} of {len(several)} touching groups (right)")
+    whole = np.array([r["whole"] for r in single])
+    print(f"single digits read whole with >= 0.99 confidence: {np.mean(whole >= 0.99):.1%}; touching groups: "
+          f"{np.mean(np.array([r['whole'] for r in several]) >= 0.99):.1%}")
+    return {"groups": len(rows), "single": len(single), "several": len(several), "rules": rules}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--count", type=int, default=1000, help="numbers per set (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune", action="store_true", help="score the segmentation grid on training digits")
+    parser.add_argument("--split-evidence", action="store_true",
+                        help="what tells one wide digit from touching ones (training digits)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    predictor = Predictor.from_path(args.model)
+    dataset = data.load_dataset("mnist", args.data_dir)
+    report: dict = {"model": str(args.model), "seed": args.seed, "count": args.count,
+                    "segment": {name: getattr(segment, name) for name in GRID}}
+    if args.split_evidence:
+        report["digits"] = "mnist train"
+        report["split_evidence"] = split_evidence(predictor, dataset.train_images, dataset.train_labels, args.count,
+                                                  args.seed)
+    elif args.tune:
+        report["digits"] = "mnist train"
+        report["tuning"] = tune(predictor, dataset.train_images, dataset.train_labels, args.count, args.seed)
+    else:
+        report["digits"] = "mnist test"
+        for touching in (False, True):
+            numbers = numbers_of(dataset.test_images, dataset.test_labels, args.count, args.seed, touching)
+            result = score(predictor, numbers)
+            report["touching" if touching else "separate"] = result
+            print(f"{'touching' if touching else 'not touching':13} {result['numbers']} numbers: "
+                  f"{result['exact']:.2%} read exactly, digit count right {result['digit_count_right']:.2%}, "
+                  f"digits right {result['digits_right_where_count_right']:.2%}, all digits accepted "
+                  f"{result['all_digits_accepted']:.2%}; by length {result['exact_by_length']}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    kind = "-split-evidence" if args.split_evidence else "-tune" if args.tune else ""
+    path = args.out / f"read-numbers-{utc_stamp()}{kind}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+""""Not a digit": what a calibrated model refuses of MNIST *test* digits and of things that are not digits.
+
+    mnist-cnn calibrate MODEL --data-dir DIR            # first: acceptance.json beside the model
+    python benchmarks/refusal.py MODEL --data-dir DIR   # the goals, the curve, the per-letter table
+    python benchmarks/refusal.py MODEL --data-dir DIR --compare-rules   # why this rule (Keras models)
+
+Scores the stored rule on data its calibration never saw: MNIST's and Fashion-MNIST's
+*test* splits, and noise, scribbles and letters made with other seeds than the
+calibration's. Goals: >= 95% of Fashion-MNIST test images refused while <= 1% of MNIST
+test digits are. The curve sweeps the threshold: share of test digits wrongly refused
+against the share of each kind of negative refused, for the stored rule and for two
+simpler ones (maximum softmax probability, the margin alone). `--compare-rules` fits the
+candidate rules this package chose among (energy, Mahalanobis distances on the
+penultimate layer, pixel reconstruction error, ...) the same way, each thresholded at 1%
+of validation digits. Writes `results/refusal-<time>.{json,png}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mnist_cnn import acceptance, negatives
+from mnist_cnn.data import load_dataset
+from mnist_cnn.errors import EmptyImageError
+from mnist_cnn.predict import Predictor
+from mnist_cnn.runs import utc_stamp
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEED = 1  # generated negatives: not the calibration's seed (0)
+GOALS = {"mnist test": 0.01, "fashion-mnist test": 0.95}  # most digits refused; fewest Fashion items refused
+
+
+def inputs_and_probabilities(predictor: Predictor, sources) -> tuple[np.ndarray, np.ndarray, int]:
+    """Preprocessed images (N, 28, 28), their probabilities, and how many were blank (refused unread)."""
+    images, blank = [], 0
+    for source in sources:
+        try:
+            images.append(predictor.preprocess(source))
+        except EmptyImageError:
+            blank += 1
+    stacked = np.stack(images)
+    probabilities = np.concatenate([predictor.probabilities(stacked[i:i + 500]) for i in range(0, len(stacked), 500)])
+    return stacked, probabilities, blank
+
+
+def refused_share(scores: np.ndarray, threshold: float, blank: int) -> float:
+    return float(((scores < threshold).sum() + blank) / (len(scores) + blank))
+
+
+def curve(digit_scores: np.ndarray, sets: dict[str, tuple[np.ndarray, int]], points: int = 200) -> list[dict]:
+    """Thresholds at quantiles of the digits' scores: (digits refused, each set refused)."""
+    rows = []
+    for q in np.linspace(0.0, 0.2, points):
+        threshold = float(np.quantile(digit_scores, q))
+        rows.append({"threshold": threshold, "digits_refused": float((digit_scores < threshold).mean()),
+                     **{name: refused_share(s, threshold, blank) for name, (s, blank) in sets.items()}})
+    return rows
+
+
+def plot(curves: dict[str, list[dict]], out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    ax = fig.subplots()
+    styles = {"stored rule": "-", "margin alone": "--", "max softmax probability": ":"}
+    colours = {"fashion-mnist test": "C0", "noise": "C1", "scribbles": "C2", "letters": "C3"}
+    for rule, rows in curves.items():
+        for name, colour in colours.items():
+            if rule != "stored rule" and name != "fashion-mnist test":
+                continue  # simpler rules: Fashion-MNIST only, to keep the plot readable
+            ax.plot([100 * r["digits_refused"] for r in rows], [100 * r[name] for r in rows], styles[rule],
+                    color=colour, label=f"{name} ({rule})")
+    ax.axvline(100 * GOALS["mnist test"], color="grey", lw=0.8)
+    ax.axhline(100 * GOALS["fashion-mnist test"], color="grey", lw=0.8)
+    ax.set(xlabel="MNIST test digits wrongly refused (%)", ylabel="negatives refused (%)", xlim=(0, 5), ylim=(0, 100),
+           title="\"Not a digit\": refusals as the threshold moves")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(out, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--compare-rules", action="store_true", help="also fit and score the candidate rules")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    predictor = Predictor.from_path(args.model)
+    rule = predictor.acceptance
+    if rule is None:
+        sys.exit(f"{args.model} is not calibrated: run `mnist-cnn calibrate {args.model}` first")
+    mnist, fashion = load_dataset("mnist", args.data_dir), load_dataset("fashion-mnist", args.data_dir)
+    letters = negatives.letter_images(negatives.find_fonts(), string.ascii_letters, seed=SEED)
+    sources = {"mnist test": mnist.test_images, "fashion-mnist test": fashion.test_images,
+               "noise": negatives.noise_images(2000, SEED), "scribbles": negatives.scribble_images(2000, SEED),
+               "letters": [image for letter, image in letters if letter in negatives.NEGATIVE_LETTERS]}
+    measured = {name: inputs_and_probabilities(predictor, images) for name, images in sources.items()}
+    report: dict = {"model": str(args.model), "rule": rule.to_json(), "refused": {}, "goals": {}}
+    for name, (images, probabilities, blank) in measured.items():
+        share = refused_share(rule.scores(images, probabilities), rule.threshold, blank)
+        report["refused"][name] = {"share": share, "images": len(images) + blank, "blank": blank}
+        print(f"{name:20} {share:7.2%} refused of {len(images) + blank} ({blank} blank)")
+    report["goals"] = {"mnist test refused <= 1%": report["refused"]["mnist test"]["share"] <= GOALS["mnist test"],
+                       "fashion-mnist test refused >= 95%":
+                           report["refused"]["fashion-mnist test"]["share"] >= GOALS["fashion-mnist test"]}
+    print(json.dumps(report["goals"]))
+
+    letter_images, letter_probabilities, _ = inputs_and_probabilities(predictor, [im for _, im in letters])
+    letter_scores = rule.scores(letter_images, letter_probabilities)
+    names = np.array([c for c, _ in letters])
+    report["per_letter_refused"] = {c: float((letter_scores[names == c] < rule.threshold).mean())
+                                    for c in string.ascii_letters}
+    print("letters refused:", " ".join(f"{c}:{v:.0%}" for c, v in sorted(report["per_letter_refused"].items(),
+                                                                          key=lambda kv: kv[1])))
+
+    digits = measured["mnist test"]
+    rules = {"stored rule": lambda im, p: rule.scores(im, p),
+             "margin alone": lambda im, p: acceptance.features(im, p)[:, 0],
+             "max softmax probability": lambda im, p: p.max(axis=1)}
+    curves = {}
+    for label, score in rules.items():
+        digit_scores = score(digits[0], digits[1])
+        curves[label] = curve(digit_scores, {name: (score(im, p), blank) for name, (im, p, blank) in measured.items()
+                                             if name != "mnist test"})
+    report["curves"] = curves
+    if args.compare_rules:
+        from compare_rules import compare  # noqa: PLC0415  (Keras internals: only when asked)
+
+        report["compare_rules"] = compare(args.model, args.data_dir, measured)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"refusal-{utc_stamp()}"
+    plot(curves, stem.with_suffix(".png"))
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    print(f"wrote {stem}.json and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

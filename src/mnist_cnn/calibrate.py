@@ -1,0 +1,211 @@
+"""Calibrating the "not a digit" rule of a trained model: the data it is fitted on, measured, stored.
+
+`calibrate` fits `acceptance`'s rule from arrays (any images `preprocess` takes);
+`calibrate_model` is `mnist-cnn calibrate MODEL`: it finds the model's own training and
+validation split through its run folder (the same `train.prepare_data` split, so the
+threshold is set on digits the model never trained on), Fashion-MNIST's *training* images
+as the negatives (MNIST's for a Fashion-MNIST model; never a test split), measures what
+the fitted rule refuses of generated noise, scribbles and letters too (`negatives`), and
+writes `acceptance.json` into the run folder. `calibrate_after_training` is the same at
+the end of `train.train`, when the negatives are already on disk. Nothing runs at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+from . import acceptance, negatives
+from .atomic import write_json
+from .errors import EmptyImageError, MnistCnnError, RunFileError
+from .runs import Run, utc_now
+
+if TYPE_CHECKING:
+    from .data import Dataset
+    from .predict import Predictor
+
+log = logging.getLogger(__name__)
+
+FIT_DIGITS = 5000  # training-split images the rule is fitted on (more changes the weights little)
+FIT_NEGATIVES = 5000  # negative images it is fitted against
+MIN_VALIDATION = 1000  # fewer validation images cannot place a threshold near 1% (10 images below it)
+MEASURE_GENERATED = 500  # noise and scribble images each, measured (not fitted on)
+BATCH = 500  # images per model call
+SEED = 0
+
+
+def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, int]:
+    """Preprocess each source as `predict` would and run the model: (features (N, 3), images with no ink).
+
+    Blank images are left out of the features: `predict` refuses them before the model.
+    """
+    images, blank = [], 0
+    for source in sources:
+        try:
+            images.append(predictor.preprocess(source))
+        except EmptyImageError:
+            blank += 1
+    if not images:
+        return np.zeros((0, len(acceptance.FEATURES))), blank
+    stacked = np.stack(images)  # (N, 28, 28)
+    probabilities = np.concatenate([predictor.probabilities(stacked[i:i + BATCH])
+                                    for i in range(0, len(stacked), BATCH)])
+    return acceptance.features(stacked, probabilities), blank
+
+
+def _refused(rule: acceptance.Acceptance, found: np.ndarray, blank: int = 0) -> float:
+    """Share of a set refused: scored under the threshold, or blank (refused before the model)."""
+    total = len(found) + blank
+    if total == 0:
+        return float("nan")
+    scores = rule.bias + ((found - np.asarray(rule.mean)) / np.asarray(rule.scale)) @ np.asarray(rule.weights)
+    return float(((scores < rule.threshold).sum() + blank) / total)
+
+
+def calibrate(predictor: "Predictor", fit_digits: Sequence[Any], fit_negatives: Sequence[Any],
+              validation: Sequence[Any], measured: dict[str, Sequence[Any]] | None = None,
+              target_refused: float = acceptance.TARGET_REFUSED,
+              negatives_name: str = "fit negatives") -> acceptance.Acceptance:
+    """Fit the rule for `predictor` and measure it: digits vs negatives, threshold on `validation`.
+
+    Images are anything `preprocess` takes (uint8 arrays, bytes, paths). `measured`: more
+    named sets of negatives, only scored; each set's refused share lands in `details`
+    (the fitted negatives' under `negatives_name`).
+    """
+    if len(validation) < MIN_VALIDATION // 10:
+        raise MnistCnnError(f"{len(validation)} validation images cannot place a threshold; calibrate with at "
+                            f"least {MIN_VALIDATION // 10} (better {MIN_VALIDATION}+)")
+    digits, _ = measure(predictor, fit_digits)
+    negative, negative_blank = measure(predictor, fit_negatives)
+    held_out, held_out_blank = measure(predictor, validation)
+    if not len(digits) or not len(negative):
+        raise MnistCnnError("calibration needs digits and negatives with ink in them; got none of one kind")
+    rule = acceptance.fit(digits, negative, held_out, target_refused)
+    refused = {"validation": _refused(rule, held_out, held_out_blank),
+               negatives_name: _refused(rule, negative, negative_blank)}
+    for name, sources in (measured or {}).items():
+        refused[name] = _refused(rule, *measure(predictor, sources))
+    details = {"calibrated_utc": utc_now(), "images": {"fit digits": len(digits), negatives_name: len(negative),
+                                                       "validation": len(held_out)},
+               "refused": {name: round(share, 4) for name, share in refused.items()}}
+    return replace(rule, details=details)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write(rule: acceptance.Acceptance, model_path: Path) -> Path:
+    """Store `rule` beside `model_path` (its run folder's acceptance.json), with the model's digest."""
+    model_path = Path(model_path)
+    details = {**rule.details, "model_file": model_path.name, "model_sha256": _digest(model_path)}
+    path = model_path.parent / Run.acceptance
+    write_json(path, replace(rule, details=details).to_json())
+    return path
+
+
+def for_model(model_path: Path) -> acceptance.Acceptance | None:
+    """The calibration stored beside `model_path`; None if none; RunFileError if damaged or stale."""
+    model_path = Path(model_path)
+    path = model_path.parent / Run.acceptance
+    rule = acceptance.read(path)
+    if rule is not None and rule.details.get("model_file") == model_path.name \
+            and rule.details.get("model_sha256") != _digest(model_path):
+        raise RunFileError(f"{path} was calibrated for another {model_path.name} (its digest differs: "
+                                      f"retrained?); run `mnist-cnn calibrate {model_path}` again, or delete it")
+    return rule
+
+
+def _sample(images: np.ndarray, count: int, seed: int) -> np.ndarray:
+    picks = np.random.default_rng(seed).permutation(len(images))[:count]
+    return images[np.sort(picks)]
+
+
+def generated_negatives(seed: int = SEED) -> dict[str, list[np.ndarray]]:
+    """The made-up negatives every calibration is measured on: noise, scribbles, letters (if fonts exist)."""
+    sets = {"noise": negatives.noise_images(MEASURE_GENERATED, seed),
+            "scribbles": negatives.scribble_images(MEASURE_GENERATED, seed)}
+    fonts = negatives.find_fonts()
+    if fonts:
+        sets["letters"] = [image for _, image in negatives.letter_images(fonts, seed=seed)]
+    return sets
+
+
+def negative_dataset(style: str) -> str:
+    """Which dataset's training images are the negatives: Fashion-MNIST for digits, MNIST for items."""
+    return "mnist" if style == "fashion" else "fashion-mnist"
+
+
+def calibrate_split(predictor: "Predictor", x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray,
+                    negative_name: str, seed: int = SEED) -> acceptance.Acceptance:
+    """`calibrate` on a training split (float (N, 28, 28[, 1]) in [0, 1], as `train.prepare_data` gives)."""
+    def as_pixels(x: np.ndarray) -> np.ndarray:  # (N, 28, 28, 1) in [0, 1] -> (N, 28, 28) in 0..255
+        return np.round(np.asarray(x, dtype=np.float32).reshape(len(x), *x.shape[1:3]) * 255.0)
+
+    if len(x_val) < MIN_VALIDATION:
+        raise MnistCnnError(f"the run's validation split has {len(x_val)} images, too few to calibrate (at least "
+                            f"{MIN_VALIDATION}); train on more data (--train-limit) or a larger --val-fraction")
+    return calibrate(predictor, as_pixels(_sample(x_train, FIT_DIGITS, seed)),
+                     _sample(negative_images, FIT_NEGATIVES, seed), as_pixels(x_val), generated_negatives(seed),
+                     negatives_name=f"{negative_name} train")
+
+
+def calibrate_model(model_path: Path, data_dir: Path | None = None,
+                    **source: Any) -> tuple[Path, acceptance.Acceptance]:
+    """`mnist-cnn calibrate MODEL`: fit, measure and store the rule of a model in a run folder.
+
+    The data is found (or fetched) as `data.load_dataset` does; `source` goes to it
+    (`mirrors`, `offline`, `progress`). Returns the file written and the rule as stored.
+    """
+    from .data import load_dataset
+    from .predict import Predictor
+    from .train import prepare_data
+
+    model_path = Path(model_path)
+    run = Run.of_model(model_path)
+    if run is None:
+        raise MnistCnnError(f"{model_path} is not in a run folder (no {Run.config} beside it); calibration needs the "
+                            f"run's training and validation split: pass the model.keras of a run")
+    config = run.train_config()
+    predictor = Predictor.from_path(model_path, acceptance=False)
+    dataset = load_dataset(config.dataset, data_dir, **source)
+    data = prepare_data(config, dataset)
+    negative_name = negative_dataset(predictor.style)
+    negative = load_dataset(negative_name, data_dir, **source)
+    rule = calibrate_split(predictor, data.x_train, data.x_val, negative.train_images, negative_name)
+    path = write(rule, model_path)
+    return path, acceptance.read(path) or rule
+
+
+def calibrate_after_training(run: Run, dataset: "Dataset", x_train: np.ndarray, x_val: np.ndarray) -> Path | None:
+    """The end of `train.train`: calibrate the run's model if the negatives are on disk; else say how.
+
+    Never downloads and never fails the training: a problem is logged with the command to run.
+    """
+    from .data import get_spec, load_split, locate
+    from .predict import Predictor
+
+    later = f"run `mnist-cnn calibrate {run.model}` to add the \"not a digit\" rule"
+    if len(x_val) < MIN_VALIDATION:
+        log.info("not calibrating %s: only %d validation images; %s", run.path, len(x_val), later)
+        return None
+    try:
+        negative_name = negative_dataset(run.model_info().style)
+        if negative_name == dataset.name:
+            log.info("not calibrating %s: it was trained on %s, the negatives' dataset", run.path, negative_name)
+            return None
+        folder = locate(negative_name, Path(dataset.source).parent if dataset.source else None)  # never a download
+        images, _, _ = load_split(get_spec(negative_name), folder, "train")
+        log.info("calibrating the \"not a digit\" rule against %s's training images (about a minute)", negative_name)
+        predictor = Predictor.from_path(run.model, acceptance=False)
+        path = write(calibrate_split(predictor, x_train, x_val, images, negative_name), run.model)
+        log.info("calibrated the \"not a digit\" rule: %s", path)
+        return path
+    except MnistCnnError as e:
+        log.info("not calibrated: %s; %s", e, later)
+        return None
