@@ -5,12 +5,14 @@
     python notebooks/build_tutorials.py --execute --quick   # same on a small subset, 1 epoch
     python notebooks/build_tutorials.py --check    # exit 1 if the stored notebooks differ from the source
 
-Both notebooks get the same code cells; only the Markdown differs (English, Brazilian
-Portuguese). Execution runs each notebook in a fresh `python3` kernel with the
+Both notebooks get the same code cells but one: the first sets `LANG` to the notebook's
+language ("en" or "pt-BR"), which every figure and printed summary takes its words from
+(the package's message table). The Markdown differs (English, Brazilian Portuguese).
+Exercise solutions are code cells stored collapsed (`source_hidden`). Execution runs each notebook in a fresh `python3` kernel with the
 notebooks folder as working directory and this checkout's `src/` first on PYTHONPATH;
 MNIST is found the package's usual way (`MNIST_CNN_DATA_DIR`, the user cache, ...).
-The kernel is told its notebook's path in JPY_SESSION_NAME, as Jupyter's own server does,
-so a cell can speak the notebook's language (chapter 8's panel titles).
+Stored outputs are tidied: no TensorFlow start-up chatter, no text stand-in beside a
+picture, no absolute folder of the machine that ran them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ SRC = HERE.parent / "src"
 QUICK_ENV = "MNIST_CNN_TUTORIAL_QUICK"  # "1": small subset and one epoch (what the tests run)
 NOTEBOOKS = {"en": HERE / "tutorial.ipynb", "pt": HERE / "tutorial.pt-BR.ipynb"}
 LANGUAGE_TAGS = {"en": "en", "pt": "pt-BR"}
+LANG_TOKEN = "__LANG__"  # in a code cell: replaced by the notebook's language tag
 CELL_TIMEOUT_S = 1800  # one cell may train the full model on a slow CPU
 # TensorFlow's C++ start-up notes, written to stderr before its log level applies; they
 # say nothing about the lesson, so stored outputs leave them out.
@@ -48,7 +51,9 @@ def build(lang: str) -> nbformat.NotebookNode:
     for index, cell in enumerate(CELLS):
         # Stable ids keep diffs small when the notebooks are rebuilt.
         if cell["type"] == "code":
-            new = nbformat.v4.new_code_cell(cell["source"].strip("\n"))
+            new = nbformat.v4.new_code_cell(cell["source"].strip("\n").replace(LANG_TOKEN, LANGUAGE_TAGS[lang]))
+            if cell.get("hidden"):  # an exercise's solution: try first, then unfold it
+                new.metadata["jupyter"] = {"source_hidden": True}
         else:
             new = nbformat.v4.new_markdown_cell(cell[lang].strip("\n"))
         new["id"] = f"cell-{index:03d}"
@@ -61,18 +66,11 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(cell.cell_type, cell.source) for cell in nb.cells]
 
 
-def notebook_path(nb: nbformat.NotebookNode) -> Path:
-    """The file a built notebook is stored in, from its language tag."""
-    return next(NOTEBOOKS[lang] for lang, tag in LANGUAGE_TAGS.items() if nb.metadata.get("language") == tag)
-
-
-def kernel_env(quick: bool, notebook: Path | None = None) -> dict[str, str]:
+def kernel_env(quick: bool) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env[QUICK_ENV] = "1" if quick else env.get(QUICK_ENV, "0")
-    if notebook is not None:  # what jupyter-server sets for the kernels of its notebooks
-        env["JPY_SESSION_NAME"] = str(notebook)
     return env
 
 
@@ -82,7 +80,7 @@ def execute(nb: nbformat.NotebookNode, quick: bool, timeout_s: int = CELL_TIMEOU
 
     client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
                             resources={"metadata": {"path": str(HERE)}})
-    client.execute(env=kernel_env(quick, notebook_path(nb)))  # forwarded to the kernel manager's start_kernel
+    client.execute(env=kernel_env(quick))  # forwarded to the kernel manager's start_kernel
     return tidy_outputs(nb)
 
 
@@ -91,19 +89,40 @@ def _is_blank_display(output: nbformat.NotebookNode) -> bool:
     return output.output_type == "display_data" and not output.get("data", {}).get("text/plain", "x").strip()
 
 
+def local_folders() -> dict[str, str]:
+    """Absolute folders of this machine as they may appear in outputs, and what stands for them."""
+    folders = {str(HERE) + os.sep: "", str(HERE.parent) + os.sep: "", str(Path.home()) + os.sep: "~/"}
+    for variable in ("MNIST_CNN_DATA_DIR", "MNIST_CNN_RUNS_DIR"):
+        if os.environ.get(variable):
+            folders[str(Path(os.environ[variable]).resolve()) + os.sep] = f"${variable}/"
+    return dict(sorted(folders.items(), key=lambda item: -len(item[0])))  # the longest prefix first
+
+
+def _relative(text: str) -> str:
+    for folder, stand_in in local_folders().items():
+        text = text.replace(folder, stand_in)
+    return text
+
+
 def tidy_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop TensorFlow's start-up chatter on stderr and empty displays from executed cells."""
+    """Drop TensorFlow's start-up chatter on stderr, empty displays and the text stand-ins of
+    pictures ("<IPython.core.display.Image object>"), and write this machine's folders relative."""
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         kept = []
         for output in cell.outputs:
-            if output.output_type == "stream" and output.name == "stderr":
-                output.text = TF_CHATTER.sub("", output.text)
+            if output.output_type == "stream":
+                output.text = _relative(TF_CHATTER.sub("", output.text) if output.name == "stderr" else output.text)
                 if not output.text.strip():
                     continue
             if _is_blank_display(output):
                 continue
+            data = output.get("data", {})
+            if any(kind.startswith("image/") for kind in data):
+                data.pop("text/plain", None)  # the picture is the output; its repr says nothing
+            elif "text/plain" in data:
+                data["text/plain"] = _relative(data["text/plain"])
             kept.append(output)
         cell.outputs = kept
     return nb

@@ -2,18 +2,17 @@
 
 `build_tutorials.py` turns this list into `tutorial.ipynb` (en) and `tutorial.pt-BR.ipynb`
 (pt). Rules the tests enforce: every code cell is followed by a Markdown cell that says
-what happened and why; both notebooks have identical code. Edit here, then rebuild.
+what happened and why; both notebooks have identical code but for `LANG`. Chapter 10
+(Fashion-MNIST) lives in `tutorial_fashion.py`, the exercises closing each chapter in
+`tutorial_exercises.py`; `_assemble` puts them in place. Edit these, then rebuild.
 """
 
 from __future__ import annotations
 
 
-def md(en: str, pt: str) -> dict[str, str]:
-    return {"type": "markdown", "en": en, "pt": pt}
-
-
-def code(source: str) -> dict[str, str]:
-    return {"type": "code", "source": source}
+from tutorial_blocks import code, md  # noqa: E402
+from tutorial_exercises import EXERCISES  # noqa: E402
+from tutorial_fashion import FASHION_CHAPTER  # noqa: E402
 
 
 CELLS: list[dict[str, str]] = [
@@ -74,11 +73,13 @@ from matplotlib.figure import Figure
 
 import mnist_cnn
 from mnist_cnn import load_dataset
+from mnist_cnn.messages import text
 from mnist_cnn.recipes import resolve_config
 
+LANG = "__LANG__"  # this notebook's language: every figure and summary below takes its words from it
 QUICK = os.environ.get("MNIST_CNN_TUTORIAL_QUICK") == "1"
 # Settings: defaults -> recipe -> config file -> overrides, the same resolver `mnist-cnn train` uses.
-config = resolve_config("default", overrides={"epochs": 1, "train_limit": 3000} if QUICK else {})
+config = resolve_config("default", overrides={"lang": LANG, **({"epochs": 1, "train_limit": 3000} if QUICK else {})})
 
 
 def show(fig: Figure, dpi: int = 72) -> None:
@@ -135,12 +136,12 @@ if QUICK:  # quick mode also scores only the first 1,000 test images
     dataset = dataclasses.replace(dataset, test_images=dataset.test_images[:1000],
                                   test_labels=dataset.test_labels[:1000])
 
-print("read from:", dataset.source)
-print("train images:", dataset.train_images.shape, dataset.train_images.dtype,
-      "| labels:", dataset.train_labels.shape)
-print("test images: ", dataset.test_images.shape)
-print("pixel values:", dataset.train_images.min(), "to", dataset.train_images.max())
-print("images per class (train):", np.bincount(dataset.train_labels))
+from mnist_cnn.cards import card_lines, dataset_card
+
+print(dataset.train_images.shape, dataset.train_images.dtype, dataset.train_labels.shape, "|",
+      dataset.test_images.shape, "|", dataset.train_images.min(), "..", dataset.train_images.max())
+# The dataset card, as `mnist-cnn data info mnist` prints it (line 0 names this machine's folder).
+print("\\n".join(card_lines(dataset_card(dataset), LANG)[1:-4]))
 """),
     md(
         en="""
@@ -174,7 +175,7 @@ As classes são aproximadamente balanceadas (cerca de 6.000 imagens cada), entã
 fig = Figure(figsize=(10, 1.5))
 for i, ax in enumerate(fig.subplots(1, 10)):
     ax.imshow(dataset.train_images[i], cmap="gray")
-    ax.set_title(f"label {dataset.class_names[dataset.train_labels[i]]}", fontsize=9)
+    ax.set_title(dataset.class_names[dataset.train_labels[i]], fontsize=10)  # the label, no words to translate
     ax.axis("off")
 show(fig)
 """),
@@ -291,9 +292,9 @@ O one-hot continua necessário para a **suavização de rótulos** (`label_smoot
 from mnist_cnn.train import prepare_data
 
 prepared = prepare_data(config, dataset)
-print("train:     ", prepared.x_train.shape, prepared.y_train.shape)
-print("validation:", prepared.x_val.shape, prepared.y_val.shape)
-print("validation images per class:", np.bincount(prepared.y_val.argmax(axis=1)))
+print(f"{text('train', LANG):>10}:", prepared.x_train.shape, prepared.y_train.shape)
+print(f"{text('validation', LANG):>10}:", prepared.x_val.shape, prepared.y_val.shape,
+      np.bincount(prepared.y_val.argmax(axis=1)))
 """),
     md(
         en="""
@@ -334,10 +335,9 @@ honesta para dígitos novos. (O `validation_split` do Keras pegaria simplesmente
     code("""
 from mnist_cnn.models import MODELS, build_model
 
-for name, entry in MODELS.items():
-    print(f"{name:14} {entry.description}")
+print(list(MODELS))
 model = build_model(config.model, dataset.num_classes)
-print("built:", model.name)
+print(model.name)
 """),
     md(
         en="""
@@ -451,13 +451,11 @@ from mnist_cnn.train import compile_model, learning_rate, steps_per_epoch
 
 steps = steps_per_epoch(config, len(prepared.x_train))
 compile_model(model, config, steps)
-print("loss:     ", type(model.loss).__name__)
-print("optimizer:", type(model.optimizer).__name__)
-print("metrics:  ", model.get_compile_config()["metrics"])
+print(type(model.loss).__name__, "|", type(model.optimizer).__name__, "|", model.get_compile_config()["metrics"])
 schedule = learning_rate(config, steps)
 total = config.epochs * steps
 for step in sorted({0, steps // 2, steps, total // 2, total - 1}):
-    print(f"learning rate at step {step:5d}: {float(schedule(step)):.5f}")
+    print(f"{text('lr', LANG)} @ {step:5d}: {float(schedule(step)):.5f}")
 """),
     md(
         en="""
@@ -508,22 +506,28 @@ por todas as imagens de treino (`steps` passos).
 from mnist_cnn.runs import Run, default_runs_dir
 from mnist_cnn.train import train
 
+from mnist_cnn.report import results_lines
+
 run_dir = Run.create(default_runs_dir(), config.dataset, config.model).path
-result = train(config, dataset, run_dir, verbose=2)
-print("run folder:", run_dir)
+result = train(config, dataset, run_dir, verbose=0)  # silent: the summary below says what happened
+print(run_dir.name)  # the run folder, under the runs folder
 print(sorted(path.name for path in run_dir.iterdir()))
 """),
     md(
         en="""
 `train` ran everything we did by hand above (prepare the data, build and compile the model)
-and then the training loop itself, printing one line per epoch: the time, the **loss** and
-**accuracy** on the training images, and the same two on the **validation** images.
+and then the training loop itself. We asked it to stay silent (`verbose=0`; the command
+line prints one line per epoch); chapter 5.2 reads the same numbers from the run folder: the
+**loss** and **accuracy** on the training images and the same two on the **validation**
+images, per epoch.
 
 Around the loop it did what a careful person would do:
 
-- after each epoch it saved a checkpoint, and the model with the **lowest validation loss**
-  so far (`best.keras`); if validation loss stopped improving for `patience` epochs it
-  **stopped early**; at the end it restored the best weights, not the last ones;
+- after each epoch it saved a checkpoint (`checkpoints/`) and wrote down where training
+  stands (`state.json`: the epoch, the epoch with the **lowest validation loss** so far), so
+  a run killed at any moment resumes where it was (`mnist-cnn train --resume`); if
+  validation loss stopped improving for `patience` epochs it **stopped early**; at the end
+  it restored the best weights, not the last ones;
 - it wrote every artefact into a **run folder**: the settings (`config.json`), the
   history of each epoch (`history.csv`), the model (`model.keras`), metrics, plots and a
   one-page `report.md`. A run you can come back to, compare and reproduce.
@@ -532,14 +536,17 @@ Training used a fresh model; the `model` we compiled in chapter 3 was for lookin
 """,
         pt="""
 `train` executou tudo o que fizemos à mão acima (preparar os dados, construir e compilar o
-modelo) e depois o laço de treino em si, imprimindo uma linha por época: o tempo, a
-**perda** e a **acurácia** nas imagens de treino, e as mesmas duas nas imagens de
-**validação**.
+modelo) e depois o laço de treino em si. Pedimos silêncio (`verbose=0`; a linha de comando
+imprime uma linha por época); o capítulo 5.2 lê os mesmos números da pasta da execução: a
+**perda** e a **acurácia** nas imagens de treino e as mesmas duas nas imagens de
+**validação**, época a época.
 
 Em volta do laço ele fez o que uma pessoa cuidadosa faria:
 
-- após cada época salvou um checkpoint e o modelo com a **menor perda de validação** até ali
-  (`best.keras`); se a perda de validação parasse de melhorar por `patience` épocas, ele
+- após cada época salvou um checkpoint (`checkpoints/`) e anotou onde o treino está
+  (`state.json`: a época e a época com a **menor perda de validação** até ali), para que uma
+  execução interrompida a qualquer momento continue de onde parou (`mnist-cnn train
+  --resume`); se a perda de validação parasse de melhorar por `patience` épocas, ele
   **pararia antes** (early stopping); no fim, restaurou os melhores pesos, não os últimos;
 - gravou cada artefato numa **pasta de execução**: as opções (`config.json`), o histórico de
   cada época (`history.csv`), o modelo (`model.keras`), métricas, gráficos e um
@@ -549,12 +556,7 @@ O treino usou um modelo novo; o `model` que compilamos no capítulo 3 era só pa
 """,
     ),
     code("""
-test = result.metrics["test"]
-training = result.metrics["training"]
-print(f"best epoch: {training['best_epoch']} of {training['epochs_run']} "
-      f"(validation accuracy {training['best_val_accuracy']:.4f})")
-print(f"test accuracy: {test['accuracy']:.4f}   test loss: {test['loss']:.4f}   "
-      f"errors: {test['errors']} of {test['num_images']}")
+print("\\n".join(results_lines(result.metrics, LANG)))
 """),
     md(
         en="""
@@ -628,9 +630,10 @@ da primeira camada como imagens.
     code("""
 from mnist_cnn.runs import Run
 
+columns = ["epoch", "loss", "val_loss", "accuracy", "val_accuracy"]
+print("  ".join(f"{text(c, LANG):>13}" for c in columns))
 for row in Run(run_dir).read_history():
-    print(f"epoch {row['epoch']:2.0f}  loss {row['loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-          f"accuracy {row['accuracy']:.4f}  val_accuracy {row['val_accuracy']:.4f}")
+    print("  ".join(f"{row[c]:>13.4f}" if c != "epoch" else f"{row[c]:>13d}" for c in columns))
 display(Image(filename=run_dir / "curves.png", width=720))
 """),
     md(
@@ -686,10 +689,10 @@ from mnist_cnn.evaluate import predict_probabilities
 probabilities = predict_probabilities(result.model, x_test)
 predicted = probabilities.argmax(axis=1)
 labels = dataset.test_labels.astype(int)
-print("probabilities:", probabilities.shape, "| each row sums to", probabilities[0].sum().round(4))
+print(probabilities.shape, "| sum of row 0:", probabilities[0].sum().round(4))
+print(f"{'#':>3} {text('true', LANG):>11} {text('predicted', LANG):>11} {text('probability', LANG):>14}")
 for i in range(8):
-    print(f"image {i}: true {labels[i]}  predicted {predicted[i]}  "
-          f"with probability {probabilities[i, predicted[i]]:.3f}")
+    print(f"{i:>3} {labels[i]:>11} {predicted[i]:>11} {probabilities[i, predicted[i]]:>14.3f}")
 """),
     md(
         en="""
@@ -720,12 +723,16 @@ o que é útil quando uma pessoa pode revisar os casos duvidosos.
 """,
     ),
     code("""
-from mnist_cnn.evaluate import classification_report, compute_metrics
+from mnist_cnn.evaluate import compute_metrics
 
 metrics = compute_metrics(labels, probabilities, dataset.class_names)
-print(f"accuracy {metrics['accuracy']:.4f} | macro precision {metrics['macro']['precision']:.4f}, "
-      f"recall {metrics['macro']['recall']:.4f}, F1 {metrics['macro']['f1']:.4f}")
-print(classification_report(labels, probabilities, dataset.class_names))
+print(f"{text('accuracy', LANG)} {metrics['accuracy']:.4f}")
+header = ["class", "precision", "recall", "f1", "support"]
+print("".join(f"{text(h, LANG):>12}" for h in header))
+for name, row in metrics["per_class"].items():
+    print(f"{name:>12}" + "".join(f"{row[k]:>12.4f}" for k in header[1:4]) + f"{row['support']:>12}")
+for average in ("macro", "weighted"):
+    print(f"{text(average, LANG):>12}" + "".join(f"{metrics[average][k]:>12.4f}" for k in header[1:4]))
 """),
     md(
         en="""
@@ -799,10 +806,10 @@ ainda não aprendeu.
 from mnist_cnn.models import load_saved_model
 
 model_path = run_dir / "model.keras"
-print(model_path, f"({model_path.stat().st_size / 1024:.0f} KiB)")
+print(model_path.name, f"({model_path.stat().st_size / 1024:.0f} KiB)")
 reloaded = load_saved_model(model_path)
 difference = np.abs(predict_probabilities(reloaded, x_test) - probabilities).max()
-print("largest difference between the predictions before and after reloading:", difference)
+print("max |p(model.keras) - p(trained)|:", difference)
 """),
     md(
         en="""
@@ -854,14 +861,15 @@ digit = steps[-1].image  # float32 (28, 28): what the model will see
 assert np.array_equal(digit, to_mnist(to_gray(photo)))  # the same code, run without keeping the steps
 naive = np.asarray(photo.convert("L").resize((28, 28)), dtype=np.float32) / 255  # the tempting shortcut
 
-print(f"photo: {photo.height} x {photo.width} pixels (rows x columns), mode {photo.mode}")
+from mnist_cnn.messages import step_title
+
+print(f"photo: {photo.height} x {photo.width}, {photo.mode}")
 for number, step in enumerate(steps, start=1):
     height, width = step.image.shape
-    print(f"{number}. {step.name:9} {height:>4} x {width:<4} {step.description}")
+    print(f"{number}. {step_title(step.name, LANG):20} {height:>4} x {width:<4}")
 rows, cols = np.nonzero(digit)
 centre = (np.indices(digit.shape) * digit).sum(axis=(1, 2)) / digit.sum()
-print("ink box in the 28x28 result:", np.ptp(rows) + 1, "x", np.ptp(cols) + 1,
-      "pixels | centre of mass (row, column):", centre.round(1))
+print("28x28:", np.ptp(rows) + 1, "x", np.ptp(cols) + 1, "| (row, column):", centre.round(1))
 """),
     md(
         en="""
@@ -890,20 +898,12 @@ centro de massa por volta de (14, 14).
 """,
     ),
     code("""
-# The package names its steps in English; the Portuguese notebook titles its panels in Portuguese.
-# Jupyter tells the kernel the notebook's path in JPY_SESSION_NAME, VS Code in __vsc_ipynb_file__.
-notebook_file = os.environ.get("JPY_SESSION_NAME") or globals().get("__vsc_ipynb_file__") or ""
-PT_BR_TITLES = {"decoded": "decodificada", "gray": "tons de cinza", "polarity": "polaridade",
-                "contrast": "contraste", "crop": "recorte", "thickened": "traço engrossado",
-                "fit": "caixa de 20 px", "centred": "centralizada"}
-titles = PT_BR_TITLES if str(notebook_file).endswith("pt-BR.ipynb") else {}
-
 fig = Figure(figsize=(2.1 * len(steps), 2.8))
 axes = fig.subplots(1, len(steps))
 for number, (ax, step) in enumerate(zip(axes, steps), start=1):
     ax.imshow(step.image, cmap="gray", vmin=0, vmax=1)  # scaled to the panel; its real size in the title
     height, width = step.image.shape
-    ax.set_title(f"{number}. {titles.get(step.name, step.name)}\\n{height} x {width}", fontsize=9)
+    ax.set_title(f"{number}. {step_title(step.name, LANG)}\\n{height} x {width}", fontsize=9)
     ax.axis("off")
 axes[-1].plot(centre[1], centre[0], "r+", markersize=12)  # the centre of mass, at about (14, 14)
 show(fig)
@@ -990,20 +990,20 @@ previsão surpreender você.
     ),
     code("""
 fig = Figure(figsize=(4.4, 2.6))
-for ax, (name, image) in zip(fig.subplots(1, 2), [("naive resize", naive), ("MNIST-style", digit)]):
+for ax, (name, image) in zip(fig.subplots(1, 2), [("A", naive), ("B", digit)]):  # A: naive resize, B: MNIST-style
     p = predict_probabilities(reloaded, model_input(image))[0]
     top3 = np.argsort(-p)[:3]
-    print(f"{name:13}: " + ", ".join(f"{dataset.class_names[k]} {p[k]:.1%}" for k in top3))
+    print(f"{name}: " + ", ".join(f"{dataset.class_names[k]} {p[k]:.1%}" for k in top3))
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"-> {dataset.class_names[top3[0]]} ({p[top3[0]]:.0%})", fontsize=9)
+    ax.set_title(f"{name} -> {dataset.class_names[top3[0]]} ({p[top3[0]]:.0%})", fontsize=9)
     ax.axis("off")
 show(fig)
 """),
     md(
         en="""
-On the left, the tempting shortcut: the photo simply shrunk to 28 × 28. Dark ink on a light
+On the left (A), the tempting shortcut: the photo simply shrunk to 28 × 28. Dark ink on a light
 background, a thin faint stroke, off-centre: nothing like what the network was trained on.
-On the right, the result of the eight steps. `model_input` adds the batch and channel axes,
+On the right (B), the result of the eight steps. `model_input` adds the batch and channel axes,
 (28, 28) → (1, 28, 28, 1), and the model gives its three most probable classes for each
 version (the title shows the first). The preprocessed digit should be read as a 7 with high
 confidence (after a full run); the naive version gets a wrong answer, often a confident
@@ -1013,9 +1013,9 @@ not the model, the preprocessing. The command `mnist-cnn predict MODEL my_digit.
 exactly these steps.
 """,
         pt="""
-À esquerda, o atalho tentador: a foto simplesmente encolhida para 28 × 28. Tinta escura
+À esquerda (A), o atalho tentador: a foto simplesmente encolhida para 28 × 28. Tinta escura
 sobre fundo claro, um traço fino e apagado, fora do centro: nada parecido com o que a rede
-viu no treino. À direita, o resultado dos oito passos. `model_input` acrescenta os eixos de
+viu no treino. À direita (B), o resultado dos oito passos. `model_input` acrescenta os eixos de
 lote e de canal, (28, 28) → (1, 28, 28, 1), e o modelo dá as suas três classes mais
 prováveis para cada versão (o título mostra a primeira). O dígito pré-processado deve ser
 lido como 7 com alta confiança (depois de uma execução completa); a versão ingênua recebe
@@ -1041,8 +1041,8 @@ Três maneiras de olhar dentro da rede treinada, todas do módulo `explain` do p
 from mnist_cnn import explain
 
 filters = explain.first_layer_filters(reloaded)
-print("first-layer filters:", filters.shape)
-show(explain.plot_filters(filters))
+print(filters.shape)  # (height, width, filters)
+show(explain.plot_filters(filters, lang=LANG))
 """),
     md(
         en="""
@@ -1067,9 +1067,9 @@ perda, e lembram os detectores de bordas do primeiro estágio da visão dos anim
     code("""
 maps = explain.feature_maps(reloaded, x_test[0])
 for name, activation in maps:
-    print(f"{name}: {activation.shape[-1]} maps of {activation.shape[0]}x{activation.shape[1]}")
-print("true class of this test image:", dataset.class_names[labels[0]])
-show(explain.plot_feature_maps(maps, max_channels=16))
+    print(f"{name}: {activation.shape[-1]} x {activation.shape[0]}x{activation.shape[1]}")
+print(f"{text('true', LANG)}: {dataset.class_names[labels[0]]}")
+show(explain.plot_feature_maps(maps, max_channels=16, lang=LANG))
 """),
     md(
         en="""
@@ -1100,8 +1100,8 @@ fica robusta a pequenas variações da letra de cada um.
 right = np.flatnonzero(predicted == labels)[:3]
 wrong = np.flatnonzero(predicted != labels)[:3]
 chosen = np.concatenate([right, wrong])
-print("test images shown:", chosen.tolist(), f"({len(wrong)} of them mistakes)")
-show(explain.plot_saliency(reloaded, x_test[chosen], labels[chosen], dataset.class_names))
+print(chosen.tolist(), f"({len(wrong)} x {text('wrong', LANG)})")
+show(explain.plot_saliency(reloaded, x_test[chosen], labels[chosen], dataset.class_names, lang=LANG))
 """),
     md(
         en="""
@@ -1134,7 +1134,7 @@ errada (uma borda, uma mancha).
 """,
     ),
     code("""
-show(explain.explain_figure(reloaded, digit, dataset.class_names, title="my_digit.png"))
+show(explain.explain_figure(reloaded, digit, dataset.class_names, title="my_digit.png", lang=LANG))
 """),
     md(
         en="""
@@ -1154,17 +1154,17 @@ dos mapas de características.
     ),
     md(
         en="""
-## 10. Next steps
+## 11. Next steps
 """,
         pt="""
-## 10. Próximos passos
+## 11. Próximos passos
 """,
     ),
     code("""
 from mnist_cnn.cli import main
 
-exit_code = main(["models"])
-exit_code = main(["explain", str(model_path), "my_digit.png", "-o", str(run_dir / "my_digit-explained.png")])
+exit_code = main(["explain", str(model_path), "my_digit.png", "-o", str(run_dir / "my_digit-explained.png"),
+                  "--lang", LANG])
 print("exit code:", exit_code)
 """),
     md(
@@ -1188,10 +1188,9 @@ Every command has `--help` with an example. Things to try next:
   straight to 14 × 14, narrow layers, a high peak learning rate); `mnist-cnn train --recipe
   strong` trains a deeper model with augmentation (small shifts, rotations and zooms) for the
   best accuracy, much longer.
-- **Fashion-MNIST**: the same 28 × 28 format with ten kinds of clothing instead of digits,
-  and much harder (a simple CNN reaches about 91–93%). `load_dataset("fashion-mnist")` or
-  `mnist-cnn train --dataset fashion-mnist`; this whole notebook works on it if you change
-  the dataset name in chapter 0 (and `config`'s `dataset`).
+- **Fashion-MNIST** on your own: chapter 10 showed the way; on the command line,
+  `mnist-cnn train --recipe strong --dataset fashion-mnist` trains the recipe's 20 epochs,
+  and `--lang pt-BR` writes its report and figures in Portuguese.
 - **Experiments**: sparse labels (1.2), no dropout, fewer filters, a smaller learning rate;
   predict what the curves (5.2) will do before you run it.
 """,
@@ -1215,12 +1214,28 @@ Todo comando tem `--help` com um exemplo. O que experimentar em seguida:
   convolução com passo 2, direto para 14 × 14, camadas estreitas, uma taxa de aprendizado de
   pico alta); `mnist-cnn train --recipe strong` treina um modelo mais profundo com aumento de dados (pequenos deslocamentos,
   rotações e zooms) para a melhor acurácia, por muito mais tempo.
-- **Fashion-MNIST**: o mesmo formato 28 × 28 com dez tipos de roupa no lugar de dígitos, e
-  bem mais difícil (uma CNN simples chega a uns 91–93%). `load_dataset("fashion-mnist")` ou
-  `mnist-cnn train --dataset fashion-mnist`; este notebook inteiro funciona com ele se você
-  trocar o nome do conjunto de dados no capítulo 0 (e o `dataset` da `config`).
+- **Fashion-MNIST** por conta própria: o capítulo 10 mostrou o caminho; na linha de comando,
+  `mnist-cnn train --recipe strong --dataset fashion-mnist --lang pt-BR` treina as 20 épocas
+  da receita e escreve o relatório e as figuras em português.
 - **Experimentos**: rótulos esparsos (1.2), sem dropout, menos filtros, uma taxa de
   aprendizado menor; tente prever o que as curvas (5.2) vão fazer antes de executar.
 """,
     ),
 ]
+
+
+def _assemble(cells: list[dict]) -> list[dict]:
+    """Close each chapter with its exercises and put the Fashion-MNIST chapter before the last one."""
+    out: list[dict] = []
+    for cell in cells:
+        heading = cell.get("en", "").lstrip().split("\n", 1)[0] if cell["type"] == "markdown" else ""
+        if heading.startswith("## ") and heading[3:].split(".")[0].isdigit():
+            chapter = int(heading[3:].split(".")[0])
+            if chapter == 11:
+                out += EXERCISES["9"] + FASHION_CHAPTER
+            out += EXERCISES.get(str(chapter - 1), []) if chapter != 11 else EXERCISES["10"]
+        out.append(cell)
+    return out + EXERCISES["11"]
+
+
+CELLS = _assemble(CELLS)

@@ -6,7 +6,7 @@ import pytest
 
 from mnist_cnn.cli import build_parser, main
 
-COMMANDS = ["train", "evaluate", "models", "data", "explain", "predict", "serve"]
+COMMANDS = ["train", "evaluate", "models", "data", "explain", "predict", "serve", "export", "tune", "calibrate"]
 DATA_ACTIONS = ["list", "fetch", "verify", "info", "samples"]
 
 

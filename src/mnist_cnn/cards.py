@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .data import SPLITS, Dataset
+from .messages import DEFAULT_LANG, text
 
 
 def dataset_card(dataset: Dataset) -> dict[str, Any]:
@@ -31,15 +32,15 @@ def dataset_card(dataset: Dataset) -> dict[str, Any]:
             "class_names": list(dataset.class_names), "splits": splits, "sha256": dict(dataset.sha256)}
 
 
-def card_lines(card: dict[str, Any]) -> list[str]:
+def card_lines(card: dict[str, Any], lang: str = DEFAULT_LANG) -> list[str]:
     """The card as aligned text: a header, then one row per class with its count and share per split."""
-    lines = [f"{card['name']}: {card['num_classes']} classes, from {card['source']}"]
+    lines = [text("card_header", lang, name=card["name"], classes=card["num_classes"], source=card["source"])]
     for split, info in card["splits"].items():
-        lines.append(f"{split}: {info['images']:,} images, pixel mean {info['pixel_mean']:.2f} "
-                     f"std {info['pixel_std']:.2f} (0..255)")
+        lines.append(text("card_split", lang, split=text(f"split_{split}", lang), images=info["images"],
+                          mean=info["pixel_mean"], std=info["pixel_std"]))
     width = max(len(name) for name in card["class_names"])
-    header = "".join(f"{split:>18}" for split in card["splits"])
-    lines.append(f"{'class':<{width}}{header}")
+    header = "".join(f"{text(f'split_{split}', lang):>18}" for split in card["splits"])
+    lines.append(f"{text('class', lang):<{width}}{header}")
     for name in card["class_names"]:
         cells = []
         for info in card["splits"].values():

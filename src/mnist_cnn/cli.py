@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import cli_data, cli_train, cli_use
+from . import cli_data, cli_export, cli_train, cli_tune, cli_use
 from .errors import MnistCnnError
 
 log = logging.getLogger("mnist_cnn")
@@ -25,7 +25,9 @@ EPILOGS = {
     "explain": "example:\n  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png -o out.png\n"
                "  mnist-cnn explain runs/20261127T120000Z-mnist-cnn/model.keras --test-index 8 -o test8.png",
     "data": cli_data.EPILOGS["data"],
+    "tune": cli_tune.EPILOGS["tune"],
     **cli_use.EPILOGS,
+    **cli_export.EPILOGS,
 }
 
 
@@ -74,10 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--dataset", help="dataset for --test-index (default: the model's run, else mnist)")
     cli_data.add_source_flags(x)  # --data-dir, --mirror, --offline, for --test-index
     x.add_argument("-o", "--out", type=Path, required=True, metavar="OUT.png", help="where to write the picture")
+    cli_train.add_lang_flag(x)
     cli_data.add_data_command(sub, _Parser)
 
     cli_use.add_predict_arguments(command("predict", cli_use.PREDICT_HELP, _cmd_predict), _positive_int)
     cli_use.add_serve_arguments(command("serve", cli_use.SERVE_HELP, _cmd_serve))
+    cli_use.add_calibrate_arguments(command("calibrate", cli_use.CALIBRATE_HELP, _cmd_calibrate), cli_data.add_source_flags)
+    cli_tune.add_tune_command(sub, _Parser, _quiet_tensorflow)
+    cli_export.add_export_arguments(command("export", cli_export.EXPORT_HELP, _cmd_export))
     return parser
 
 
@@ -135,12 +141,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return cli_use.run_serve(args, _quiet_tensorflow)
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    return cli_use.run_calibrate(args, _quiet_tensorflow, cli_data.source_kwargs(args))
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    return cli_export.run_export(args, _quiet_tensorflow)
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from .explain import explain
 
     out = explain(args.model_path, args.out, args.image, args.test_index, args.dataset, data_dir=args.data_dir,
-                  **cli_data.source_kwargs(args))
+                  lang=args.lang, **cli_data.source_kwargs(args))
     print(f"written to {out}")
     return 0
 
@@ -153,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except MnistCnnError as e:
-        command = " ".join(filter(None, [args.command, getattr(args, "data_command", None)]))
+        command = " ".join(filter(None, [args.command, getattr(args, "data_command", None),
+                                         getattr(args, "tune_command", None)]))
         print(f"mnist-cnn {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from .errors import ChecksumError, ConfigError
+from .messages import DEFAULT_LANG, LANGUAGES, text
 
 EPILOGS = {
     "data": "example:\n  mnist-cnn data list\n  mnist-cnn data fetch mnist --mirror http://127.0.0.1:8080/\n"
@@ -77,6 +78,11 @@ def progress_printer(stream: TextIO | None = None) -> Callable[[str, int, int | 
     return show
 
 
+def add_lang_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANG,
+                        help=f"language of the printed card or the picture (default {DEFAULT_LANG})")
+
+
 def add_data_command(sub: argparse._SubParsersAction, parser_class: type) -> None:
     d = sub.add_parser("data", help="List, fetch, verify and describe datasets.",
                        description="List, fetch, verify and describe datasets.", epilog=EPILOGS["data"],
@@ -101,6 +107,7 @@ def add_data_command(sub: argparse._SubParsersAction, parser_class: type) -> Non
     p = action("info", "Counts, class names, class balance and pixel mean/std per split.", _cmd_info)
     p.add_argument("name", metavar="NAME|PATH")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
+    add_lang_flag(p)
     add_source_flags(p)
     p = action("samples", "Write a grid of example images per class as a PNG.", _cmd_samples)
     p.add_argument("name", metavar="NAME|PATH")
@@ -108,6 +115,7 @@ def add_data_command(sub: argparse._SubParsersAction, parser_class: type) -> Non
     p.add_argument("--split", choices=("train", "test"), default="train", help="split to draw from (default train)")
     p.add_argument("--per-class", type=int, default=8, metavar="N", help="images per class (default 8)")
     p.add_argument("--seed", type=int, default=0, help="which random examples (default 0)")
+    add_lang_flag(p)
     add_source_flags(p)
 
 
@@ -165,7 +173,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .data import load_dataset
 
     card = dataset_card(load_dataset(args.name, args.data_dir, **source_kwargs(args)))
-    print(json.dumps(card, indent=2) if args.json else "\n".join(card_lines(card)))
+    print(json.dumps(card, indent=2) if args.json else "\n".join(card_lines(card, args.lang)))
     return 0
 
 
@@ -182,7 +190,8 @@ def _cmd_samples(args: argparse.Namespace) -> int:
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         plot_samples(images, labels, dataset.class_names, args.out, per_class=args.per_class, seed=args.seed,
-                     title=f"{dataset.name} ({args.split}): {args.per_class} random examples per class")
+                     title=f"{dataset.name} ({text(f'split_{args.split}', args.lang)}): "
+                           f"{text('samples_title', args.lang, per_class=args.per_class)}", lang=args.lang)
     except OSError as e:
         raise ConfigError(f"cannot write {args.out}: {e.strerror}; pick a writable folder") from None
     print(f"written {args.out}")

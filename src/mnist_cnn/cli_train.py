@@ -18,6 +18,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 from . import cli_data
 from .config import RESUMABLE_FIELDS, TrainConfig, field_help
 from .errors import MnistCnnError
+from .messages import DEFAULT_LANG, LANGUAGES
 
 EPILOGS = {
     "train": "example:\n  mnist-cnn train --data-dir DATA --epochs 12\n"
@@ -112,6 +113,12 @@ def add_evaluate_arguments(e: argparse.ArgumentParser) -> None:
                    help="dataset to test on (default: the one the model's run used, else mnist)")
     cli_data.add_source_flags(e)
     e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
+    add_lang_flag(e)
+
+
+def add_lang_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANG,
+                        help=f"language of the plots and report (default {DEFAULT_LANG})")
 
 
 def run_train(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
@@ -145,7 +152,7 @@ def run_train(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) ->
         print(f"  {name}: {old} -> {new}")
     result = train(config, dataset, run.path, verbose=1 if sys.stdout.isatty() else 2,
                    resume=args.resume is not None, changed=changed)
-    print("\n".join(results_lines(result.metrics)))
+    print("\n".join(results_lines(result.metrics, config.lang)))
     print(f"report: {run.report}")
     return 0
 
@@ -155,8 +162,8 @@ def run_evaluate(args: argparse.Namespace, quiet_tensorflow: Callable[[], None])
     from .evaluate import evaluate
     from .report import results_lines
 
-    result = evaluate(args.model_path, args.dataset, args.out, data_dir=args.data_dir,
+    result = evaluate(args.model_path, args.dataset, args.out, data_dir=args.data_dir, lang=args.lang,
                       **cli_data.source_kwargs(args))
-    print("\n".join(results_lines(result.metrics)))
+    print("\n".join(results_lines(result.metrics, args.lang)))
     print(f"written to {result.out_dir}")
     return 0

@@ -1,4 +1,4 @@
-"""The `mnist-cnn predict` and `mnist-cnn serve` subcommands: using a trained model.
+"""The `mnist-cnn predict`, `serve` and `calibrate` subcommands: using a trained model.
 
 Part of the CLI (it prints); `cli.py` wires it in. Handlers stay thin: `predict`,
 `preprocess` and `serve` do the work and never print. Keras, TensorFlow and FastAPI
@@ -12,7 +12,7 @@ import ipaddress
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import MnistCnnError
 
@@ -20,15 +20,22 @@ EPILOGS = {
     "predict": "example:\n  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png --top-k 3\n"
                "  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras photos/ --json "
                "--save-preprocessed seen/\n"
-               "  cat digit.png | mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras -",
+               "  cat digit.png | mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras -\n"
+               "  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras house_number.jpg --number --json",
     "serve": "example:\n  mnist-cnn serve runs/20261127T120000Z-mnist-cnn/model.keras --port 8000\n"
              "  then open http://127.0.0.1:8000 to draw a digit, or\n"
-             "  curl -F file=@digit.png http://127.0.0.1:8000/predict",
+             "  curl -F file=@digit.png http://127.0.0.1:8000/predict\n"
+             "  curl -F file=@number.png http://127.0.0.1:8000/read",
+    "calibrate": "example:\n  mnist-cnn calibrate runs/20261127T120000Z-mnist-cnn/model.keras --data-dir DIR\n"
+                 "  writes acceptance.json beside the model; predict, serve and the page then say which "
+                 "inputs do not look like a digit",
 }
 MAX_UPLOAD_MB = 1024  # --max-upload-mb's ceiling: a digit is kilobytes; this only stops nonsense
 PREDICT_HELP = ("Read images with a trained model: top-k classes per image (MNIST-style preprocessing: "
                 "grayscale, invert, crop, fit 20 px, centre in 28x28).")
 SERVE_HELP = "Serve the draw-a-digit page and a JSON API for a trained model (needs the [serve] extra)."
+CALIBRATE_HELP = ("Fit a model's \"not a digit\" rule on its validation split and other images "
+                  "(acceptance.json in its run folder).")
 
 
 def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
@@ -42,6 +49,15 @@ def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[st
                    help="write the 28x28 image the model saw for each input as DIR/<name>.png")
     p.add_argument("--steps", action="store_true",
                    help="with --save-preprocessed: also write every intermediate step as DIR/<name>/NN-step.png")
+    p.add_argument("--number", action="store_true",
+                   help="read every digit in each image, left to right, as one number (with --json: each digit's "
+                        "class, probability and box in the image's pixels)")
+
+
+def add_calibrate_arguments(c: argparse.ArgumentParser, add_source_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    c.add_argument("model_path", type=Path, metavar="MODEL",
+                   help="the model.keras of a run folder (its config.json names the data and the split)")
+    add_source_flags(c)  # --data-dir, --mirror, --offline: where MNIST and Fashion-MNIST are found
 
 
 def add_serve_arguments(s: argparse.ArgumentParser) -> None:
@@ -54,6 +70,9 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--allowed-hosts", metavar="HOST[,HOST...]",
                    help="accept only requests whose Host header is one of these (e.g. digits.example.org); "
                         "default: any")
+    s.add_argument("--runtime", choices=("auto", "keras", "litert", "onnx"), default="auto",
+                   help="what runs a .keras model's calls: auto (LiteRT if its answers match Keras on a probe, "
+                        "else Keras), keras, litert, onnx (needs the [export] extra); default auto")
     s.add_argument("--max-connections", type=int, default=200, metavar="N",
                    help="concurrent connections before new ones get 503 (default 200)")
 
@@ -63,12 +82,16 @@ def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) 
 
     if args.steps and args.save_preprocessed is None:
         raise MnistCnnError("--steps needs --save-preprocessed DIR (the folder the steps are written to)")
+    if args.number and args.save_preprocessed is not None:
+        raise MnistCnnError("--number does not save preprocessed images; leave out --save-preprocessed")
     inputs = collect_images(args.images, sys.stdin.buffer)  # before the slow imports: fail fast
     if args.model_path.suffix != ".onnx":  # an ONNX export runs on ONNX Runtime alone: no TF start-up
         quiet_tensorflow()
     from .predict import Predictor, predict_inputs
 
     predictor = Predictor.from_path(args.model_path)
+    if args.number:
+        return _print_numbers(args, predictor, inputs)
     predictions, errors = predict_inputs(predictor, inputs, args.top_k, save_to=args.save_preprocessed,
                                          steps=args.steps)
     if args.json:
@@ -76,10 +99,37 @@ def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) 
                           "errors": errors}, indent=2))
     else:
         for prediction in predictions:
-            print(format_prediction(prediction))
+            refused = "" if prediction.accepted else f"  [not accepted: {prediction.reason}]"
+            print(format_prediction(prediction) + refused)
     for error in errors:
         print(f"mnist-cnn predict: error: {error['error']}", file=sys.stderr)
     return 2 if errors else 0
+
+
+def _print_numbers(args: argparse.Namespace, predictor: Any, inputs: list[tuple[str, Any]]) -> int:
+    from .numbers import format_reading, read_inputs
+
+    readings, errors = read_inputs(predictor, inputs)
+    if args.json:
+        print(json.dumps({"model": str(args.model_path), "numbers": [r.to_dict() for r in readings],
+                          "errors": errors}, indent=2))
+    else:
+        for reading in readings:
+            print(format_reading(reading))
+    for error in errors:
+        print(f"mnist-cnn predict: error: {error['error']}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def run_calibrate(args: argparse.Namespace, quiet_tensorflow: Callable[[], None],
+                  source_kwargs: dict[str, Any]) -> int:
+    quiet_tensorflow()
+    from .calibrate import calibrate_model
+
+    path, rule = calibrate_model(args.model_path, args.data_dir, **source_kwargs)
+    refused = rule.details.get("refused", {})
+    print(f"wrote {path}: refuses " + ", ".join(f"{share:.1%} of {name}" for name, share in refused.items()))
+    return 0
 
 
 def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
@@ -97,12 +147,14 @@ def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) ->
     hosts = [h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip()] or None
     sock = serve.bind(args.host, args.port)  # first: a busy port fails in one line, before TF loads
     with sock:
-        quiet_tensorflow()
+        if args.model_path.suffix != ".onnx":  # an ONNX model serves on ONNX Runtime alone: no TF start-up
+            quiet_tensorflow()
         from .predict import Predictor
 
         predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+        predictor.serve_with(args.runtime)
         host, port = sock.getsockname()[:2]
-        print(f"serving {args.model_path} on http://{host}:{port}  (page at /, API docs at /docs; "
+        print(f"serving {args.model_path} ({predictor.backend.runtime}) on http://{host}:{port}  (page at /, API docs at /docs; "
               f"Ctrl-C stops)", flush=True)
         if not ipaddress.ip_address(host).is_loopback:
             print(f"note: {host} is reachable from other machines; the API has no authentication",

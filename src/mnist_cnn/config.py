@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .messages import LANGUAGES
 
 LabelMode = Literal["onehot", "sparse"]
 Schedule = Literal["cosine", "constant"]
@@ -42,6 +43,7 @@ class TrainConfig:
     patience: int = 4  # epochs without a lower validation loss before early stopping
     seed: int = 0  # seeds the split, weight init and shuffling
     deterministic: bool = False  # TF op determinism: repeatable to the bit, somewhat slower
+    tensorboard: bool = False  # write TensorBoard event files into RUN/tensorboard/
     train_limit: int | None = None  # keep only the first N training images (smoke runs)
     adam_beta_1: float = 0.9  # Adam's first-moment decay; lower (0.8) reacts faster in very short runs
     adam_beta_2: float = 0.999  # Adam's second-moment decay
@@ -52,6 +54,7 @@ class TrainConfig:
     aug_zoom: float = 0.1  # max zoom in or out, as a fraction
     aug_erasing: float = 0.0  # probability of erasing a random rectangle (useful for Fashion-MNIST)
     aug_flip: bool = False  # mirror left-right at random: for clothes (Fashion-MNIST), never for digits
+    lang: str = "en"  # language of the run's plots, summary and report: en or pt-BR
     recipe: str | None = None  # the named preset these settings started from (informational)
 
     def __post_init__(self) -> None:
@@ -76,6 +79,7 @@ class TrainConfig:
         _check(0 <= self.aug_rotation_deg <= 45, "aug_rotation_deg", self.aug_rotation_deg, "degrees in [0, 45]")
         _check(0 <= self.aug_zoom < 0.5, "aug_zoom", self.aug_zoom, "a fraction in [0, 0.5)")
         _check(0 <= self.aug_erasing <= 1, "aug_erasing", self.aug_erasing, "a probability in [0, 1]")
+        _check(self.lang in LANGUAGES, "lang", self.lang, f"one of {', '.join(LANGUAGES)}")
         _check(self.train_limit is None or self.train_limit >= 20, "train_limit", self.train_limit,
                "an integer >= 20 (enough for a stratified split)")
 
@@ -88,8 +92,9 @@ class TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-# Settings a resumed run may change: training longer, or waiting longer before stopping early.
-RESUMABLE_FIELDS = ("epochs", "patience")
+# Settings a resumed run may change: training longer, waiting longer before stopping early, the
+# language of what it writes (none changes what was trained).
+RESUMABLE_FIELDS = ("epochs", "patience", "lang")
 MAX_CONFIG_BYTES = 1_000_000  # a config file is a few hundred bytes; refuse anything absurd
 
 

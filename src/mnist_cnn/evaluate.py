@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 
 from .data import Dataset, load_dataset, normalize
 from .errors import MnistCnnError
+from .messages import DEFAULT_LANG, check_lang
 from .plots import plot_confusion_matrix, plot_misclassified
 from .runs import Run, utc_stamp
 
@@ -62,7 +63,7 @@ def classification_report(labels: np.ndarray, probabilities: np.ndarray, class_n
 
 
 def write_evaluation(out: Run, dataset: Dataset, probabilities: np.ndarray,
-                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                     extra: dict[str, Any] | None = None, lang: str = DEFAULT_LANG) -> dict[str, Any]:
     """Score test-set `probabilities` and write metrics.json, the text report and two plots into `out`.
 
     Returns the metrics dict as written (`test` metrics plus any `extra` sections).
@@ -76,8 +77,8 @@ def write_evaluation(out: Run, dataset: Dataset, probabilities: np.ndarray,
     }
     out.write_json(Run.metrics, metrics)
     out.write_text(Run.classification_report, classification_report(labels, probabilities, dataset.class_names))
-    plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.class_names, out.confusion)
-    plot_misclassified(dataset.test_images, labels, probabilities, dataset.class_names, out.misclassified)
+    plot_confusion_matrix(metrics["test"]["confusion_matrix"], dataset.class_names, out.confusion, lang=lang)
+    plot_misclassified(dataset.test_images, labels, probabilities, dataset.class_names, out.misclassified, lang=lang)
     return metrics
 
 
@@ -88,7 +89,7 @@ class Evaluation:
 
 
 def evaluate(model_path: Path, dataset: str | None = None, out: Path | None = None, *,
-             data_dir: Path | None = None, **source: Any) -> Evaluation:
+             data_dir: Path | None = None, lang: str = DEFAULT_LANG, **source: Any) -> Evaluation:
     """Score a saved model on a test set; write metrics, plots and a report into a new folder.
 
     `dataset` defaults to the one the model's run was trained on (else mnist); `out` to
@@ -99,7 +100,10 @@ def evaluate(model_path: Path, dataset: str | None = None, out: Path | None = No
     from .models import check_classifier, load_saved_model  # noqa: PLC0415  (Keras: seconds to import)
     from .report import write_report  # noqa: PLC0415
 
-    model_path = Path(model_path)
+    from .backends import resolve_model  # noqa: PLC0415
+
+    check_lang(lang)  # before any slow work
+    model_path = resolve_model(model_path)  # a shipped model's name ("mnist") works as a path
     run = Run.of_model(model_path)
     if dataset is None and run is not None:
         dataset = run.model_info().dataset
@@ -115,6 +119,6 @@ def evaluate(model_path: Path, dataset: str | None = None, out: Path | None = No
     probabilities = predict_probabilities(model, normalize(data.test_images))
     report_to = Run(out_dir)
     metrics = write_evaluation(report_to, data, probabilities,
-                               extra={"model": model.name, "model_file": str(model_path.resolve())})
-    write_report(report_to)
+                               extra={"model": model.name, "model_file": str(model_path.resolve())}, lang=lang)
+    write_report(report_to, lang=lang)
     return Evaluation(out_dir, metrics)

@@ -16,9 +16,10 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
+from .messages import DEFAULT_LANG, EN, text
 from .plots import save_figure  # the one figure saver; also public here as `explain.save_figure`
 
-NO_CONV_MESSAGE = "this model has no convolutional layers, so it has no filters or feature maps to show"
+NO_CONV_MESSAGE = EN["no_conv"]  # the English text; figures take it from the message table
 SMOOTHGRAD_SAMPLES = 16  # noisy copies averaged per saliency map (SmoothGrad); 1 = plain gradient
 SMOOTHGRAD_NOISE = 0.1  # std of the added Gaussian noise, in pixel units ([0, 1] scale)
 MAPS_PER_LAYER = 8  # feature maps shown per conv layer in the explain picture
@@ -154,39 +155,40 @@ def _draw_maps(fig: Figure, spec: Any, activation: np.ndarray, max_channels: int
     return axes[0], shown
 
 
-def plot_filters(filters: np.ndarray | None, cols: int = 8) -> Figure:
+def plot_filters(filters: np.ndarray | None, cols: int = 8, lang: str = DEFAULT_LANG) -> Figure:
     """First-layer kernels (k, k, filters) as small images: red weights excite, blue inhibit."""
     fig = Figure(figsize=(cols * 0.9, 1.2))
     if filters is None:
-        fig.text(0.5, 0.5, NO_CONV_MESSAGE, ha="center", va="center")
+        fig.text(0.5, 0.5, text("no_conv", lang), ha="center", va="center")
         return fig
     count = filters.shape[-1]
     fig.set_size_inches(cols * 0.9, max(1, -(-count // cols)) * 0.9 + 0.5)
     limit = float(np.abs(filters).max()) or 1.0
     for i, ax in enumerate(_grid_axes(fig, fig.add_gridspec(1, 1)[0], count, cols)):
         ax.imshow(filters[:, :, i], cmap="bwr", vmin=-limit, vmax=limit)
-    fig.suptitle(f"First conv layer: {count} filters of {filters.shape[0]}x{filters.shape[1]} pixels")
+    fig.suptitle(text("filters_title", lang, count=count, height=filters.shape[0], width=filters.shape[1]))
     return fig
 
 
-def plot_feature_maps(maps: Sequence[tuple[str, np.ndarray]], max_channels: int = 16, cols: int = 8) -> Figure:
+def plot_feature_maps(maps: Sequence[tuple[str, np.ndarray]], max_channels: int = 16, cols: int = 8,
+                      lang: str = DEFAULT_LANG) -> Figure:
     """One block per conv layer: its first `max_channels` activation maps for one image."""
     fig = Figure(figsize=(cols * 1.0, 1.0))
     if not maps:
-        fig.text(0.5, 0.5, NO_CONV_MESSAGE, ha="center", va="center")
+        fig.text(0.5, 0.5, text("no_conv", lang), ha="center", va="center")
         return fig
     heights = [max(1, -(-min(max_channels, m.shape[-1]) // cols)) for _, m in maps]
     fig.set_size_inches(cols * 1.0, sum(heights) * 1.05 + 0.4 * len(maps))
     outer = fig.add_gridspec(len(maps), 1, height_ratios=heights, hspace=0.35)
     for spec, (name, activation) in zip(outer, maps):
         first, shown = _draw_maps(fig, spec, activation, max_channels, cols)
-        first.set_title(f"{name}: {shown} of {activation.shape[-1]} maps, "
-                          f"{activation.shape[0]}x{activation.shape[1]}", loc="left", fontsize=9)
+        first.set_title(text("maps_title", lang, name=name, shown=shown, total=activation.shape[-1],
+                             height=activation.shape[0], width=activation.shape[1]), loc="left", fontsize=9)
     return fig
 
 
 def plot_saliency(model: keras.Model, images: np.ndarray, labels: Sequence[int],
-                  class_names: Sequence[str]) -> Figure:
+                  class_names: Sequence[str], lang: str = DEFAULT_LANG) -> Figure:
     """Each image with its saliency for the predicted class overlaid; titles give true/predicted."""
     images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28)
     probabilities = _predict(model, images[..., np.newaxis])
@@ -196,16 +198,16 @@ def plot_saliency(model: keras.Model, images: np.ndarray, labels: Sequence[int],
         predicted = int(p.argmax())
         ax.imshow(image, cmap="gray")
         ax.imshow(saliency(model, image, predicted), cmap="inferno", alpha=0.55)
-        mark = "" if predicted == int(label) else " (wrong)"
-        ax.set_title(f"true {class_names[label]}\npred {class_names[predicted]} {p[predicted]:.0%}{mark}",
-                     fontsize=8, color="black" if not mark else "crimson")
+        mark = "" if predicted == int(label) else f" ({text('wrong', lang)})"
+        ax.set_title(text("saliency_cell", lang, true=class_names[label], pred=class_names[predicted],
+                          confidence=p[predicted], mark=mark), fontsize=8, color="black" if not mark else "crimson")
         ax.axis("off")
-    fig.suptitle("Saliency for the predicted class (bright = pixels that move its score most)", fontsize=9)
+    fig.suptitle(text("saliency_title", lang), fontsize=9)
     return fig
 
 
 def explain_figure(model: keras.Model, image: np.ndarray, class_names: Sequence[str],
-                   title: str | None = None) -> Figure:
+                   title: str | None = None, lang: str = DEFAULT_LANG) -> Figure:
     """One picture: the input, class probabilities, saliency overlay, and feature maps per conv layer."""
     image = np.asarray(image, dtype=np.float32).reshape(28, 28)
     probabilities = _predict(model, _as_batch(image))[0]
@@ -217,7 +219,7 @@ def explain_figure(model: keras.Model, image: np.ndarray, class_names: Sequence[
 
     ax = fig.add_subplot(top[0])
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
-    ax.set_title("input as the model sees it\n(28x28, white ink on black)", fontsize=9)
+    ax.set_title(text("input_seen", lang), fontsize=9)
     ax.axis("off")
 
     ax = fig.add_subplot(top[1])
@@ -226,32 +228,33 @@ def explain_figure(model: keras.Model, image: np.ndarray, class_names: Sequence[
     bars[predicted].set_color("tab:blue")
     ax.set_xticks(positions, labels=class_names, rotation=45 if max(map(len, class_names)) > 2 else 0,
                   ha="right" if max(map(len, class_names)) > 2 else "center", fontsize=8)
-    ax.set(ylim=(0, 1), ylabel="probability")
-    ax.set_title(f"prediction: {class_names[predicted]} ({probabilities[predicted]:.1%})", fontsize=9)
+    ax.set(ylim=(0, 1), ylabel=text("probability", lang))
+    ax.set_title(text("prediction", lang, pred=class_names[predicted], confidence=probabilities[predicted]), fontsize=9)
 
     ax = fig.add_subplot(top[2])
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     ax.imshow(saliency(model, image, predicted), cmap="inferno", alpha=0.55)
-    ax.set_title(f"saliency for {class_names[predicted]!r}\n(bright = most influential pixels)", fontsize=9)
+    ax.set_title(text("saliency_for", lang, pred=class_names[predicted]), fontsize=9)
     ax.axis("off")
 
     if maps:
         rows = outer[1].subgridspec(len(maps), 1, hspace=0.5)
         for spec, (name, activation) in zip(rows, maps):
             first, shown = _draw_maps(fig, spec, activation, MAPS_PER_LAYER, MAPS_PER_LAYER)
-            first.set_title(f"feature maps of {name}: {shown} of {activation.shape[-1]}, "
-                              f"{activation.shape[0]}x{activation.shape[1]} each", loc="left", fontsize=9)
+            first.set_title(text("maps_of", lang, name=name, shown=shown, total=activation.shape[-1],
+                                 height=activation.shape[0], width=activation.shape[1]), loc="left", fontsize=9)
     else:
         ax = fig.add_subplot(outer[1])
         ax.axis("off")
-        ax.text(0.5, 0.5, f"Feature maps: {NO_CONV_MESSAGE}.", ha="center", va="center", fontsize=10)
+        ax.text(0.5, 0.5, text("no_conv", lang), ha="center", va="center", fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
 
 
 def explain(model_path: Path, out: Path, image: Path | None = None, test_index: int | None = None,
-            dataset: str | None = None, *, data_dir: Path | None = None, **source: Any) -> Path:
+            dataset: str | None = None, *, data_dir: Path | None = None, lang: str = DEFAULT_LANG,
+            **source: Any) -> Path:
     """`mnist-cnn explain` as a function: draw `explain_figure` for an image file or a test image.
 
     Exactly one of `image` (preprocessed as `predict` does, with the model's own recipe)
@@ -264,6 +267,9 @@ def explain(model_path: Path, out: Path, image: Path | None = None, test_index: 
     from .preprocess import preprocess  # noqa: PLC0415
     from .runs import ModelInfo, Run, dataset_style  # noqa: PLC0415
 
+    from .backends import resolve_model  # noqa: PLC0415
+
+    model_path = resolve_model(model_path)  # a shipped model's name ("mnist") works as a path
     if (image is None) == (test_index is None):
         raise MnistCnnError("give either IMAGE or --test-index N (not both, not neither)")
     out = Path(out)
@@ -282,7 +288,8 @@ def explain(model_path: Path, out: Path, image: Path | None = None, test_index: 
             raise MnistCnnError(f"--test-index {test_index} is out of range: {data.name} has "
                                 f"{len(data.test_labels)} test images (0..{len(data.test_labels) - 1})")
         picture = normalize(data.test_images[test_index: test_index + 1])[0]  # already MNIST-style
-        title = f"{data.name} test image {test_index} (true class {data.class_names[data.test_labels[test_index]]})"
+        title = text("test_image_title", lang, dataset=data.name, index=test_index,
+                     true=data.class_names[data.test_labels[test_index]])
     if len(class_names) != model.output_shape[-1]:  # no run folder, or one for another dataset
         class_names = [str(i) for i in range(model.output_shape[-1])]
-    return save_figure(explain_figure(model, picture, class_names, title=title), out)
+    return save_figure(explain_figure(model, picture, class_names, title=title, lang=lang), out)

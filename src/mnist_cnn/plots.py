@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .atomic import atomic_path
+from .messages import DEFAULT_LANG, text
 
 DPI = 100
 
@@ -28,7 +29,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_curves(history: dict[str, Sequence[float]], path: Path) -> Path:
+def plot_curves(history: dict[str, Sequence[float]], path: Path, lang: str = DEFAULT_LANG) -> Path:
     """Train vs validation loss and accuracy per epoch (from `history.csv` columns).
 
     A validation curve that rises while the training curve keeps falling is overfitting;
@@ -36,22 +37,23 @@ def plot_curves(history: dict[str, Sequence[float]], path: Path) -> Path:
     """
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig = Figure(figsize=(10, 4))
-    for ax, metric, title in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy")):
-        ax.plot(epochs, history[metric], "o-", label="train")
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        ax.plot(epochs, history[metric], "o-", label=text("train", lang))
         if f"val_{metric}" in history:
-            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
-        ax.set(title=title, xlabel="epoch", ylabel=metric)
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label=text("validation", lang))
+        ax.set(title=text(metric.capitalize(), lang), xlabel=text("epoch", lang), ylabel=text(metric, lang))
         ax.grid(alpha=0.3)
         ax.legend()
     if "val_loss" in history and len(history["val_loss"]):
         best = int(np.argmin(history["val_loss"]))
-        fig.axes[0].axvline(best + 1, color="grey", ls="--", lw=1, label="best (restored)")
+        fig.axes[0].axvline(best + 1, color="grey", ls="--", lw=1, label=text("best_restored", lang))
         fig.axes[0].legend()
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path) -> Path:
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path,
+                          lang: str = DEFAULT_LANG) -> Path:
     """Counts of true (rows) vs predicted (columns) classes; off-diagonal cells are the mistakes."""
     cm = np.asarray(matrix)
     n = len(class_names)
@@ -63,20 +65,20 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     ticks = np.arange(n)
     ax.set_xticks(ticks, labels=class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
     ax.set_yticks(ticks, labels=class_names)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
+    ax.set(xlabel=text("predicted", lang), ylabel=text("true", lang), title=text("confusion_title", lang))
     threshold = np.log1p(cm).max() / 2
     for i in range(n):
         for j in range(n):
             if cm[i, j]:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if np.log1p(cm[i, j]) > threshold else "black")
-    fig.colorbar(im, ax=ax, label="log(1 + count)")
+    fig.colorbar(im, ax=ax, label=text("log_count", lang))
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
-                       class_names: Sequence[str], path: Path, max_images: int = 25) -> Path:
+                       class_names: Sequence[str], path: Path, max_images: int = 25, lang: str = DEFAULT_LANG) -> Path:
     """A grid of the most confident mistakes: image, true class, predicted class, confidence.
 
     `images`: uint8 or float (N, 28, 28[, 1]); `labels`: (N,); `probabilities`: (N, C).
@@ -92,18 +94,18 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
     for ax in axes:
         ax.axis("off")
     if len(wrong) == 0:
-        axes[0].text(0, 0.5, "no mistakes on this split", fontsize=12)
+        axes[0].text(0, 0.5, text("no_mistakes", lang), fontsize=12)
     for ax, i in zip(axes, wrong):
         ax.imshow(np.squeeze(images[i]), cmap="gray")
-        ax.set_title(f"true {class_names[labels[i]]}\npred {class_names[predicted[i]]} "
-                     f"({confidence[i]:.0%})", fontsize=8)
-    fig.suptitle(f"Most confident mistakes ({len(wrong)} of {int((predicted != labels).sum())} shown)")
+        ax.set_title(text("mistake", lang, true=class_names[labels[i]], pred=class_names[predicted[i]],
+                          confidence=confidence[i]), fontsize=8)
+    fig.suptitle(text("mistakes_title", lang, shown=len(wrong), total=int((predicted != labels).sum())))
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path,
-                 per_class: int = 8, seed: int = 0, title: str = "") -> Path:
+                 per_class: int = 8, seed: int = 0, title: str = "", lang: str = DEFAULT_LANG) -> Path:
     """A grid of example images: one row per class, `per_class` images chosen at random by `seed`.
 
     `images`: uint8 (N, 28, 28); `labels`: (N,). A class with fewer images leaves blank cells.
@@ -123,6 +125,6 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: Sequence[s
             if col < len(chosen):
                 ax.imshow(images[chosen[col]], cmap="gray", vmin=0, vmax=255)
         axes[row, 0].set_ylabel(f"{name}\n({len(members)})", rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title or f"{per_class} random examples per class")
+    fig.suptitle(title or text("samples_title", lang, per_class=per_class))
     fig.tight_layout()
     return save_figure(fig, path)

@@ -2,9 +2,11 @@
 
 Every image goes through `preprocess.preprocess` (steps documented there), the one path
 the CLI, the API and the page share, so what is served is what was trained on: MNIST's
-recipe, or Fashion-MNIST's for models trained on fashion-mnist. Class names come from
-the run folder beside the model (`config.json`), else 0..N-1.
-Nothing runs at import; Keras is imported only when a model is loaded.
+recipe, or Fashion-MNIST's for models trained on fashion-mnist. The model is a `.keras`
+file or an `.onnx` export (run by ONNX Runtime, `backends`): same preprocessing, same
+answers. Class names and preprocessing come from the ONNX file's metadata, else the run
+folder beside the model (`config.json`), else 0..N-1.
+Nothing runs at import; Keras or ONNX Runtime is imported only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any, BinaryIO, Sequence
 import numpy as np
 from PIL import Image
 
+from .acceptance import ACCEPTED_UNCALIBRATED, Acceptance, Verdict
 from .atomic import write_bytes
-from .errors import ImageError, MnistCnnError
+from .calibrate import for_model as calibration_for
+from .errors import ImageError, MnistCnnError, ModelOutputError
 from .preprocess import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Step, Style, model_input, preprocess,
                          preprocess_steps, to_uint8)
 from .runs import ModelInfo, Run
@@ -40,6 +44,9 @@ class Prediction:
     class_names: tuple[str, ...]
     image: np.ndarray  # uint8 (28, 28): what the model saw, white ink on black
     top_k: int = DEFAULT_TOP_K
+    accepted: bool = True  # whether the input looks like one of the model's classes at all (`acceptance`)
+    reason: str | None = None  # one line, when not accepted
+    calibrated: bool = False  # whether `accepted` came from a calibration (else it is always True)
 
     @property
     def top(self) -> list[dict[str, Any]]:
@@ -52,7 +59,8 @@ class Prediction:
         best = self.top[0]
         result: dict[str, Any] = {"source": self.source, "predicted": best["class"], "index": best["index"],
                                   "probability": best["probability"], "top": self.top,
-                                  "probabilities": [float(p) for p in self.probabilities]}
+                                  "probabilities": [float(p) for p in self.probabilities],
+                                  "accepted": self.accepted, "reason": self.reason, "calibrated": self.calibrated}
         if include_image:
             result["image"] = self.image.tolist()
         return result
@@ -64,14 +72,16 @@ class Predictor:
     Thread-safe: preprocessing runs in the caller's thread, the model call under a lock.
     """
 
+    acceptance: Acceptance | None = None  # the "not a digit" rule from the run folder; None: uncalibrated
+
     def __init__(self, model: Any, info: ModelInfo | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        from .models import check_classifier  # Keras is loaded already: the model is one
+        from .backends import as_inference_model
 
-        check_classifier(model, f"model {model.name!r}")
-        self.model = model
-        self.info = info or ModelInfo(dataset=None, class_names=(), style="digit")
-        self.num_classes = int(model.output_shape[-1])
+        self.backend = as_inference_model(model)  # a keras.Model is checked and wrapped here
+        self.model = model  # as given: the keras.Model (explain and notebooks use it) or an OnnxModel
+        self.info = info or self.backend.info or ModelInfo(dataset=None, class_names=(), style="digit")
+        self.num_classes = self.backend.num_classes
         names = self.info.class_names
         if len(names) != self.num_classes:
             if names:
@@ -86,31 +96,59 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_path(cls, model_path: Path, **limits: int) -> "Predictor":
-        """Load `model_path` (safe mode, checked) with what its run folder says about it, if any."""
-        from .models import load_saved_model  # Keras: seconds to import, so only here
+    def from_path(cls, model_path: Path, *, acceptance: bool = True, **limits: int) -> "Predictor":
+        """Load a `.keras` (safe mode) or `.onnx` file, checked, with what it or its run folder says about it.
 
-        model_path = Path(model_path)
+        An ONNX export carries its class names and preprocessing in its metadata; without
+        them (or for a `.keras`), the run folder beside the file is asked. So is the
+        "not a digit" rule (`acceptance.json`), unless `acceptance=False` (calibration itself).
+        """
+        from .backends import KerasModel, load_model, resolve_model
+
+        model_path = resolve_model(model_path)  # a shipped model's name ("mnist") works as a path
         run = Run.of_model(model_path)
         info = run.model_info() if run is not None else None  # a damaged run is an error before the load
-        predictor = cls(load_saved_model(model_path), info, **limits)
+        loaded = load_model(model_path)
+        model = loaded.model if isinstance(loaded, KerasModel) else loaded  # Keras users get the keras.Model
+        predictor = cls(model, loaded.info or info, **limits)
         predictor.file = str(model_path)
+        predictor.acceptance = calibration_for(model_path) if acceptance else None
         return predictor
+
+    def serve_with(self, runtime: str = "auto") -> None:
+        """Make the model calls on a faster runtime (`backends.for_serving`: LiteRT or ONNX Runtime,
+        checked against Keras on a probe batch); the answers stay the same."""
+        from .backends import for_serving
+
+        with self._lock:
+            self.backend = for_serving(self.backend, runtime)
 
     def describe(self) -> dict[str, Any]:
         """Name, dataset, classes, parameter count and the run's test metrics (for GET /model)."""
-        return {"name": self.model.name, "architecture": self.info.architecture,
+        return {"name": self.backend.name, "architecture": self.info.architecture,
                 "dataset": self.info.dataset, "preprocessing": self.style,
-                "classes": list(self.class_names), "parameters": int(self.model.count_params()),
-                "test_metrics": self.info.test_metrics}
+                "classes": list(self.class_names), "parameters": self.backend.count_params(),
+                "runtime": self.backend.runtime, "test_metrics": self.info.test_metrics}
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 (N, 28, 28) preprocessed images -> (N, num_classes) probabilities."""
-        batch = model_input(images)
-        with self._lock:  # one model call at a time; TF parallelises inside it
-            # predict_on_batch runs the compiled graph: ~1 ms, where predict() builds a
-            # dataset per call (~30 ms) and would dominate a one-image API request.
-            return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
+        batch = model_input(images)  # (N, 28, 28) -> (N, 28, 28, 1)
+        with self._lock:  # one model call at a time; the runtime parallelises inside it
+            probabilities = np.asarray(self.backend(batch), dtype=np.float64)
+        if not np.isfinite(probabilities).all():  # never a NaN in an answer (nor in the API's JSON)
+            raise ModelOutputError("the model gave non-finite probabilities for this image; it cannot score "
+                                   "it (try another image, or retrain the model)")
+        return probabilities
+
+    @property
+    def calibrated(self) -> bool:
+        return self.acceptance is not None
+
+    def acceptance_of(self, images: np.ndarray, probabilities: np.ndarray) -> list[Verdict]:
+        """Whether each preprocessed image (N, 28, 28) looks like one of the classes; all accepted if uncalibrated."""
+        if self.acceptance is None:
+            return [ACCEPTED_UNCALIBRATED] * len(probabilities)
+        return self.acceptance.verdicts(images, probabilities, self.class_names)
 
     def preprocess(self, source: Any) -> np.ndarray:
         """One image (bytes, path, Pillow image or 0..255 array) -> float32 (28, 28)."""
@@ -134,8 +172,9 @@ class Predictor:
         """float32 (N, 28, 28) from `preprocess` -> one Prediction each; top_k clamped to 1..num_classes."""
         probabilities = self.probabilities(images)
         k = max(1, min(int(top_k), self.num_classes))
-        return [Prediction(name, p, self.class_names, to_uint8(img), k)
-                for name, p, img in zip(names, probabilities, images)]
+        verdicts = self.acceptance_of(images, probabilities)
+        return [Prediction(name, p, self.class_names, to_uint8(img), k, v.accepted, v.reason, self.calibrated)
+                for name, p, img, v in zip(names, probabilities, images, verdicts)]
 
 
 def collect_images(arguments: Sequence[str], stdin: BinaryIO | None = None,

@@ -31,6 +31,10 @@ reads other images well only if they go through the same steps, which `to_mnist`
 The result is float32 (28, 28) in [0, 1], white ink on black, like `data.normalize`'s
 output per image; `model_input` adds the batch and channel axes.
 
+Steps 3-4 are `find_ink` and steps 5-8 `mnist_from_ink`: `numbers` runs the first on a
+whole image of several digits and the second on each digit it finds, so a digit read
+from a number is prepared exactly as a digit read alone.
+
 Each step has a name (`STEPS`, in order per style). `preprocess_steps` returns every
 intermediate image as a `Step`, recorded by the very code `preprocess` runs (its `steps`
 argument), so the last step is exactly what the model sees.
@@ -202,11 +206,25 @@ def _bounding_box(image: np.ndarray) -> tuple[slice, slice]:
 def to_mnist(gray: np.ndarray, steps: list[Step] | None = None) -> np.ndarray:
     """Grayscale float (H, W) in [0, 1], either polarity -> float32 (28, 28) in [0, 1], MNIST-style.
 
-    Steps 3-8 of the module docstring; with a `steps` list, appends each one's image to it
-    ("polarity" to "centred"). Raises EmptyImageError when there is no ink.
+    Steps 3-8 of the module docstring (`find_ink`, then `mnist_from_ink`); with a `steps`
+    list, appends each one's image to it ("polarity" to "centred"). Raises EmptyImageError
+    when there is no ink.
+    """
+    ink, _ = find_ink(gray, steps)
+    return mnist_from_ink(ink, steps)
+
+
+def find_ink(gray: np.ndarray, steps: list[Step] | None = None) -> tuple[np.ndarray, int]:
+    """Steps 3-4: grayscale (H, W), either polarity -> (ink, factor), the ink white on black.
+
+    `ink` is float32 (h, w) in [0, 1] with background, faint noise and isolated specks at 0;
+    `factor` is how many input pixels one ink pixel spans per side (1 unless a huge image
+    was pooled down), so positions in `ink` times `factor` are input pixel coordinates.
+    Shared by single digits (`to_mnist`) and numbers (`numbers`). Raises EmptyImageError.
     """
     gray = np.asarray(gray, dtype=np.float32)
     light_paper = float(np.median(_border(gray))) > 0.5
+    factor = 1
     if max(gray.shape) > SHRINK_SIDE:  # keep the ink's extreme per block: lines survive
         factor = math.ceil(max(gray.shape) / SHRINK_SIDE)
         gray = -_max_pool(-gray, factor) if light_paper else _max_pool(gray, factor)
@@ -227,6 +245,18 @@ def to_mnist(gray: np.ndarray, steps: list[Step] | None = None) -> np.ndarray:
     if not image.any():
         raise EmptyImageError("the image holds only scattered specks, no strokes; draw or photograph a "
                               "digit, dark on light or light on dark")
+    return image, factor
+
+
+def mnist_from_ink(image: np.ndarray, steps: list[Step] | None = None) -> np.ndarray:
+    """Steps 5-8: an ink image from `find_ink` (or part of one) -> float32 (28, 28), MNIST-style.
+
+    Crop to the ink, keep thin strokes, fit the longer side to 20 px, centre the mass at
+    (14, 14). Each digit of a number goes through exactly this. EmptyImageError without ink.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if not image.any():
+        raise EmptyImageError("no ink to read here; draw or photograph a digit, dark on light or light on dark")
     image = image[_bounding_box(image)]
     _record(steps, "digit", "crop", image)
 

@@ -101,6 +101,8 @@ class Run:
     confusion = _File("confusion_matrix.png")
     misclassified = _File("misclassified.png")
     checkpoints = _File("checkpoints")  # one .keras per kept epoch: the last and the best
+    tensorboard = _File("tensorboard")  # event files, with TrainConfig.tensorboard: `tensorboard --logdir runs/`
+    acceptance = _File("acceptance.json")  # the "not a digit" rule (`mnist-cnn calibrate`); absent: uncalibrated
 
     # Every file a finished training run holds (checkpoints/ and state.json come on top).
     ARTIFACTS = ("config.json", "summary.txt", "history.csv", "model.keras", "metrics.json",

@@ -1,7 +1,9 @@
 """The HTTP API and the draw-a-digit page: `create_app(predictor)` builds a FastAPI app.
 
 Routes: `POST /predict` (an image upload in the multipart field `file`, a raw `image/*`
-body, or JSON `{"image": 28x28 numbers 0..255}`), `GET /model`, `GET /healthz`, the page
+body, or JSON `{"image": 28x28 numbers 0..255}`), `POST /read` (the same inputs: every
+digit of a number, left to right, with boxes; `numbers.read_number`), `GET /model`,
+`GET /healthz`, the page
 at `/` (files in `static/`, no CDN) and OpenAPI docs at `/docs` (Swagger UI served from
 the `fastapi-offline` package, so it works without internet) and `/openapi.json`.
 
@@ -18,7 +20,7 @@ import json
 import logging
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Sequence
+from typing import Annotated, Any, Callable, Sequence
 
 import anyio
 import anyio.to_thread
@@ -28,15 +30,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .api_schema import ImageJSON, NumberJSON, PredictionJSON
 from .errors import ImageTooLargeError, MnistCnnError
+from .numbers import read_number
 from .predict import DEFAULT_TOP_K, Predictor
-from .preprocess import SIDE
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +53,6 @@ HEADER_TIMEOUT_S = 10.0  # a request's line and headers must arrive within this,
 BODY_TIMEOUT_S = 30.0  # ... and its body within this (5 MB at ~170 kB/s)
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
 MAX_CONNECTIONS = 200  # more concurrent connections (or requests) are answered 503 at once
-
-# strict: a pixel is a JSON number; "255" (a string) or true is refused, not coerced.
-Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False, strict=True)]
-Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
-
-
-class ImageJSON(BaseModel):
-    """A 28x28 image as numbers 0..255 (rows first); either polarity, the usual preprocessing runs."""
-
-    image: Annotated[list[Row], Field(min_length=SIDE, max_length=SIDE)]
-
-
-class ClassScore(BaseModel):
-    class_: str = Field(alias="class")
-    index: int
-    probability: float
-
-
-class PredictionJSON(BaseModel):
-    source: str
-    predicted: str = Field(description="the most probable class name")
-    index: int
-    probability: float
-    top: list[ClassScore] = Field(description="the top-k classes, most probable first")
-    probabilities: list[float] = Field(description="one per class, in the order of GET /model's classes")
-    image: list[list[int]] = Field(description="the 28x28 image the model saw, 0..255, white ink on black")
-
 
 class BodyTooLarge(Exception):
     """Raised from `receive` when a request body passes the cap."""
@@ -223,10 +199,8 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
         """Name, dataset, class names, parameter count and the run's test metrics."""
         return predictor.describe()
 
-    @app.post("/predict", response_model=PredictionJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
-    async def predict(request: Request,
-                      top_k: Annotated[int, Query(ge=1, le=1000)] = default_top_k) -> JSONResponse:
-        """Top-k classes for one image, with all probabilities and the 28x28 image the model saw."""
+    async def answer(request: Request, work: Callable[[Any, str], dict[str, Any]]) -> Response:
+        """Read the request's image, run `work(source, name)` in a worker thread, answer its dict as JSON."""
         try:
             source, name = await _read_image(request)
         except ClientDisconnect:  # the client gave up mid-upload: nobody to answer, nothing to log loudly
@@ -234,14 +208,28 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
             return Response(status_code=400)
         try:
             # Decoding and the model are CPU work: a worker thread keeps the event loop free.
-            result = await anyio.to_thread.run_sync(predictor.predict, [source], top_k, [name],
-                                                    limiter=workers)
+            result = await anyio.to_thread.run_sync(work, source, name, limiter=workers)
         except ImageTooLargeError as e:
             raise HTTPException(413, str(e)) from None
         except MnistCnnError as e:  # an unreadable image, or a model that cannot score it
             raise HTTPException(422, str(e)) from None
-        # A Response skips re-validating 800 numbers against PredictionJSON (kept for the docs).
-        return JSONResponse(result[0].to_dict(include_image=True))
+        # A Response skips re-validating hundreds of numbers against the response model (kept for the docs).
+        return JSONResponse(result)
+
+    @app.post("/predict", response_model=PredictionJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
+    async def predict(request: Request,
+                      top_k: Annotated[int, Query(ge=1, le=1000)] = default_top_k) -> Response:
+        """Top-k classes for one image, with all probabilities, the 28x28 image the model saw, and whether
+        it looks like one of the model's classes at all (`accepted`, `reason`)."""
+        return await answer(request, lambda source, name: predictor.predict([source], top_k, [name])[0]
+                            .to_dict(include_image=True))
+
+    @app.post("/read", response_model=NumberJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
+    async def read(request: Request) -> Response:
+        """Every digit of a number, left to right: the string, and per digit its class, probability,
+        box (in the uploaded image's pixels), acceptance and the 28x28 image the model saw."""
+        return await answer(request, lambda source, name: read_number(predictor, source, name)
+                            .to_dict(include_images=True))
 
     return app
 

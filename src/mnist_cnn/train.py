@@ -20,6 +20,8 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
+from . import tensorboard_logs
+from .calibrate import calibrate_after_training
 from .callbacks import HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint, save_model
 from .config import TrainConfig
 from .data import DATASETS, Dataset, encode_labels, normalize, stratified_split
@@ -203,6 +205,8 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
     whatever a finished training lacks (model, metrics, plots, report) is written.
     """
     run = Run(run_dir)
+    if config.tensorboard:
+        tensorboard_logs.check_available()  # before any work: the fix is an install
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -247,10 +251,16 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
             epochs=config.epochs, initial_epoch=state.epoch, verbose=verbose,
             shuffle=False,  # the dataset orders each epoch itself
             callbacks=[*extra_callbacks, HistoryLogger(run, rows), RunCheckpoint(run, state),
-                       ResumableEarlyStopping(state, patience=config.patience)],
+                       ResumableEarlyStopping(state, patience=config.patience),
+                       *([tensorboard_logs.tensorboard_callback(run)] if config.tensorboard else [])],
         )
     fit_seconds = time.perf_counter() - start
-    return finish(run, dataset, model, summary_before, fit_seconds, len(data.x_train), resumed=resume)
+    result = finish(run, dataset, model, summary_before, fit_seconds, len(data.x_train), resumed=resume,
+                    lang=config.lang)
+    if config.tensorboard:
+        tensorboard_logs.write_test_images(run, step=result.metrics["training"]["epochs_run"])
+    calibrate_after_training(run, dataset, data.x_train, data.x_val)  # acceptance.json, if it can; never fails
+    return result
 
 
 def resume(run_dir: Path, *, data_dir: Path | None = None, verbose: int | str = "auto",
@@ -271,7 +281,7 @@ def resume(run_dir: Path, *, data_dir: Path | None = None, verbose: int | str = 
 
 
 def finish(run: Run, dataset: Dataset, model: keras.Model, summary_before: str, fit_seconds: float,
-           num_train: int, resumed: bool = False) -> TrainResult:
+           num_train: int, resumed: bool = False, lang: str = "en") -> TrainResult:
     """After training: restore the best epoch's weights, save and check model.keras, then test once
     and write metrics, plots, summary and report. Safe to repeat: everything is derived from
     the committed state and history, so a resumed run completes whatever a kill left out."""
@@ -287,7 +297,7 @@ def finish(run: Run, dataset: Dataset, model: keras.Model, summary_before: str, 
 
     history = run.read_history()
     if history:
-        plot_curves(history_columns(history), run.curves)
+        plot_curves(history_columns(history), run.curves, lang=lang)
     best = next((r for r in history if state and r["epoch"] == state.best_epoch), {})
     seconds = [r["epoch_time_s"] for r in history]
     training = {
@@ -300,9 +310,9 @@ def finish(run: Run, dataset: Dataset, model: keras.Model, summary_before: str, 
         "reload_max_abs_diff": reload_diff,
         "resumed": resumed,
     }
-    metrics = write_evaluation(run, dataset, probabilities, extra={"training": training})
-    write_summary(run, summary_before, summary_after, metrics)
-    write_report(run)
+    metrics = write_evaluation(run, dataset, probabilities, extra={"training": training}, lang=lang)
+    write_summary(run, summary_before, summary_after, metrics, lang=lang)
+    write_report(run, lang=lang)
     return TrainResult(run.path, model, metrics, summary_before, summary_after)
 
 

@@ -1,0 +1,79 @@
+"""Copy a finished run's model into the package as a pretrained model: `mnist-cnn predict NAME ...`.
+
+    python benchmarks/ship_pretrained.py RUN_DIR NAME      # NAME: mnist or fashion-mnist
+
+Writes src/mnist_cnn/pretrained/NAME/: `model.keras`, `config.json` and `metrics.json`
+(what `runs.Run.model_info` reads: dataset, class names, preprocessing, test scores) and a
+short `MODEL_CARD.md`. The copy names no folder of the machine that trained it: the data
+source becomes the dataset's name. Refuses a run that is not finished or that was
+trained on another dataset than NAME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
+
+
+def card(name: str, record: dict, metrics: dict) -> str:
+    config, data, env = record["config"], record["data"], record.get("environment", {})
+    test, training = metrics["test"], metrics.get("training", {})
+    command = (f"mnist-cnn train --recipe {config.get('recipe') or 'default'} --dataset {config['dataset']} "
+               f"--seed {config['seed']}")
+    return "\n".join([
+        f"# Pretrained model: {name}", "",
+        f"- architecture `{config['model']}`, recipe `{config.get('recipe')}`, seed {config['seed']}",
+        f"- trained on {data['num_train']:,} {data['name']} training images, selected on {data['num_val']:,} "
+        f"validation images (best epoch {training.get('best_epoch')} of {training.get('epochs_run')})",
+        f"- test accuracy **{100 * test['accuracy']:.2f}%** on the {test['num_images']:,} test images "
+        f"(macro F1 {test['macro']['f1']:.4f}), scored once after training",
+        f"- preprocessing of people's images: `{data.get('preprocessing', 'digit')}`",
+        f"- made with: `{command}` (Keras {env.get('keras')}, TensorFlow {env.get('tensorflow')})", "",
+        "Use it by name: `mnist-cnn predict " + name + " photo.png`, `mnist-cnn evaluate " + name +
+        f" --dataset {config['dataset']}`, `Predictor.from_path(resolve_model(\"{name}\"))`.", ""])
+
+
+def strip_optimizer(source: Path, target: Path) -> None:
+    """Save the model without its optimizer state (a third of the file: Adam's two moments per
+    weight) and check the copy predicts exactly what the original does."""
+    import keras
+    import numpy as np
+
+    model = keras.models.load_model(source, compile=False)
+    model.save(target)
+    probe = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    copy = keras.models.load_model(target)
+    if not np.array_equal(model.predict(probe, verbose=0), copy.predict(probe, verbose=0)):
+        raise SystemExit(f"{target} does not predict like {source}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("name", choices=("mnist", "fashion-mnist"))
+    args = parser.parse_args(argv)
+
+    record = json.loads((args.run_dir / "config.json").read_text())
+    metrics = json.loads((args.run_dir / "metrics.json").read_text())
+    if record["config"]["dataset"] != args.name:
+        print(f"{args.run_dir} was trained on {record['config']['dataset']}, not {args.name}", file=sys.stderr)
+        return 2
+    record["data"]["source"] = args.name  # not the folder of the machine that trained it
+    record["environment"].pop("platform", None)
+    target = TARGET / args.name
+    target.mkdir(parents=True, exist_ok=True)
+    strip_optimizer(args.run_dir / "model.keras", target / "model.keras")
+    (target / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+    (target / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (target / "MODEL_CARD.md").write_text(card(args.name, record, metrics))
+    print(f"shipped {args.run_dir} as {target} (test accuracy {metrics['test']['accuracy']:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

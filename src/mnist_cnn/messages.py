@@ -1,0 +1,143 @@
+"""The words of every figure and printed summary, per language: one small table each.
+
+Plots, `summary.txt`, `report.md`, the dataset card and the explain pictures take their
+labels from here (`text(key, lang, **values)`), so a Portuguese notebook or `--lang pt-BR`
+run shows no English word where its results are. A third language is one more table
+with the same keys (a test checks every table has every key). No I/O at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_LANG = "en"
+
+EN: dict[str, str] = {
+    # curves
+    "loss": "loss", "accuracy": "accuracy", "Loss": "Loss", "Accuracy": "Accuracy", "epoch": "epoch",
+    "train": "train", "validation": "validation", "best_restored": "best (restored)",
+    # confusion matrix and mistakes
+    "predicted": "predicted", "true": "true", "confusion_title": "Confusion matrix (test set)",
+    "log_count": "log(1 + count)", "no_mistakes": "no mistakes on this split",
+    "mistake": "true {true}\npred {pred} ({confidence:.0%})",
+    "mistakes_title": "Most confident mistakes ({shown} of {total} shown)",
+    "samples_title": "{per_class} random examples per class",
+    # explain
+    "filters_title": "First conv layer: {count} filters of {height}x{width} pixels",
+    "maps_title": "{name}: {shown} of {total} maps, {height}x{width}",
+    "saliency_cell": "true {true}\npred {pred} {confidence:.0%}{mark}",
+    "wrong": "wrong", "saliency_title": "Saliency for the predicted class (bright = pixels that move its score most)",
+    "input_seen": "input as the model sees it\n(28x28, white ink on black)", "probability": "probability",
+    "prediction": "prediction: {pred} ({confidence:.1%})",
+    "saliency_for": "saliency for {pred!r}\n(bright = most influential pixels)",
+    "maps_of": "feature maps of {name}: {shown} of {total}, {height}x{width} each",
+    "no_conv": "this model has no convolutional layers, so it has no filters or feature maps to show",
+    "test_image_title": "{dataset} test image {index} (true class {true})",
+    # preprocessing steps (preprocess.STEP_NAMES)
+    "step_decoded": "decoded", "step_gray": "grayscale", "step_polarity": "white on black",
+    "step_contrast": "contrast", "step_background": "background removed", "step_crop": "cropped",
+    "step_thickened": "strokes", "step_fit": "fit 20 px", "step_centred": "centred 28x28",
+    # summaries (summary.txt, CLI, notebooks)
+    "results_epochs": "epochs run {epochs}, best epoch {best} (val loss {val_loss:.4f}, val accuracy {val_acc}), "
+                      "{seconds:.0f} s training, {per_epoch:.1f} s/epoch",
+    "results_accuracy": "test accuracy   {accuracy}  ({errors} errors in {images} images)",
+    "results_loss": "test loss       {loss:.4f}",
+    "results_macro": "macro    precision {p:.4f}  recall {r:.4f}  F1 {f:.4f}",
+    "results_weighted": "weighted precision {p:.4f}  recall {r:.4f}  F1 {f:.4f}",
+    "summary_before": "== Model before training ==", "summary_after": "== After training ==",
+    # dataset card
+    "card_header": "{name}: {classes} classes, from {source}",
+    "card_split": "{split}: {images:,} images, pixel mean {mean:.2f} std {std:.2f} (0..255)",
+    "class": "class", "split_train": "train", "split_test": "test",
+    # report.md
+    "report_title": "Run report: {model} on {dataset}", "model": "model",
+    "report_lead": "Folder `{folder}`. Test accuracy **{accuracy}** ({errors} of {images} test images wrong). "
+                   "The test set was used once, after training; the best epoch was chosen on the validation split.",
+    "test_metrics": "Test metrics", "metric": "metric", "macro": "macro", "weighted": "weighted",
+    "precision": "precision", "recall": "recall", "f1": "F1", "support": "support",
+    "accuracy_loss": "Accuracy {accuracy:.4f}, log loss {loss:.4f}.", "training": "Training",
+    "images_per_s": "training images/s (median epoch): {value}",
+    "reload_check": "saved model reloaded and checked: max |difference| in test probabilities {diff:.1e}",
+    "curves_alt": "loss and accuracy curves",
+    "curves_hint": "Validation loss rising while training loss falls means overfitting; both still falling "
+                   "at the end means more epochs would help.",
+    "val_loss": "val loss", "val_accuracy": "val accuracy", "lr": "lr", "seconds": "seconds",
+    "per_class": "Per class", "confusion_alt": "confusion matrix", "mistakes_alt": "most confident mistakes",
+    "full_report": "Full text report: [{file}]({file}).", "configuration": "Configuration",
+    "setting": "setting", "value": "value", "data": "Data",
+    "data_lead": "Read from `{source}`: {train} training, {val} validation, {test} test images.",
+    "file": "file", "sha256": "SHA-256 of contents", "environment": "Environment", "version": "version",
+}
+
+PT_BR: dict[str, str] = {
+    "loss": "perda", "accuracy": "acurácia", "Loss": "Perda", "Accuracy": "Acurácia", "epoch": "época",
+    "train": "treino", "validation": "validação", "best_restored": "melhor (restaurada)",
+    "predicted": "previsto", "true": "verdadeiro", "confusion_title": "Matriz de confusão (conjunto de teste)",
+    "log_count": "log(1 + contagem)", "no_mistakes": "nenhum erro neste conjunto",
+    "mistake": "real {true}\nprev. {pred} ({confidence:.0%})",
+    "mistakes_title": "Erros mais confiantes ({shown} de {total} mostrados)",
+    "samples_title": "{per_class} exemplos aleatórios por classe",
+    "filters_title": "Primeira camada convolucional: {count} filtros de {height}x{width} pixels",
+    "maps_title": "{name}: {shown} de {total} mapas, {height}x{width}",
+    "saliency_cell": "real {true}\nprev. {pred} {confidence:.0%}{mark}",
+    "wrong": "errado", "saliency_title": "Saliência da classe prevista (claro = pixels que mais mudam sua pontuação)",
+    "input_seen": "entrada como o modelo a vê\n(28x28, tinta branca no preto)", "probability": "probabilidade",
+    "prediction": "previsão: {pred} ({confidence:.1%})",
+    "saliency_for": "saliência de {pred!r}\n(claro = pixels mais influentes)",
+    "maps_of": "mapas de ativação de {name}: {shown} de {total}, {height}x{width} cada",
+    "no_conv": "este modelo não tem camadas convolucionais, então não há filtros nem mapas de ativação",
+    "test_image_title": "{dataset}, imagem de teste {index} (classe real {true})",
+    "step_decoded": "decodificada", "step_gray": "tons de cinza", "step_polarity": "branco no preto",
+    "step_contrast": "contraste", "step_background": "fundo removido", "step_crop": "recortada",
+    "step_thickened": "traços", "step_fit": "cabe em 20 px", "step_centred": "centrada 28x28",
+    "results_epochs": "épocas treinadas {epochs}, melhor época {best} (perda de val. {val_loss:.4f}, acurácia de "
+                      "val. {val_acc}), {seconds:.0f} s de treino, {per_epoch:.1f} s/época",
+    "results_accuracy": "acurácia de teste  {accuracy}  ({errors} erros em {images} imagens)",
+    "results_loss": "perda de teste     {loss:.4f}",
+    "results_macro": "macro     precisão {p:.4f}  revocação {r:.4f}  F1 {f:.4f}",
+    "results_weighted": "ponderada precisão {p:.4f}  revocação {r:.4f}  F1 {f:.4f}",
+    "summary_before": "== Modelo antes do treino ==", "summary_after": "== Depois do treino ==",
+    "card_header": "{name}: {classes} classes, de {source}",
+    "card_split": "{split}: {images:,} imagens, média dos pixels {mean:.2f}, desvio {std:.2f} (0..255)",
+    "class": "classe", "split_train": "treino", "split_test": "teste",
+    "report_title": "Relatório da execução: {model} em {dataset}", "model": "modelo",
+    "report_lead": "Pasta `{folder}`. Acurácia de teste **{accuracy}** ({errors} de {images} imagens de teste "
+                   "erradas). O conjunto de teste foi usado uma vez, depois do treino; a melhor época foi "
+                   "escolhida no conjunto de validação.",
+    "test_metrics": "Métricas de teste", "metric": "métrica", "macro": "macro", "weighted": "ponderada",
+    "precision": "precisão", "recall": "revocação", "f1": "F1", "support": "suporte",
+    "accuracy_loss": "Acurácia {accuracy:.4f}, perda logarítmica {loss:.4f}.", "training": "Treino",
+    "images_per_s": "imagens de treino por segundo (época mediana): {value}",
+    "reload_check": "modelo salvo recarregado e conferido: maior |diferença| nas probabilidades de teste {diff:.1e}",
+    "curves_alt": "curvas de perda e acurácia",
+    "curves_hint": "Perda de validação subindo enquanto a de treino cai indica sobreajuste; as duas ainda "
+                   "caindo no fim indicam que mais épocas ajudariam.",
+    "val_loss": "perda val.", "val_accuracy": "acurácia val.", "lr": "taxa", "seconds": "segundos",
+    "per_class": "Por classe", "confusion_alt": "matriz de confusão", "mistakes_alt": "erros mais confiantes",
+    "full_report": "Relatório completo em texto: [{file}]({file}).", "configuration": "Configuração",
+    "setting": "opção", "value": "valor", "data": "Dados",
+    "data_lead": "Lido de `{source}`: {train} imagens de treino, {val} de validação, {test} de teste.",
+    "file": "arquivo", "sha256": "SHA-256 do conteúdo", "environment": "Ambiente", "version": "versão",
+}
+
+TABLES: dict[str, dict[str, str]] = {"en": EN, "pt-BR": PT_BR}
+LANGUAGES = tuple(TABLES)
+
+
+def check_lang(lang: str) -> str:
+    if lang not in TABLES:
+        raise ConfigError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
+    return lang
+
+
+def text(key: str, lang: str = DEFAULT_LANG, **values: Any) -> str:
+    """The `key` label in `lang`, with `values` filled in (str.format)."""
+    template = TABLES[check_lang(lang)][key]
+    return template.format(**values) if values else template
+
+
+def step_title(name: str, lang: str = DEFAULT_LANG) -> str:
+    """A preprocessing step's short title (`preprocess.STEP_NAMES`), in `lang`; the name if unknown."""
+    return TABLES[check_lang(lang)].get(f"step_{name}", name)
