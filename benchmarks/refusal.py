@@ -27,7 +27,6 @@ import numpy as np
 
 from mnist_cnn import acceptance, negatives
 from mnist_cnn.data import load_dataset
-from mnist_cnn.errors import EmptyImageError
 from mnist_cnn.predict import Predictor
 from mnist_cnn.runs import utc_stamp
 
@@ -38,15 +37,9 @@ GOALS = {"mnist test": 0.01, "fashion-mnist test": 0.95}  # most digits refused;
 
 def inputs_and_probabilities(predictor: Predictor, sources) -> tuple[np.ndarray, np.ndarray, int]:
     """Preprocessed images (N, 28, 28), their probabilities, and how many were blank (refused unread)."""
-    images, blank = [], 0
-    for source in sources:
-        try:
-            images.append(predictor.preprocess(source))
-        except EmptyImageError:
-            blank += 1
-    stacked = np.stack(images)
-    probabilities = np.concatenate([predictor.probabilities(stacked[i:i + 500]) for i in range(0, len(stacked), 500)])
-    return stacked, probabilities, blank
+    from mnist_cnn.calibrate import run_model
+
+    return run_model(predictor, sources)
 
 
 def refused_share(scores: np.ndarray, threshold: float, blank: int) -> float:

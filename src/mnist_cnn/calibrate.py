@@ -39,11 +39,9 @@ BATCH = 500  # images per model call
 SEED = 0
 
 
-def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, int]:
-    """Preprocess each source as `predict` would and run the model: (features (N, 3), images with no ink).
-
-    Blank images are left out of the features: `predict` refuses them before the model.
-    """
+def run_model(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Preprocess each source as `predict` would and run the model in batches:
+    (images (N, 28, 28), probabilities (N, C), how many had no ink and were left out)."""
     images, blank = [], 0
     for source in sources:
         try:
@@ -51,10 +49,19 @@ def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray,
         except EmptyImageError:
             blank += 1
     if not images:
-        return np.zeros((0, len(acceptance.FEATURES))), blank
+        return np.zeros((0, 28, 28), np.float32), np.zeros((0, predictor.num_classes)), blank
     stacked = np.stack(images)  # (N, 28, 28)
     probabilities = np.concatenate([predictor.probabilities(stacked[i:i + BATCH])
                                     for i in range(0, len(stacked), BATCH)])
+    return stacked, probabilities, blank
+
+
+def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, int]:
+    """(features (N, 3), images with no ink) of `sources`: blank images are left out of the
+    features, as `predict` refuses them before the model."""
+    stacked, probabilities, blank = run_model(predictor, sources)
+    if not len(stacked):
+        return np.zeros((0, len(acceptance.FEATURES))), blank
     return acceptance.features(stacked, probabilities), blank
 
 

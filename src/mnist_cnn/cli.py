@@ -38,16 +38,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mnist-cnn", description="Train, evaluate and use CNNs on MNIST-family data.",
                      epilog="run `mnist-cnn COMMAND --help` for each command's options and an example",
@@ -79,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_train.add_lang_flag(x)
     cli_data.add_data_command(sub, _Parser)
 
-    cli_use.add_predict_arguments(command("predict", cli_use.PREDICT_HELP, _cmd_predict), _positive_int)
+    cli_use.add_predict_arguments(command("predict", cli_use.PREDICT_HELP, _cmd_predict), cli_data.positive_int)
     cli_use.add_serve_arguments(command("serve", cli_use.SERVE_HELP, _cmd_serve))
     cli_use.add_calibrate_arguments(command("calibrate", cli_use.CALIBRATE_HELP, _cmd_calibrate), cli_data.add_source_flags)
     cli_tune.add_tune_command(sub, _Parser, _quiet_tensorflow)

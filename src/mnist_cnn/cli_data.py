@@ -83,18 +83,36 @@ def add_lang_flag(parser: argparse.ArgumentParser) -> None:
                         help=f"language of the printed card or the picture (default {DEFAULT_LANG})")
 
 
-def add_data_command(sub: argparse._SubParsersAction, parser_class: type) -> None:
-    d = sub.add_parser("data", help="List, fetch, verify and describe datasets.",
-                       description="List, fetch, verify and describe datasets.", epilog=EPILOGS["data"],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = d.add_subparsers(dest="data_command", metavar="ACTION", parser_class=parser_class)
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def command_group(sub: argparse._SubParsersAction, name: str, help_text: str, epilogs: dict[str, str],
+                  parser_class: type) -> Callable[..., argparse.ArgumentParser]:
+    """A command with actions (`mnist-cnn data list`, `mnist-cnn tune run`): returns `action(name,
+    help, handler)`, which adds one with its example epilog from `epilogs`."""
+    group = sub.add_parser(name, help=help_text, description=help_text, epilog=epilogs[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = group.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=parser_class)
     actions.required = True
 
-    def action(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
+    def action(action_name: str, action_help: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        p = actions.add_parser(action_name, help=action_help, description=action_help, epilog=epilogs[action_name],
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(handler=handler)
         return p
+    return action
+
+
+def add_data_command(sub: argparse._SubParsersAction, parser_class: type) -> None:
+    action = command_group(sub, "data", "List, fetch, verify and describe datasets.", EPILOGS, parser_class)
 
     p = action("list", "Registered datasets, where each is found and whether its files verify.", _cmd_list)
     p.add_argument("--data-dir", type=Path, help="folder holding DATASET/ with the IDX files")

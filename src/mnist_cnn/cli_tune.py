@@ -37,15 +37,10 @@ TUNE_HELP = "Search training settings with Optuna: every trial is a training run
 
 def add_tune_command(sub: argparse._SubParsersAction, parser_class: type,
                      quiet_tensorflow: Callable[[], None]) -> None:
-    t = sub.add_parser("tune", help=TUNE_HELP, description=TUNE_HELP, epilog=EPILOGS["tune"],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = t.add_subparsers(dest="tune_command", metavar="ACTION", parser_class=parser_class)
-    actions.required = True
+    add_action = cli_data.command_group(sub, "tune", TUNE_HELP, EPILOGS, parser_class)
 
     def action(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        p = actions.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(handler=handler)
+        p = add_action(name, help_text, handler)
         p.add_argument("--study", required=True, metavar="NAME", help="the study's name (also its folder's)")
         p.add_argument("--storage", metavar="URL",
                        help="a database URL Optuna supports, e.g. postgresql://USER@HOST/DB, for workers on several "
@@ -55,14 +50,14 @@ def add_tune_command(sub: argparse._SubParsersAction, parser_class: type,
 
     r = action("run", "Start or join a study and run trials until it has --trials finished ones.",
                lambda args: run_tune(args, quiet_tensorflow))
-    r.add_argument("--trials", type=_positive_int, default=20, metavar="N",
+    r.add_argument("--trials", type=cli_data.positive_int, default=20, metavar="N",
                    help="finished trials the study should hold, counting every worker's (default 20)")
-    r.add_argument("--timeout", type=_positive_int, metavar="S", help="start no trial after S seconds in this worker")
+    r.add_argument("--timeout", type=cli_data.positive_int, metavar="S", help="start no trial after S seconds in this worker")
     r.add_argument("--space", type=Path, metavar="FILE",
                    help="a TOML search space over the settings (default: the recipe's built-in space)")
     r.add_argument("--pruner", choices=PRUNERS, default="median",
                    help="stop hopeless trials after an epoch (default median)")
-    r.add_argument("--heartbeat-s", type=_positive_int, metavar="S",
+    r.add_argument("--heartbeat-s", type=cli_data.positive_int, metavar="S",
                    help="with --storage: each worker stamps its trial every S seconds; a trial unstamped for 3*S "
                         "is failed and retried (default 20)")
     r.add_argument("--recipe", help="start from a named preset: fast, default or strong (see `mnist-cnn models`)")
@@ -73,16 +68,6 @@ def add_tune_command(sub: argparse._SubParsersAction, parser_class: type,
     b = action("best", "Write the best trial's full settings as a config file for `train --config`.", _cmd_best)
     b.add_argument("-o", "--out", type=Path, required=True, metavar="FILE.toml", help="where to write the settings")
     action("show", "Print the study's trials and draw its history and parameter importances.", _cmd_show)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
 
 
 def _quiet_optuna(args: argparse.Namespace) -> None:
