@@ -2,9 +2,10 @@
 
     python benchmarks/ship_pretrained.py RUN_DIR NAME      # NAME: mnist or fashion-mnist
 
-Writes src/mnist_cnn/pretrained/NAME/: `model.keras`, `config.json` and `metrics.json`
-(what `runs.Run.model_info` reads: dataset, class names, preprocessing, test scores) and a
-short `MODEL_CARD.md`. The copy names no folder of the machine that trained it: the data
+Writes src/mnist_cnn/pretrained/NAME/: `model.keras` (without optimizer state), `config.json`
+and `metrics.json` (what `runs.Run.model_info` reads: dataset, class names, preprocessing,
+test scores), the run's `acceptance.json` ("not a digit") if it has one, and a short
+`MODEL_CARD.md`. The copy names no folder of the machine that trained it: the data
 source becomes the dataset's name. Refuses a run that is not finished or that was
 trained on another dataset than NAME.
 """
@@ -12,6 +13,7 @@ trained on another dataset than NAME.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -71,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     (target / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (target / "MODEL_CARD.md").write_text(card(args.name, record, metrics))
+    calibration = args.run_dir / "acceptance.json"  # the "not a digit" rule, if the run was calibrated
+    if calibration.is_file():
+        rule = json.loads(calibration.read_text())
+        # The copy predicts exactly as the original (checked above): the rule holds for it, by its new digest.
+        rule["details"]["model_sha256"] = hashlib.sha256((target / "model.keras").read_bytes()).hexdigest()
+        (target / "acceptance.json").write_text(json.dumps(rule, indent=2) + "\n")
     print(f"shipped {args.run_dir} as {target} (test accuracy {metrics['test']['accuracy']:.4f})")
     return 0
 

@@ -1025,6 +1025,62 @@ mas erra o meu desenho": não é o modelo, é o pré-processamento. O comando
 `mnist-cnn predict MODEL my_digit.png` faz exatamente esses passos.
 """,
     ),
+    code("""
+from mnist_cnn.backends import resolve_model
+from mnist_cnn.numbers import read_number
+from mnist_cnn.predict import Predictor
+
+shipped_digits = Predictor.from_path(resolve_model("mnist"))  # the pretrained MNIST model, with its refusal rule
+picked = [3, 2, 1, 18, 4]  # five test digits, pasted side by side on one page with gaps: a number
+page = np.zeros((40, 5 * 36), np.uint8)
+for slot, index in enumerate(picked):
+    page[6:34, 4 + 36 * slot: 32 + 36 * slot] = dataset.test_images[index]
+reading = read_number(shipped_digits, 255 - page)  # dark ink on light paper, like a scan
+print(reading.text, "|", "".join(dataset.class_names[labels[i]] for i in picked))
+for digit in reading.digits:
+    print(f"{digit.class_name}  {digit.probability:.1%}  box {digit.box}")
+
+(refused,) = shipped_digits.predict([Path("my_garment.png")])
+print(refused.accepted, "|", refused.reason)
+"""),
+    md(
+        en="""
+Two things a single-digit reader cannot do, done by the package's pretrained MNIST model
+(`resolve_model("mnist")`, the `strong` recipe):
+
+- **A whole number.** `read_number` finds the ink once for the whole page, separates the
+  digits by their connected strokes (merging a detached bar, cutting digits that touch
+  where the model reads the pieces better than the whole), and sends each one through the
+  same steps as above. It answers the string and, per digit, the class, the probability and
+  the box in the page's pixels. On the command line: `mnist-cnn predict mnist page.png
+  --number`; the API has `POST /read`, and the page a number mode.
+- **"Not a digit".** A softmax always picks a class: show the digit model a T-shirt and it
+  still says some digit, often with high probability. The shipped model carries a small
+  calibrated rule (`acceptance.json`, fitted on validation digits against Fashion-MNIST
+  training images) that looks at how far the top class stands above the others, how much of
+  the picture is ink and how wide the strokes are; the garment drawing is `accepted: False`,
+  with the reason in one line. Every answer of `predict --json`, the API and the page
+  carries this flag.
+""",
+        pt="""
+Duas coisas que um leitor de um dígito só não faz, feitas pelo modelo MNIST pré-treinado do
+pacote (`resolve_model("mnist")`, a receita `strong`):
+
+- **Um número inteiro.** `read_number` encontra a tinta uma vez na página inteira, separa os
+  dígitos pelos traços conectados (juntando uma barra solta, cortando dígitos que se tocam
+  onde o modelo lê as partes melhor que o todo) e passa cada um pelos mesmos passos de
+  antes. Ele responde a sequência e, para cada dígito, a classe, a probabilidade e a caixa
+  em pixels da página. Na linha de comando: `mnist-cnn predict mnist pagina.png --number`; a
+  API tem `POST /read`, e a página um modo número.
+- **"Isto não é um dígito".** Uma softmax sempre escolhe uma classe: mostre uma camiseta ao
+  modelo de dígitos e ele ainda diz algum dígito, muitas vezes com probabilidade alta. O
+  modelo distribuído traz uma pequena regra calibrada (`acceptance.json`, ajustada em
+  dígitos de validação contra imagens de treino do Fashion-MNIST) que olha quanto a classe
+  do topo se destaca das outras, quanto da imagem é tinta e quão largos são os traços; o
+  desenho da peça sai `accepted: False`, com o motivo numa linha. Toda resposta de
+  `predict --json`, da API e da página traz essa marca.
+""",
+    ),
     md(
         en="""
 ## 9. What the CNN sees
