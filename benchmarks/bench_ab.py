@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def serve(model: str, runtime: str) -> tuple[subprocess.Popen, str]:
         process.kill()
         raise RuntimeError(f"serve did not start: {line!r}")
     url = match.group(2)
+    # uvicorn writes an access-log line per request to stdout: drain it, or the pipe fills and the server stalls.
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
     for _ in range(100):  # uvicorn starts a moment after the line
         if subprocess.run(["ab", "-q", "-n", "1", f"{url}/healthz"], capture_output=True).returncode == 0:
             break

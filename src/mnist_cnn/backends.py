@@ -384,7 +384,7 @@ def for_serving(model: InferenceModel, runtime: str = "auto") -> InferenceModel:
 
                 path = Path(folder) / "model.tflite"
                 write_litert(model.model, path, Path(folder))
-                converted = LiteRtModel(path)
+                converted = LiteRtModel(path, threads=1)  # one image a call: more threads only contend with the server
         probe = probe_images()
         expected, got = model(probe), converted(probe)
         difference = float(np.abs(expected - got).max())
