@@ -1037,11 +1037,11 @@ for slot, index in enumerate(picked):
     page[6:34, 4 + 36 * slot: 32 + 36 * slot] = dataset.test_images[index]
 reading = read_number(shipped_digits, 255 - page)  # dark ink on light paper, like a scan
 print(reading.text, "|", "".join(dataset.class_names[labels[i]] for i in picked))
-for digit in reading.digits:
-    print(f"{digit.class_name}  {digit.probability:.1%}  box {digit.box}")
+for found in reading.digits:  # class, probability and (x, y, width, height) in the page's pixels
+    print(f"{found.class_name}  {found.probability:.1%}  {found.box}")
 
 (refused,) = shipped_digits.predict([Path("my_garment.png")])
-print(refused.accepted, "|", refused.reason)
+print(refused.accepted, refused.calibrated)  # refused.reason says why, in one (English) line
 """),
     md(
         en="""
