@@ -87,14 +87,17 @@ class Acceptance:
 
     def scores(self, images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """(N,) scores; higher looks more like the training classes."""
-        x = (features(images, probabilities) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return self._scores(features(images, probabilities))
+
+    def _scores(self, found: np.ndarray) -> np.ndarray:
+        x = (found - np.asarray(self.mean)) / np.asarray(self.scale)
         return self.bias + x @ np.asarray(self.weights)
 
     def verdicts(self, images: np.ndarray, probabilities: np.ndarray,
                  class_names: Sequence[str]) -> list[Verdict]:
         """One Verdict per image; refused ones say whether the shape or the answer gave them away."""
-        scores = self.scores(images, probabilities)
         found = features(images, probabilities)
+        scores = self._scores(found)
         verdicts = []
         for score, (_, coverage, _), p in zip(scores, found, probabilities):
             if score >= self.threshold:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import warnings
+import weakref
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -71,6 +73,9 @@ class InferenceModel:
     num_classes: int
     runtime: str  # e.g. "onnxruntime 1.32.0": what runs it, for reports and GET /model
     info: ModelInfo | None = None  # what the file itself says of its dataset and classes (ONNX metadata)
+    # (kind, file) that `reload` turns into the same model in another process (serve's
+    # workers); None for a model that exists only in memory.
+    source_file: tuple[str, Path] | None = None
 
     def count_params(self) -> int | None:
         raise NotImplementedError
@@ -141,7 +146,9 @@ class OnnxModel(InferenceModel):
         if len(model_bytes) > MAX_ONNX_BYTES:
             raise ModelFileError(f"{path} is over the {MAX_ONNX_BYTES:,}-byte limit for a model; it is not a "
                                  f"model of this package")
-        return cls(model_bytes, path, threads)
+        model = cls(model_bytes, path, threads)
+        model.source_file = ("onnx", path)
+        return model
 
     def count_params(self) -> int | None:
         """From the export's metadata; None for a foreign file (ONNX Runtime does not count them)."""
@@ -269,6 +276,7 @@ class LiteRtModel(InferenceModel):
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         self._batch_size = int(inputs[0]["shape"][0])
         self.name, self.runtime = Path(path).stem, runtime
+        self.source_file = ("litert", Path(path))
         self.num_classes = int(outputs[0]["shape"][-1])
 
     def count_params(self) -> None:
@@ -295,7 +303,21 @@ def load_model(path: Path) -> InferenceModel:
                              f"`mnist-cnn train` or a .onnx written by `mnist-cnn export`")
     from .models import load_saved_model  # Keras: seconds to import, so only here
 
-    return KerasModel(load_saved_model(path), path)
+    model = KerasModel(load_saved_model(path), path)
+    model.source_file = ("keras", path)
+    return model
+
+
+def reload(source_file: tuple[str, Path], threads: int | None = None) -> InferenceModel:
+    """The model `InferenceModel.source_file` names, loaded again (e.g. in a worker process)."""
+    kind, path = source_file
+    if kind == "onnx":
+        return OnnxModel.load(path, threads)
+    if kind == "litert":
+        return LiteRtModel(path, threads)
+    if kind == "keras":
+        return load_model(path)
+    raise MnistCnnError(f"unknown model kind {kind!r} for {path}")
 
 
 def as_inference_model(model: Any) -> InferenceModel:
@@ -368,8 +390,11 @@ def for_serving(model: InferenceModel, runtime: str = "auto") -> InferenceModel:
     import tempfile
 
     log = logging.getLogger(__name__)
+    # The converted file outlives this call: serve's worker processes load it again. It is
+    # removed with the converted model, or at exit.
+    folder = tempfile.mkdtemp(prefix="mnist-cnn-serve-")
     try:
-        with tempfile.TemporaryDirectory(prefix="mnist-cnn-serve-") as folder, _quiet_stderr():
+        with _quiet_stderr():
             if runtime == "onnx":
                 from .export import _write_onnx  # noqa: PLC0415
 
@@ -391,10 +416,12 @@ def for_serving(model: InferenceModel, runtime: str = "auto") -> InferenceModel:
         if difference > SERVING_TOLERANCE or not (expected.argmax(1) == got.argmax(1)).all():
             raise MnistCnnError(f"the {runtime} conversion differs from the Keras model by {difference:.1e}")
     except (MnistCnnError, ImportError, RuntimeError, ValueError, OSError) as e:
+        shutil.rmtree(folder, ignore_errors=True)
         if runtime != "auto":
             raise MnistCnnError(f"cannot serve with --runtime {runtime} ({_first_line(e)}); use --runtime keras") from None
         log.warning("serving with Keras: the LiteRT conversion failed (%s)", _first_line(e))
         return model
+    weakref.finalize(converted, shutil.rmtree, folder, ignore_errors=True)
     converted.name, converted.info = model.name, model.info
     converted.count_params = model.count_params  # type: ignore[method-assign]  (the same weights)
     log.info("serving with %s (max |difference| from Keras on the probe %.1e)", converted.runtime, difference)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MnistCnnError
+
+log = logging.getLogger(__name__)
 
 EPILOGS = {
     "predict": "example:\n  mnist-cnn predict runs/20261127T120000Z-mnist-cnn/model.keras my_digit.png --top-k 3\n"
@@ -75,6 +78,9 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
                         "else Keras), keras, litert, onnx (needs the [export] extra); default auto")
     s.add_argument("--max-connections", type=int, default=200, metavar="N",
                    help="concurrent connections before new ones get 503 (default 200)")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that read the images, each with its own copy of the model; 0: threads of "
+                        "the server process (default: one per core, at most 4)")
 
 
 def run_predict(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) -> int:
@@ -144,6 +150,8 @@ def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) ->
         raise MnistCnnError(f"--max-upload-mb {args.max_upload_mb} must be a number in (0, {MAX_UPLOAD_MB}]")
     if args.max_connections < 1:
         raise MnistCnnError(f"--max-connections {args.max_connections} must be >= 1")
+    if args.workers is not None and not 0 <= args.workers <= 64:
+        raise MnistCnnError(f"--workers {args.workers} must be between 0 and 64 (0: no worker processes)")
     hosts = [h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip()] or None
     sock = serve.bind(args.host, args.port)  # first: a busy port fails in one line, before TF loads
     with sock:
@@ -153,11 +161,34 @@ def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) ->
 
         predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
         predictor.serve_with(args.runtime)
-        host, port = sock.getsockname()[:2]
-        print(f"serving {args.model_path} ({predictor.backend.runtime}) on http://{host}:{port}  (page at /, API docs at /docs; "
-              f"Ctrl-C stops)", flush=True)
-        if not ipaddress.ip_address(host).is_loopback:
-            print(f"note: {host} is reachable from other machines; the API has no authentication",
-                  file=sys.stderr)
-        serve.run(serve.create_app(predictor, allowed_hosts=hosts), sock, max_connections=args.max_connections)
+        pool = start_workers(predictor, args.workers)
+        try:
+            host, port = sock.getsockname()[:2]
+            where = f"{predictor.backend.runtime}, " + (f"{pool.workers} worker processes" if pool else "no workers")
+            print(f"serving {args.model_path} ({where}) on http://{host}:{port}  (page at /, API docs at /docs; "
+                  f"Ctrl-C stops)", flush=True)
+            if not ipaddress.ip_address(host).is_loopback:
+                print(f"note: {host} is reachable from other machines; the API has no authentication",
+                      file=sys.stderr)
+            serve.run(serve.create_app(predictor, allowed_hosts=hosts, pool=pool), sock,
+                      max_connections=args.max_connections)
+        finally:
+            if pool is not None:
+                pool.close()
     return 0
+
+
+def start_workers(predictor: Any, workers: int | None) -> Any:
+    """`serve --workers`: a started WorkerPool, or None for threads (0, or a model with no file to load)."""
+    from .serve_workers import WorkerPool, default_workers, spec_of
+
+    count = default_workers() if workers is None else workers
+    if count == 0:
+        return None
+    spec = spec_of(predictor)
+    if spec is None:
+        log.warning("the model has no file the workers could load: serving with threads")
+        return None
+    pool = WorkerPool(spec, count)
+    pool.start()
+    return pool

@@ -8,8 +8,9 @@ at `/` (files in `static/`, no CDN) and OpenAPI docs at `/docs` (Swagger UI serv
 the `fastapi-offline` package, so it works without internet) and `/openapi.json`.
 
 Every bad input is a 4xx with `{"detail": "<one line>"}`, never a 500: bodies over the cap
-are cut off while they stream in (413), decoding runs under byte and pixel caps, and the
-model runs in a worker thread so the event loop keeps answering. The app holds no global
+are cut off while they stream in (413), decoding runs under byte and pixel caps, and each
+image's work runs in worker processes (`serve_workers`; or threads) so the event loop
+keeps answering. The app holds no global
 state: the predictor is passed in. Import this module only when serving (FastAPI is an extra).
 """
 
@@ -38,8 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api_schema import ImageJSON, NumberJSON, PredictionJSON
 from .errors import ImageTooLargeError, MnistCnnError
-from .numbers import read_number
 from .predict import DEFAULT_TOP_K, Predictor
+from .serve_workers import WorkerDied, WorkerPool, predict_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +162,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
-               allowed_hosts: Sequence[str] | None = None, body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
+               allowed_hosts: Sequence[str] | None = None, body_timeout_s: float = BODY_TIMEOUT_S,
+               pool: WorkerPool | None = None) -> FastAPI:
     """The API and page around one loaded `predictor`; uploads are capped at its `max_bytes`.
 
     `allowed_hosts`: accepted `Host` headers (e.g. ["digits.example.org"]); others get 400,
     which defeats DNS rebinding against a server on a private address. None: any host.
+    `pool`: worker processes that do each image's work (`serve_workers`); None: threads of
+    this process do it with `predictor`.
     """
     max_image_bytes = predictor.max_bytes
     workers = anyio.CapacityLimiter(MAX_CONCURRENT_IMAGES)
@@ -199,37 +203,40 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
         """Name, dataset, class names, parameter count and the run's test metrics."""
         return predictor.describe()
 
-    async def answer(request: Request, work: Callable[[Any, str], dict[str, Any]]) -> Response:
-        """Read the request's image, run `work(source, name)` in a worker thread, answer its dict as JSON."""
+    async def answer(request: Request, task: Callable[..., bytes], *args: Any) -> Response:
+        """Read the request's image, run `task(predictor, source, name, *args)` off the event loop, answer its JSON."""
         try:
             source, name = await _read_image(request)
         except ClientDisconnect:  # the client gave up mid-upload: nobody to answer, nothing to log loudly
             log.info("client %s disconnected during its upload", request.client.host if request.client else "?")
             return Response(status_code=400)
         try:
-            # Decoding and the model are CPU work: a worker thread keeps the event loop free.
-            result = await anyio.to_thread.run_sync(work, source, name, limiter=workers)
+            # Decoding and the model are CPU work: worker processes (or threads) keep the event loop free.
+            if pool is not None:
+                body = await pool.run(task, source, name, *args)
+            else:
+                body = await anyio.to_thread.run_sync(task, predictor, source, name, *args, limiter=workers)
+        except WorkerDied as e:
+            raise HTTPException(503, str(e)) from None
         except ImageTooLargeError as e:
             raise HTTPException(413, str(e)) from None
         except MnistCnnError as e:  # an unreadable image, or a model that cannot score it
             raise HTTPException(422, str(e)) from None
-        # A Response skips re-validating hundreds of numbers against the response model (kept for the docs).
-        return JSONResponse(result)
+        # The task wrote the JSON: no re-validation of hundreds of numbers (the response model is for the docs).
+        return Response(body, media_type="application/json")
 
     @app.post("/predict", response_model=PredictionJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
     async def predict(request: Request,
                       top_k: Annotated[int, Query(ge=1, le=1000)] = default_top_k) -> Response:
         """Top-k classes for one image, with all probabilities, the 28x28 image the model saw, and whether
         it looks like one of the model's classes at all (`accepted`, `reason`)."""
-        return await answer(request, lambda source, name: predictor.predict([source], top_k, [name])[0]
-                            .to_dict(include_image=True))
+        return await answer(request, predict_json, top_k)
 
     @app.post("/read", response_model=NumberJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
     async def read(request: Request) -> Response:
         """Every digit of a number, left to right: the string, and per digit its class, probability,
         box (in the uploaded image's pixels), acceptance and the 28x28 image the model saw."""
-        return await answer(request, lambda source, name: read_number(predictor, source, name)
-                            .to_dict(include_images=True))
+        return await answer(request, read_json)
 
     return app
 

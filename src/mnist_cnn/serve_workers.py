@@ -1,0 +1,278 @@
+"""Worker processes for `serve`: each request's image work runs outside the HTTP process.
+
+A request for one 28x28 digit costs about 1 ms of Python and NumPy (decoding, the
+preprocessing steps, the "not a digit" rule, the JSON) plus the model call. In one
+process all of that holds the interpreter lock that the event loop needs too, so the
+server used one core and spent much of it handing work between threads. Here the HTTP
+process only parses requests and writes answers; `WorkerPool` sends each image (bytes or
+a pixel array) to one of N processes, each with its own copy of the model, which
+returns the finished JSON body. Measured in benchmarks/README.md ("The server").
+
+Workers are started with "spawn" (never fork: the parent has TensorFlow's threads
+running) and load the model from its file: a `.keras` model that serves on LiteRT or
+ONNX Runtime sends the converted file (`backends.for_serving`), so the conversion
+happens once. A worker that dies is replaced; its request gets a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .acceptance import Acceptance
+from .errors import MnistCnnError
+from .predict import Predictor
+from .runs import ModelInfo
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 300.0  # a worker imports NumPy, Pillow and its runtime (TensorFlow for LiteRT)
+
+
+MAX_DEFAULT_WORKERS = 4  # each holds a model and its runtime (~100-400 MB); past this, HTTP parsing limits
+
+
+def default_workers() -> int:
+    """`serve --workers` unless given: one per core this process may use (at most 4); 0 on one core,
+    where a worker would only add the hand-over to the same core's work."""
+    from .backends import default_threads  # the usable cores, honouring taskset and cgroups
+
+    cores = default_threads()
+    return 0 if cores < 2 else min(cores, MAX_DEFAULT_WORKERS)
+
+
+class WorkerDied(MnistCnnError):
+    """A worker process ended while it held a request (killed, out of memory); the pool is restarted."""
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """What a worker needs to build the same Predictor: picklable, no model object inside."""
+
+    source_file: tuple[str, Path]  # (kind, file): backends.reload
+    info: ModelInfo
+    max_bytes: int
+    max_pixels: int
+    acceptance: Acceptance | None
+    file: str | None
+
+
+def spec_of(predictor: Predictor) -> PredictorSpec | None:
+    """The spec of `predictor`, or None when its model exists only in memory (no file to load)."""
+    source = getattr(predictor.backend, "source_file", None)
+    if source is None:
+        return None
+    return PredictorSpec(source, predictor.info, predictor.max_bytes, predictor.max_pixels,
+                         predictor.acceptance, predictor.file)
+
+
+# -- the work, as run in a worker (or in a thread of the server when there are no workers) --------------
+
+def _json(document: dict[str, Any]) -> bytes:
+    # Starlette's JSONResponse settings: compact, UTF-8, and never NaN (the predictor refuses it first).
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def predict_json(predictor: Predictor, source: bytes | np.ndarray, name: str, top_k: int) -> bytes:
+    """The /predict answer for one image, as a JSON body."""
+    return _json(predictor.predict([source], top_k, [name])[0].to_dict(include_image=True))
+
+
+def read_json(predictor: Predictor, source: bytes | np.ndarray, name: str) -> bytes:
+    """The /read answer (every digit of a number), as a JSON body."""
+    from .numbers import read_number
+
+    return _json(read_number(predictor, source, name).to_dict(include_images=True))
+
+
+def _build(spec: PredictorSpec) -> Predictor:
+    from .backends import reload
+
+    predictor = Predictor(reload(spec.source_file, threads=1), spec.info, spec.max_bytes, spec.max_pixels)
+    predictor.acceptance, predictor.file = spec.acceptance, spec.file
+    predictor.probabilities(np.zeros((1, 28, 28), np.float32))  # the first call allocates: do it now
+    return predictor
+
+
+def _worker_main(conn: Connection, spec: PredictorSpec) -> None:
+    """A worker process: build the Predictor, say ready (or why not), then answer tasks until the pipe closes.
+
+    Messages are pickles of (task, args) in and ("ok", bytes) or ("error", MnistCnnError) out.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the server stops us
+    try:
+        predictor = _build(spec)
+    except Exception as e:  # noqa: BLE001  (reported by the server, in one line)
+        conn.send(("error", f"a worker could not load the model: {(str(e).splitlines() or [type(e).__name__])[0]}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            task, args = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):  # the server closed the pipe or died: stop
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", task(predictor, *args))
+        except MnistCnnError as e:
+            answer = ("error", e)
+        except Exception as e:  # noqa: BLE001  (a bug: the server answers 500, the worker lives on)
+            log.exception("task %s failed", getattr(task, "__name__", task))
+            answer = ("error", RuntimeError(f"{type(e).__name__} in {getattr(task, '__name__', task)}"))
+        conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class _Worker:
+    def __init__(self, process: BaseProcess, conn: Connection, pid: int) -> None:
+        self.process, self.conn, self.pid = process, conn, pid
+        self.pending: asyncio.Future[bytes] | None = None
+
+
+class WorkerPool:
+    """N worker processes, each with the model of `spec`; `run` sends one task and awaits its bytes.
+
+    Hand-written rather than a ProcessPoolExecutor, for speed measured here: the executor
+    moves every task through two helper threads and a queue, which cost the HTTP process
+    about 0.5 ms of its ~1 ms per request. Here each worker has its own pipe, read by the
+    event loop itself (`add_reader`), and a request takes an idle worker or waits for one.
+    """
+
+    def __init__(self, spec: PredictorSpec, workers: int) -> None:
+        if workers < 1:
+            raise MnistCnnError(f"--workers {workers}: a pool needs at least one worker")
+        self.spec, self.workers = spec, workers
+        self._context = multiprocessing.get_context("spawn")
+        self._all: list[_Worker] = []
+        self._idle: asyncio.Queue[_Worker] | None = None  # made on the event loop, at the first request
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> list[int]:
+        """Start every worker and wait until each has loaded the model; their process ids.
+
+        MnistCnnError (one line) if a worker cannot load it, before the server takes requests.
+        """
+        starting = [self._spawn() for _ in range(self.workers)]  # all start at once, then each is awaited
+        try:
+            self._all = [self._wait_ready(*pair) for pair in starting]
+        except BaseException:
+            for process, conn in starting:
+                conn.close()
+                process.kill()
+            raise
+        return self.pids()
+
+    def _spawn(self) -> tuple[BaseProcess, Connection]:
+        ours, theirs = self._context.Pipe(duplex=True)
+        process = self._context.Process(target=_worker_main, args=(theirs, self.spec), daemon=True,
+                                        name="mnist-cnn-worker")
+        process.start()
+        theirs.close()  # the worker holds its end; ours alone must see EOF when it dies
+        return process, ours
+
+    def _wait_ready(self, process: BaseProcess, conn: Connection) -> _Worker:
+        if not conn.poll(STARTUP_TIMEOUT_S):
+            raise MnistCnnError(f"a worker did not load the model within {STARTUP_TIMEOUT_S:g} s; try --workers 0")
+        try:
+            kind, value = conn.recv()
+        except (EOFError, OSError):
+            raise MnistCnnError(f"a worker process ended while starting (exit code {process.exitcode}); "
+                                f"try --workers 0") from None
+        if kind != "ready":
+            raise MnistCnnError(f"{value}; try --workers 0")
+        return _Worker(process, conn, value)
+
+    def _attach(self) -> None:
+        """Bind to the running event loop: readers on every pipe, the idle queue (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._loop, self._idle = loop, asyncio.Queue()
+        for worker in self._all:
+            loop.add_reader(worker.conn.fileno(), self._on_answer, worker)
+            self._idle.put_nowait(worker)
+
+    def _on_answer(self, worker: _Worker) -> None:
+        try:
+            answer = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):  # the worker died (killed, out of memory)
+            self._replace(worker)
+            return
+        future, worker.pending = worker.pending, None
+        if future is None or future.done():  # its request was cancelled (client gone): the worker is free
+            if future is not None:
+                self._idle.put_nowait(worker)  # type: ignore[union-attr]
+            return
+        kind, value = answer
+        if kind == "ok":
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+        self._idle.put_nowait(worker)  # type: ignore[union-attr]
+
+    def _replace(self, worker: _Worker) -> None:
+        assert self._loop is not None
+        log.error("worker process %d died; starting another", worker.pid)
+        self._loop.remove_reader(worker.conn.fileno())
+        worker.conn.close()
+        if worker.pending is not None and not worker.pending.done():
+            worker.pending.set_exception(WorkerDied("a worker process stopped while reading this image; send it again"))
+        self._all.remove(worker)
+        # Starting one takes seconds: a thread waits for it while the others keep serving.
+        self._loop.run_in_executor(None, self._respawn)
+
+    def _respawn(self) -> None:
+        try:
+            fresh = self._wait_ready(*self._spawn())
+        except MnistCnnError as e:
+            log.error("could not replace the worker: %s", e)
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._adopt, fresh)
+
+    def _adopt(self, worker: _Worker) -> None:
+        self._all.append(worker)
+        assert self._loop is not None and self._idle is not None
+        self._loop.add_reader(worker.conn.fileno(), self._on_answer, worker)
+        self._idle.put_nowait(worker)
+
+    async def run(self, task: Callable[..., bytes], *args: Any) -> bytes:
+        """`task(predictor, *args)` in an idle worker. MnistCnnError as the worker raised it; WorkerDied if it died."""
+        self._attach()
+        assert self._idle is not None and self._loop is not None
+        worker = await self._idle.get()
+        while worker not in self._all:  # it died while idle: its replacement is on its way
+            worker = await self._idle.get()
+        worker.pending = self._loop.create_future()
+        try:
+            worker.conn.send_bytes(pickle.dumps((task, args), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:  # its pipe is gone: the reader sees the EOF and replaces it
+            worker.pending = None
+            raise WorkerDied("a worker process stopped while reading this image; send it again") from None
+        return await worker.pending
+
+    def pids(self) -> list[int]:
+        """Process ids of the running workers (for tests and diagnostics)."""
+        return sorted(w.pid for w in self._all)
+
+    def close(self) -> None:
+        """Close every pipe (a worker stops when its pipe closes) and wait for the processes."""
+        for worker in self._all:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(worker.conn.fileno())
+            worker.conn.close()
+        for worker in self._all:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+        self._all = []
