@@ -1,13 +1,15 @@
 """Throughput of `POST /predict` against `GET /healthz` (the HTTP stack's own ceiling), with ApacheBench.
 
-Starts `mnist-cnn serve MODEL --runtime R` for each runtime asked (Keras, LiteRT, ...),
-then alternates `ab -k -c 8` rounds on /healthz and on /predict (a raw `image/png` body: a
-28x28 MNIST test digit) so both see the same machine state, and reports per runtime the
-median requests/s of each, their ratio, /predict's p50 and p99 latency and failed requests.
+Starts `mnist-cnn serve MODEL --runtime R --workers W` for each model, runtime and worker
+count asked, then alternates `ab -k -c 8` rounds on /healthz and on /predict (a raw
+`image/png` body: a 28x28 MNIST test digit) so both see the same machine state, and
+reports for each server the median requests/s of each, their ratio, /predict's p50 and
+p99 latency and failed requests.
 Writes benchmarks/results/ab-<UTC time>.json. Needs Debian's `apache2-utils` (ab). Run it
 alone: this machine has 2 cores, and any other load skews it. Nothing here is asserted by tests.
 
-    python benchmarks/bench_ab.py [--model mnist] [--runtimes keras auto] [--requests 4000] [--rounds 3]
+    python benchmarks/bench_ab.py [--models mnist M.keras M.onnx] [--runtimes auto keras] [--workers 0 2]
+                                  [--requests 4000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -71,9 +73,12 @@ def ab(url: str, requests: int, concurrency: int, body: Path | None = None) -> d
             if "Non-2xx" in out else 0.0}
 
 
-def serve(model: str, runtime: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "serve", model, "--port", "0", "--runtime", runtime],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def serve(model: str, runtime: str, workers: int | None) -> tuple[subprocess.Popen, str, int]:
+    """Start `mnist-cnn serve`; its process, URL and the number of worker processes it reports."""
+    command = [sys.executable, "-m", "mnist_cnn", "serve", model, "--port", "0", "--runtime", runtime]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()
     match = re.search(r"\((.*?)\) on (http://127\.0\.0\.1:\d+)", line)
     if not match:
@@ -86,13 +91,17 @@ def serve(model: str, runtime: str) -> tuple[subprocess.Popen, str]:
         if subprocess.run(["ab", "-q", "-n", "1", f"{url}/healthz"], capture_output=True).returncode == 0:
             break
         time.sleep(0.1)
-    return process, url
+    count = re.search(r"(\d+) worker processes", line)
+    return process, url, int(count.group(1)) if count else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="mnist", help="a .keras/.onnx file or a shipped name (default mnist)")
-    parser.add_argument("--runtimes", nargs="+", default=["keras", "auto"])
+    parser.add_argument("--models", nargs="+", default=["mnist"],
+                        help=".keras/.onnx files or shipped names (default mnist)")
+    parser.add_argument("--runtimes", nargs="+", default=["auto"], help="serve --runtime values (default auto)")
+    parser.add_argument("--workers", nargs="+", type=int, default=None,
+                        help="serve --workers values (default: serve's own default)")
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
@@ -105,8 +114,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         body = Path(folder) / "digit.png"
         body.write_bytes(digit_png())
-        for runtime in args.runtimes:
-            process, url = serve(args.model, runtime)
+        settings = [(m, r, w) for m in args.models for r in args.runtimes for w in (args.workers or [None])]
+        for model, runtime, workers in settings:
+            process, url, worker_count = serve(model, runtime, workers)
             try:
                 ab(f"{url}/predict", 200, args.concurrency, body)  # warm-up
                 health, predict = [], []
@@ -118,17 +128,18 @@ def main() -> int:
                 process.wait(timeout=30)
             healthz_rps = statistics.median(r["requests_per_s"] for r in health)
             predict_rps = statistics.median(r["requests_per_s"] for r in predict)
-            rows.append({"runtime": runtime, "healthz_rps": healthz_rps, "predict_rps": predict_rps,
+            rows.append({"model": model, "runtime": runtime, "workers": worker_count,
+                         "healthz_rps": healthz_rps, "predict_rps": predict_rps,
                          "ratio": round(predict_rps / healthz_rps, 3),
                          "predict_p50_ms": statistics.median(r["p50_ms"] for r in predict),
                          "predict_p99_ms": statistics.median(r["p99_ms"] for r in predict),
                          "failed": sum(r["failed"] + r["non_2xx"] for r in predict + health),
                          "rounds": {"healthz": health, "predict": predict}})
 
-    print("| runtime | /healthz req/s | /predict req/s | ratio | /predict p50 ms | p99 ms | failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| model | runtime | workers | /healthz req/s | /predict req/s | ratio | /predict p50 ms | p99 ms | failed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['runtime']} | {r['healthz_rps']:,.0f} | {r['predict_rps']:,.0f} | {r['ratio']:.2f} | "
+        print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {r['healthz_rps']:,.0f} | {r['predict_rps']:,.0f} | {r['ratio']:.2f} | "
               f"{r['predict_p50_ms']:.0f} | {r['predict_p99_ms']:.0f} | {r['failed']:.0f} |")
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -55,7 +55,8 @@ def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
                                  f"{max_pixels:,}-pixel limit; scale it down first")
     try:
         im.load()
-        return ImageOps.exif_transpose(im)  # photos: apply the camera's rotation
+        ImageOps.exif_transpose(im, in_place=True)  # photos: apply the camera's rotation (no copy when none)
+        return im
     except Exception as e:  # truncated data raises OSError; corrupt chunks SyntaxError, zlib.error ...
         first_line = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise ImageError(f"cannot decode the image ({first_line}); the file is truncated or "

@@ -183,19 +183,30 @@ def _dilate(image: np.ndarray, radius: int) -> np.ndarray:
     return np.max([rows[i:h - size + 1 + i, :] for i in range(size)], axis=0)
 
 
+def _box3(image: np.ndarray, reduce: np.ufunc, fill: float) -> np.ndarray:
+    """`reduce` (np.add, np.minimum) over each pixel's 3x3 block, `fill` outside the image.
+
+    Separable: along rows, then along columns, on one padded copy (np.pad's generality
+    costs more than the arithmetic on a served 28x28 digit).
+    """
+    h, w = image.shape
+    padded = np.full((h + 2, w + 2), fill, dtype=image.dtype)
+    padded[1:-1, 1:-1] = image
+    rows = reduce(reduce(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    return reduce(reduce(rows[:-2], rows[1:-1]), rows[2:])
+
+
 def stroke_width(ink: np.ndarray) -> float:
     """Typical stroke width in px of a boolean ink mask: 2 * area / (pixels lost to a 3x3 erosion).
 
     Exact for strokes >= 3 px (erosion peels one pixel off each side); 1- and 2-px strokes
     both read as 2, which is fine for deciding whether to thicken.
     """
-    area = int(ink.sum())
+    area = int(np.count_nonzero(ink))
     if area == 0:
         return 0.0
-    padded = np.pad(ink, 1)
-    h, w = ink.shape
-    eroded = np.min([padded[i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=0)
-    return 2.0 * area / max(area - int(eroded.sum()), 1)
+    eroded = _box3(np.asarray(ink, dtype=bool), np.minimum, False)
+    return 2.0 * area / max(area - int(np.count_nonzero(eroded)), 1)
 
 
 def drop_specks(image: np.ndarray) -> np.ndarray:
@@ -204,9 +215,7 @@ def drop_specks(image: np.ndarray) -> np.ndarray:
     One noisy pixel far from the digit would otherwise stretch the bounding box over the
     whole page; a stroke pixel, even on a 1-px line, has at least two inked neighbours.
     """
-    ink = np.pad(image > 0, 1).astype(np.uint8)
-    h, w = image.shape
-    counts = sum(ink[i:i + h, j:j + w] for i in range(3) for j in range(3))
+    counts = _box3((image > 0).astype(np.uint8), np.add, 0)
     return np.where(counts >= SPECK_NEIGHBOURS, image, 0.0).astype(image.dtype)
 
 

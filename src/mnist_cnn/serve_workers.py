@@ -17,7 +17,6 @@ happens once. A worker that dies is replaced; its request gets a 503.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import multiprocessing
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import orjson
 
 from .acceptance import Acceptance
 from .errors import MnistCnnError
@@ -81,8 +81,9 @@ def spec_of(predictor: Predictor) -> PredictorSpec | None:
 # -- the work, as run in a worker (or in a thread of the server when there are no workers) --------------
 
 def _json(document: dict[str, Any]) -> bytes:
-    # Starlette's JSONResponse settings: compact, UTF-8, and never NaN (the predictor refuses it first).
-    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    # Compact UTF-8, as Starlette's JSONResponse writes; orjson takes a tenth of json.dumps's
+    # time on the 784 pixels. It would write NaN as null, but the predictor refuses NaN first.
+    return orjson.dumps(document)
 
 
 def predict_json(predictor: Predictor, source: bytes | np.ndarray, name: str, top_k: int) -> bytes:
