@@ -172,3 +172,51 @@ def test_number_mode_reads_12_and_boxes_each_digit(page):
     assert page.locator("#number").inner_text() == "–" and page.locator("#digits li").count() == 0
     page.uncheck("#number-mode")  # back to one digit: the square pad and the bars
     assert page.locator("#pad").evaluate("c => c.width") == 280 and page.locator("#bars").is_visible()
+
+
+SLOW_SERVER = """
+(() => {
+  // A slow server, seen from the page: every /predict answer arrives 400 ms late.
+  window.__inFlight = 0; window.__maxInFlight = 0; window.__sentAt = []; window.__lastUp = 0;
+  const realFetch = window.fetch.bind(window);
+  window.fetch = async (url, options) => {
+    if (!String(url).includes("/predict")) return realFetch(url, options);
+    window.__inFlight++;
+    window.__maxInFlight = Math.max(window.__maxInFlight, window.__inFlight);
+    window.__sentAt.push(performance.now());
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      return await realFetch(url, options);
+    } finally {
+      window.__inFlight--;
+    }
+  };
+  addEventListener("pointerup", () => { window.__lastUp = performance.now(); }, true);
+})();
+"""
+
+
+def test_a_slow_server_gets_one_request_at_a_time_and_the_newest_drawing_last(browser, base_url):
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    context.add_init_script(SLOW_SERVER)
+    page = context.new_page()
+    page.goto(base_url)
+    page.wait_for_selector("body[data-ready=true]")
+    box = page.locator("#pad").bounding_box()
+    # A 7 drawn slowly: live requests are due every 150 ms, each answer takes 400 ms.
+    for stroke in SEVEN:
+        page.mouse.move(box["x"] + stroke[0][0] * box["width"], box["y"] + stroke[0][1] * box["height"])
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+            for t in np.linspace(0, 1, 12)[1:]:
+                page.mouse.move(box["x"] + (x0 + t * (x1 - x0)) * box["width"],
+                                box["y"] + (y0 + t * (y1 - y0)) * box["height"])
+                page.wait_for_timeout(40)
+        page.mouse.up()
+    page.wait_for_function("window.__inFlight === 0 && window.__sentAt.length > 0 && "
+                           "performance.now() - window.__sentAt.at(-1) > 1000", timeout=ANSWER_TIMEOUT_MS)
+    stats = page.evaluate("({max: window.__maxInFlight, sent: window.__sentAt, up: window.__lastUp})")
+    context.close()
+    assert stats["max"] == 1, stats  # never two requests at once
+    assert stats["sent"][-1] >= stats["up"], stats  # the last one left after the last stroke: the final drawing
+    assert page.is_closed()

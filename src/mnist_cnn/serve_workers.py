@@ -41,16 +41,20 @@ log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 300.0  # a worker imports NumPy, Pillow and its runtime (TensorFlow for LiteRT)
 
 
-MAX_DEFAULT_WORKERS = 4  # each holds a model and its runtime (~100-400 MB); past this, HTTP parsing limits
+MAX_DEFAULT_WORKERS = 4  # each holds a model and its runtime (~60 MB with ai-edge-litert); past this, HTTP limits
 
 
 def default_workers() -> int:
-    """`serve --workers` unless given: one per core this process may use (at most 4); 0 on one core,
-    where a worker would only add the hand-over to the same core's work."""
+    """`serve --workers` unless given: one per core this process may use plus one, at most 4; 0 on one core.
+
+    The extra worker has the next image ready while the HTTP process hands an answer over
+    (on 2 cores: 3 workers served ~10% more than 2; benchmarks/README.md). On one core a
+    worker would only add the hand-over to the same core's work.
+    """
     from .backends import default_threads  # the usable cores, honouring taskset and cgroups
 
     cores = default_threads()
-    return 0 if cores < 2 else min(cores, MAX_DEFAULT_WORKERS)
+    return 0 if cores < 2 else min(cores + 1, MAX_DEFAULT_WORKERS)
 
 
 class WorkerDied(MnistCnnError):

@@ -102,17 +102,47 @@ document.getElementById("clear").addEventListener("click", () => {
 
 document.getElementById("upload").addEventListener("change", (event) => {
   const file = event.target.files[0];
-  if (file) send(file, file.name);
+  if (file) sendFile(file, file.name);
   event.target.value = ""; // choosing the same file again still fires
 });
 
+// At most one request in flight: while one is out, only the newest wish is remembered
+// (the drawing as it will be then, or an uploaded file), and sent when the answer is in.
+// A busy server thus answers the latest strokes instead of a queue of stale ones.
+let inFlight = false;
+let waiting = null; // null, "canvas", or [file, name]
+
 function predictCanvas() {
   if (!strokes.length) return;
+  if (inFlight) { waiting = "canvas"; return; }
+  inFlight = true;
   lastSent = performance.now();
   pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
 }
 
+function sendFile(file, name) {
+  if (inFlight) { waiting = [file, name]; return; }
+  inFlight = true;
+  send(file, name);
+}
+
+function sendWaiting() {
+  inFlight = false;
+  const next = waiting;
+  waiting = null;
+  if (next === "canvas") predictCanvas();
+  else if (next) sendFile(...next);
+}
+
 async function send(blob, name) {
+  try {
+    await request(blob, name);
+  } finally {
+    sendWaiting();
+  }
+}
+
+async function request(blob, name) {
   const seq = ++requestSeq;
   const reading = numberMode.checked; // the mode this request was made in
   const status = reading ? numberStatus : statusLine;
