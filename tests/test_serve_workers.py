@@ -170,3 +170,11 @@ def test_bad_workers_flag_is_one_line(trained_model):
     assert "--workers -1 must be between 0 and 64" in result.stderr
     assert "Traceback" not in result.stderr
     json.dumps(result.stderr)  # one printable message
+
+
+def test_serve_without_a_model_serves_the_shipped_mnist():
+    from mnist_cnn.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert args.model_path == Path("mnist") and args.workers is None
+    assert build_parser().parse_args(["serve", "fashion-mnist", "--workers", "0"]).workers == 0

@@ -65,8 +65,9 @@ def add_calibrate_arguments(c: argparse.ArgumentParser, add_source_flags: Callab
 
 
 def add_serve_arguments(s: argparse.ArgumentParser) -> None:
-    s.add_argument("model_path", type=Path, metavar="MODEL",
-                   help="a model.keras written by `mnist-cnn train`, or a .onnx written by `mnist-cnn export`")
+    s.add_argument("model_path", type=Path, metavar="MODEL", nargs="?", default=Path("mnist"),
+                   help="a model.keras written by `mnist-cnn train`, a .onnx written by `mnist-cnn export`, or a "
+                        "shipped model's name (see `mnist-cnn models`); default: the shipped mnist")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
