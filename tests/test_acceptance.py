@@ -22,23 +22,44 @@ from mnist_cnn.errors import RunFileError
 from mnist_cnn.runs import Run
 
 
-def test_features_are_margin_coverage_and_stroke():
-    images = np.zeros((2, 28, 28), np.float32)
-    images[0, :7] = 1.0  # a quarter of the field covered
-    probabilities = np.array([[0.5, 0.5] + [0.0] * 8, [0.1] * 10])
+def test_features_are_margin_coverage_stroke_and_core():
+    images = np.zeros((3, 28, 28), np.float32)
+    images[0, :7] = 1.0  # a quarter of the field covered, solid
+    images[2, :7] = np.tile([0.3, 0.7], 14)  # the same band, shaded in stripes
+    images[2, 6] = 1.0  # ... with a solid lower row (a rim)
+    probabilities = np.array([[0.5, 0.5] + [0.0] * 8, [0.1] * 10, [0.1] * 10])
     found = acceptance.features(images, probabilities)
-    assert found.shape == (2, 3)
+    assert acceptance.FEATURES == ("margin", "coverage", "stroke", "core")
+    assert found.shape == (3, 4)
     assert found[0, 1] == pytest.approx(0.25) and found[1, 1] == 0.0
     assert found[0, 2] > 4 and found[1, 2] == 0.0  # a 7-px band is a thick stroke; no ink, no stroke
     assert found[1, 0] == pytest.approx(0.0)  # all classes equal: nothing stands out
     assert found[0, 0] == pytest.approx(np.log(0.5) - (2 * np.log(0.5) + 8 * np.log(acceptance.LOG_FLOOR)) / 10)
+    # core: inked pixels with all 8 neighbours inked (rows 0-5 here: the field's edge counts as
+    # uninked, so row 0 and columns 0 and 27 are rim), their mean brightness; none -> 1.0
+    assert found[0, 3] == pytest.approx(1.0) and found[1, 3] == 1.0
+    assert found[2, 3] == pytest.approx(0.5)  # rows 1-5, columns 1-26: stripes of 0.3 and 0.7
+    assert np.array_equal(acceptance.features(images, probabilities, ("core", "margin")), found[:, [3, 0]])
+
+
+def test_a_blurred_rim_keeps_a_solid_core():
+    stroke = np.zeros((28, 28), np.float32)
+    stroke[4:24, 11:17] = 1.0
+    blurred = stroke.copy()
+    blurred[4:24, [10, 17]] = 0.4  # a soft rim on both sides
+    assert acceptance.core_brightness(stroke) == acceptance.core_brightness(blurred) == pytest.approx(1.0)
 
 
 def synthetic_rule(target: float = 0.01) -> tuple[acceptance.Acceptance, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    digits = np.column_stack([rng.normal(15, 4, 3000), rng.normal(0.15, 0.04, 3000), rng.normal(2.5, 0.4, 3000)])
-    items = np.column_stack([rng.normal(4, 3, 3000), rng.normal(0.45, 0.1, 3000), rng.normal(8, 2, 3000)])
-    validation = np.column_stack([rng.normal(15, 4, 2000), rng.normal(0.15, 0.04, 2000), rng.normal(2.5, 0.4, 2000)])
+
+    def digit_like(n: int) -> np.ndarray:  # margin, coverage, stroke, core
+        return np.column_stack([rng.normal(15, 4, n), rng.normal(0.15, 0.04, n), rng.normal(2.5, 0.4, n),
+                                rng.normal(0.95, 0.03, n)])
+
+    digits, validation = digit_like(3000), digit_like(2000)
+    items = np.column_stack([rng.normal(4, 3, 3000), rng.normal(0.45, 0.1, 3000), rng.normal(8, 2, 3000),
+                             rng.normal(0.6, 0.1, 3000)])
     return acceptance.fit(digits, items, validation, target), validation, items
 
 
@@ -51,7 +72,8 @@ def test_fit_refuses_the_target_share_of_validation_and_most_negatives():
     assert (score(rule, validation) < rule.threshold).mean() <= 0.01
     assert (score(rule, validation) < rule.threshold).mean() > 0.005
     assert (score(rule, items) < rule.threshold).mean() > 0.9
-    assert rule.weights[0] > 0 > max(rule.weights[1:])  # a clear winner helps, a filled shape hurts
+    assert rule.weights[0] > 0 > max(rule.weights[1:3])  # a clear winner helps, a filled shape hurts
+    assert rule.weights[3] > 0  # a solid core helps
 
 
 def test_verdicts_give_one_line_reasons():
@@ -87,7 +109,8 @@ def test_the_file_round_trips(tmp_path):
     (lambda r: json.dumps({**r, "format": "mnist-cnn acceptance 1"}), "format"),  # an older file: recalibrate
     (lambda r: json.dumps({**r, "weights": [1.0]}), "'weights'"),
     (lambda r: json.dumps({**r, "mean": [1.0, "x", 2.0]}), "'mean'"),
-    (lambda r: json.dumps({**r, "scale": [1.0, 0.0, 1.0]}), "'scale' must be positive"),
+    (lambda r: json.dumps({**r, "scale": [1.0, 0.0, 1.0, 1.0]}), "'scale' must be positive"),
+    (lambda r: json.dumps({**r, "format": "mnist-cnn acceptance 2"}), "features"),  # 2 had three features
     (lambda r: json.dumps({**r, "threshold": float("nan")}), "'threshold'"),  # json writes NaN; it is refused
     (lambda r: json.dumps({**r, "bias": True}), "'bias'"),
     (lambda r: json.dumps({**r, "details": []}), "'details'"),
@@ -102,6 +125,26 @@ def test_a_damaged_file_is_a_one_line_error_naming_it(tmp_path, damage, words):
     message = str(caught.value)
     assert str(path) in message and words in message and "\n" not in message
     assert "mnist-cnn calibrate" in message  # the fix
+
+
+def test_a_file_of_the_previous_format_is_still_applied(tmp_path):
+    """Run folders calibrated before the ink and edges features keep their three-feature rule."""
+    rule, validation, items = synthetic_rule()
+    record = {**rule.to_json(), "format": "mnist-cnn acceptance 2", "features": ["margin", "coverage", "stroke"],
+              "mean": list(rule.mean[:3]), "scale": list(rule.scale[:3]), "weights": list(rule.weights[:3])}
+    path = tmp_path / Run.acceptance
+    path.write_text(json.dumps(record))
+    old = acceptance.read(path)
+    assert old.feature_names == ("margin", "coverage", "stroke")
+    images = np.zeros((2, 28, 28), np.float32)
+    images[0, 5:25, 12:15] = 1.0
+    images[1, 4:24, 4:24] = 1.0
+    probabilities = np.full((2, 10), 1e-12)
+    probabilities[:, 1] = 1.0
+    found = acceptance.features(images, probabilities)[:, :3]
+    expected = old.bias + ((found - np.asarray(old.mean)) / np.asarray(old.scale)) @ np.asarray(old.weights)
+    assert np.allclose(old.scores(images, probabilities), expected)
+    assert json.loads(json.dumps(old.to_json()))["format"] == "mnist-cnn acceptance 2"  # written back as read
 
 
 def test_an_unreadable_file_is_an_error_too(tmp_path):
@@ -149,6 +192,7 @@ def test_a_calibrated_model_refuses_fashion_and_accepts_digits(model_copy, real,
     path = calibrate.write(rule, model_copy)
     assert path == model_copy.parent / Run.acceptance
     assert set(rule.details["refused"]) == {"validation", "fit negatives", "noise"}
+    assert rule.feature_names == acceptance.FEATURES
 
     predictor = Predictor.from_path(model_copy)
     assert predictor.calibrated and predictor.acceptance.threshold == pytest.approx(rule.threshold)

@@ -1,6 +1,6 @@
 """"Not a digit": whether an input looks like one of the model's classes at all, and why not.
 
-The rule is a small second model, a logistic regression over three measurements of each
+The rule is a small second model, a logistic regression over four measurements of each
 preprocessed image (what the model saw) and the model's answer for it:
 
 - margin: the largest log-probability minus the mean of all of them, i.e. how far the
@@ -9,20 +9,27 @@ preprocessed image (what the model saw) and the model's answer for it:
 - coverage: the share of the 28x28 input brighter than 0.5. Digits are pen strokes (about
   15%); a photo of a thing (Fashion-MNIST) prepared as a digit becomes a filled shape;
 - stroke: the typical width of those bright parts (`preprocess.stroke_width`), about 2-3 px
-  for a digit at MNIST's scale, far more for a filled shape.
+  for a digit at MNIST's scale, far more for a filled shape;
+- core: the mean brightness of the ink's core, the inked pixels (above INK_FLOOR) whose
+  whole 3x3 neighbourhood is inked. A pen stroke's core is solid, however blurred its rim
+  (a photographed or resampled digit); a photographed thing keeps its shading inside.
 
 It is fitted on digits of the model's own training split against Fashion-MNIST's
-*training* images (MNIST's for a Fashion-MNIST model), and its threshold is set so that
-TARGET_REFUSED of the *validation* digits are refused. Why these and not maximum
-softmax probability, energy or a Mahalanobis distance on the penultimate layer: the
-measurements are in benchmarks/README.md ("Not a digit"). In short, for the default `cnn`
-at 1% of digits refused, this rule refused ~96% of Fashion-MNIST, energy 85%, softmax
-probability 58%, Mahalanobis distances on the (PCA-reduced) penultimate layer under 2%;
-and it needs only what every backend gives. Its weak spot is a model trained with label
-smoothing (the `strong` recipe), whose probabilities say less: see the same section.
+*training* images (MNIST's for a Fashion-MNIST model) plus generated scribbles, and its
+threshold is set so that TARGET_REFUSED of the *validation* digits are refused. Why
+these and not maximum softmax probability, energy or a Mahalanobis distance on the
+penultimate layer: the measurements are in benchmarks/README.md ("Not a digit"). In
+short: on the `cnn` model the first three features refused ~96% of Fashion-MNIST at 1% of
+digits refused (energy 85%, softmax probability 58%, Mahalanobis distances under 2%), but
+on the label-smoothed `strong` model only ~84%: its probabilities say less. The core's
+brightness measures the image alone and took `strong` to ~99%, while digits rescaled and
+slanted as people write them stay accepted (~98%); the mean brightness of all the ink,
+tried first, refused 15% of those (same section). All four need only what every backend
+gives.
 
 The fitted numbers live in the run folder as `acceptance.json` (`Run.acceptance`),
 written by `mnist-cnn calibrate` (`calibrate.calibrate_model`) and at the end of training.
+Files of the previous format (the first three features) are still read and applied.
 Without that file, everything is accepted and answers say `calibrated: false`.
 NumPy here; scikit-learn only while fitting. No I/O at import.
 """
@@ -38,11 +45,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import RunFileError
-from .preprocess import SIDE, stroke_width
+from .preprocess import SIDE, erode3, stroke_width
 
-FORMAT = "mnist-cnn acceptance 2"  # bump when the file's meaning changes (2: the stroke feature)
-FEATURES = ("margin", "coverage", "stroke")
+FORMAT = "mnist-cnn acceptance 3"  # bump when the file's meaning changes (2: stroke; 3: core)
+FEATURES = ("margin", "coverage", "stroke", "core")
+# What each format's files hold; older ones are still applied (their rule uses fewer features).
+READABLE = {"mnist-cnn acceptance 2": FEATURES[:3], FORMAT: FEATURES}
 COVERAGE_LEVEL = 0.5  # pixels of the 28x28 input above this count as covered
+INK_FLOOR = 0.1  # pixels of the 28x28 input above this count as inked (for `core`)
 # Share of validation digits the threshold refuses: under the 1% goal, with room for the
 # difference between validation and test (a binomial s.d. of ~0.13 points at 6,000 digits).
 TARGET_REFUSED = 0.009
@@ -62,14 +72,24 @@ class Verdict:
 ACCEPTED_UNCALIBRATED = Verdict(True)
 
 
-def features(images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """float (N, 28, 28) model inputs + (N, classes) probabilities -> float64 (N, 3): margin, coverage, stroke."""
+def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str] = FEATURES) -> np.ndarray:
+    """float (N, 28, 28) model inputs + (N, classes) probabilities -> float64 (N, len(names)), in `names` order."""
     log_p = np.log(np.maximum(np.asarray(probabilities, dtype=np.float64), LOG_FLOOR))
-    margin = log_p.max(axis=1) - log_p.mean(axis=1)
-    covered = np.asarray(images, dtype=np.float64).reshape(len(log_p), SIDE, SIDE) > COVERAGE_LEVEL
-    coverage = covered.reshape(len(log_p), -1).mean(axis=1)
-    stroke = np.array([stroke_width(mask) for mask in covered], dtype=np.float64)
-    return np.column_stack([margin, coverage, stroke])
+    pixels = np.asarray(images, dtype=np.float64).reshape(len(log_p), SIDE, SIDE)
+    covered = pixels > COVERAGE_LEVEL
+    columns = {
+        "margin": lambda: log_p.max(axis=1) - log_p.mean(axis=1),
+        "coverage": lambda: covered.reshape(len(log_p), -1).mean(axis=1),
+        "stroke": lambda: np.array([stroke_width(mask) for mask in covered], dtype=np.float64),
+        "core": lambda: np.array([core_brightness(image) for image in pixels], dtype=np.float64),
+    }
+    return np.column_stack([columns[name]() for name in names]) if len(log_p) else np.zeros((0, len(names)))
+
+
+def core_brightness(image: np.ndarray) -> float:
+    """Mean brightness of the inked pixels whose 3x3 neighbourhood is all inked; 1.0 if none (thin strokes)."""
+    core = erode3(image > INK_FLOOR)
+    return float(image[core].mean()) if core.any() else 1.0
 
 
 @dataclass(frozen=True)
@@ -84,10 +104,11 @@ class Acceptance:
     filled_coverage: float  # coverage above this reads as a filled shape (for the reason)
     target_refused: float = TARGET_REFUSED
     details: dict[str, Any] = field(default_factory=dict)  # what it was fitted on, what it refuses (measured)
+    feature_names: tuple[str, ...] = FEATURES  # which `features` the vectors above are of (older files: fewer)
 
     def scores(self, images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """(N,) scores; higher looks more like the training classes."""
-        return self._scores(features(images, probabilities))
+        return self._scores(features(images, probabilities, self.feature_names))
 
     def _scores(self, found: np.ndarray) -> np.ndarray:
         x = (found - np.asarray(self.mean)) / np.asarray(self.scale)
@@ -95,27 +116,39 @@ class Acceptance:
 
     def verdicts(self, images: np.ndarray, probabilities: np.ndarray,
                  class_names: Sequence[str]) -> list[Verdict]:
-        """One Verdict per image; refused ones say whether the shape or the answer gave them away."""
-        found = features(images, probabilities)
+        """One Verdict per image; a refused one says which measurement gave it away most."""
+        found = features(images, probabilities, self.feature_names)
         scores = self._scores(found)
+        # Each feature's share of the score: the most negative one names the reason.
+        shares = (found - np.asarray(self.mean)) / np.asarray(self.scale) * np.asarray(self.weights)
         verdicts = []
-        for score, (_, coverage, _), p in zip(scores, found, probabilities):
+        for score, values, share, p in zip(scores, found, shares, probabilities):
             if score >= self.threshold:
                 verdicts.append(Verdict(True, None, float(score)))
                 continue
-            best = int(np.argmax(p))
-            if coverage > self.filled_coverage:
-                why = (f"a filled shape, not pen strokes: ink covers {coverage:.0%} of the 28x28 image, the model's "
-                       f"classes at most {self.filled_coverage:.0%}")
-            else:
-                why = f"no class stands out (the closest, {class_names[best]}, at {float(p[best]):.0%})"
+            measured = dict(zip(self.feature_names, values))
+            why = self._reason(self.feature_names[int(np.argmin(share))], measured, p, class_names)
             verdicts.append(Verdict(False, f"does not look like any of the model's classes: {why}", float(score)))
         return verdicts
+
+    def _reason(self, feature: str, measured: dict[str, float], p: np.ndarray, class_names: Sequence[str]) -> str:
+        coverage = measured["coverage"]
+        if coverage > self.filled_coverage or feature in ("coverage", "stroke"):
+            return (f"a filled shape, not pen strokes: ink covers {coverage:.0%} of the 28x28 image, the model's "
+                    f"classes at most {self.filled_coverage:.0%}")
+        if feature == "core":
+            return (f"shading, not pen strokes: the inside of the ink averages {measured['core']:.0%} brightness, "
+                    f"where a stroke is solid")
+        best = int(np.argmax(p))
+        return f"no class stands out (the closest, {class_names[best]}, at {float(p[best]):.0%})"
 
     # -- the file ------------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        record = {"format": FORMAT, "features": list(FEATURES), **asdict(self)}
+        record = asdict(self)
+        names = record.pop("feature_names")
+        record = {"format": next(f for f, n in READABLE.items() if n == tuple(names)), "features": list(names),
+                  **record}
         for key in ("mean", "scale", "weights"):
             record[key] = list(record[key])
         return record
@@ -128,14 +161,15 @@ class Acceptance:
 
         if not isinstance(record, dict):
             raise bad(f"a JSON {type(record).__name__}, not an object")
-        if record.get("format") != FORMAT or record.get("features") != list(FEATURES):
+        names = READABLE.get(record.get("format"))  # type: ignore[arg-type]
+        if names is None or record.get("features") != list(names):
             raise bad(f"format {record.get('format')!r}, features {record.get('features')!r}; this version "
                       f"reads {FORMAT!r} with {list(FEATURES)}")
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"feature_names": names}
         for key in ("mean", "scale", "weights"):
             vector = record.get(key)
-            if not (isinstance(vector, list) and len(vector) == len(FEATURES) and all(_finite(v) for v in vector)):
-                raise bad(f"{key!r} must be {len(FEATURES)} finite numbers")
+            if not (isinstance(vector, list) and len(vector) == len(names) and all(_finite(v) for v in vector)):
+                raise bad(f"{key!r} must be {len(names)} finite numbers")
             values[key] = tuple(float(v) for v in vector)
         if min(values["scale"]) <= 0:
             raise bad("'scale' must be positive")
@@ -157,7 +191,7 @@ def fit(digit_features: np.ndarray, negative_features: np.ndarray, validation_fe
         target_refused: float = TARGET_REFUSED) -> Acceptance:
     """Fit the rule: digits (the classes) against negatives, threshold from held-out validation digits.
 
-    Each argument is `features(...)` of a set: (N, 3). The logistic regression weights both
+    Each argument is `features(...)` of a set: (N, len(FEATURES)). The logistic regression weights both
     sets equally (balanced), so the threshold, not the sets' sizes, sets the trade-off.
     """
     from sklearn.linear_model import LogisticRegression  # seconds to import: only when fitting

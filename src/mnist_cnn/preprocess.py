@@ -196,6 +196,11 @@ def _box3(image: np.ndarray, reduce: np.ufunc, fill: float) -> np.ndarray:
     return reduce(reduce(rows[:-2], rows[1:-1]), rows[2:])
 
 
+def erode3(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask eroded by a 3x3 square: True where the pixel and all 8 neighbours are True."""
+    return _box3(np.asarray(mask, dtype=bool), np.minimum, False)
+
+
 def stroke_width(ink: np.ndarray) -> float:
     """Typical stroke width in px of a boolean ink mask: 2 * area / (pixels lost to a 3x3 erosion).
 
@@ -205,7 +210,7 @@ def stroke_width(ink: np.ndarray) -> float:
     area = int(np.count_nonzero(ink))
     if area == 0:
         return 0.0
-    eroded = _box3(np.asarray(ink, dtype=bool), np.minimum, False)
+    eroded = erode3(ink)
     return 2.0 * area / max(area - int(np.count_nonzero(eroded)), 1)
 
 
