@@ -4,8 +4,8 @@
 
 Writes src/mnist_cnn/pretrained/NAME/: `model.keras` (without optimizer state), `config.json`
 and `metrics.json` (what `runs.Run.model_info` reads: dataset, class names, preprocessing,
-test scores), the run's `acceptance.json` ("not a digit") if it has one, and a short
-`MODEL_CARD.md`. The copy names no folder of the machine that trained it: the data
+test scores), the run's `acceptance.json` ("not a digit") if it has one, the model's SHA-256
+(`model.keras.sha256`, checked whenever the name is used) and `MODEL_CARD.md`. The copy names no folder of the machine that trained it: the data
 source becomes the dataset's name. Refuses a run that is not finished or that was
 trained on another dataset than NAME.
 """
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
 
 
-def card(name: str, record: dict, metrics: dict) -> str:
+def card(name: str, record: dict, metrics: dict, digest: str) -> str:
     config, data, env = record["config"], record["data"], record.get("environment", {})
     test, training = metrics["test"], metrics.get("training", {})
     command = (f"mnist-cnn train --recipe {config.get('recipe') or 'default'} --dataset {config['dataset']} "
@@ -35,9 +35,27 @@ def card(name: str, record: dict, metrics: dict) -> str:
         f"- test accuracy **{100 * test['accuracy']:.2f}%** on the {test['num_images']:,} test images "
         f"(macro F1 {test['macro']['f1']:.4f}), scored once after training",
         f"- preprocessing of people's images: `{data.get('preprocessing', 'digit')}`",
-        f"- made with: `{command}` (Keras {env.get('keras')}, TensorFlow {env.get('tensorflow')})", "",
+        f"- made with: `{command}` (Keras {env.get('keras')}, TensorFlow {env.get('tensorflow')})",
+        f"- file: `model.keras`, SHA-256 `{digest}` (checked at every use; also in `model.keras.sha256`)", "",
+        "## Limits", "", LIMITS[name], "",
         "Use it by name: `mnist-cnn predict " + name + " photo.png`, `mnist-cnn evaluate " + name +
         f" --dataset {config['dataset']}`, `Predictor.from_path(resolve_model(\"{name}\"))`.", ""])
+
+
+LIMITS = {
+    "mnist": "Handwritten digits 0-9, one per image (or one per connected ink group with `--number`), "
+             "prepared MNIST-style: dark or light ink on plain paper, roughly upright. It knows no letters or "
+             "other symbols; its \"not a digit\" rule (`acceptance.json`) refuses most things that are not digits "
+             "(Fashion-MNIST items, noise, many letters) but not all: a letter shaped like a digit (O, l, S, Z) "
+             "is read as that digit. Measured on MNIST's test set, US census staff and students' handwriting "
+             "of the 1990s: other hands, pens and scanners may do worse.",
+    "fashion-mnist": "Photos of one clothing item or shoe on a plain background, of Zalando's ten "
+                     "Fashion-MNIST classes, centred and upright as product photos are. It confuses "
+                     "shirts, T-shirts, pullovers and coats most (`mnist-cnn evaluate fashion-mnist --dataset "
+                     "fashion-mnist --out DIR` draws the confusion matrix); items "
+                     "outside the ten classes are still given one of them unless its \"not a digit\" rule "
+                     "refuses them. Measured on Fashion-MNIST's test set only.",
+}
 
 
 def strip_optimizer(source: Path, target: Path) -> None:
@@ -72,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     strip_optimizer(args.run_dir / "model.keras", target / "model.keras")
     (target / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (target / "MODEL_CARD.md").write_text(card(args.name, record, metrics))
+    digest = hashlib.sha256((target / "model.keras").read_bytes()).hexdigest()
+    (target / "model.keras.sha256").write_text(f"{digest}  model.keras\n")  # checked by resolve_model
+    (target / "MODEL_CARD.md").write_text(card(args.name, record, metrics, digest))
     calibration = args.run_dir / "acceptance.json"  # the "not a digit" rule, if the run was calibrated
     if calibration.is_file():
         rule = json.loads(calibration.read_text())

@@ -40,14 +40,41 @@ BUNDLED_MODELS: dict[str, str] = {"mnist": "pretrained/mnist/model.keras",
                                    "fashion-mnist": "pretrained/fashion-mnist/model.keras"}
 
 
-def resolve_model(name_or_path: str | Path) -> Path:
-    """A bundled model's name -> its file; anything else is taken as a path (checked by the loader)."""
-    key = str(name_or_path)
-    if key in BUNDLED_MODELS:
-        from importlib import resources
+DIGEST_SUFFIX = ".sha256"  # beside a bundled model: "<hex digest>  model.keras", as sha256sum writes
 
-        return Path(str(resources.files("mnist_cnn") / BUNDLED_MODELS[key]))
-    return Path(name_or_path)
+
+def bundled_path(name: str) -> Path:
+    """Where the bundled model `name` is installed (not checked)."""
+    from importlib import resources
+
+    return Path(str(resources.files("mnist_cnn") / BUNDLED_MODELS[name]))
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A bundled model's name -> its file, checked against its SHA-256; anything else is taken as a
+    path (checked by the loader). ModelFileError (one line) for a bundled file that fails its digest."""
+    key = str(name_or_path)
+    if key not in BUNDLED_MODELS:
+        return Path(name_or_path)
+    path = bundled_path(key)
+    check_digest(path, key)
+    return path
+
+
+def check_digest(path: Path, name: str) -> None:
+    """Compare `path` with the digest written beside it when it was shipped."""
+    import hashlib
+
+    digest_file = path.with_name(path.name + DIGEST_SUFFIX)
+    try:
+        expected = digest_file.read_text(encoding="ascii").split()[0]
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise ModelFileError(f"the shipped model {name!r} is missing or unreadable at {path}; reinstall mnist-cnn "
+                             f"(pip install --force-reinstall mnist-cnn)") from None
+    if actual != expected:
+        raise ModelFileError(f"the shipped model {name!r} fails its SHA-256 check ({path} is damaged or was "
+                             f"changed); reinstall mnist-cnn (pip install --force-reinstall mnist-cnn)")
 
 
 def default_threads() -> int:

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from . import cli_data, cli_export, cli_train, cli_tune, cli_use
 from .errors import MnistCnnError
@@ -120,7 +120,28 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"\n{'recipe':<16}{'model':>12}  description (mnist-cnn train --recipe NAME)")
     for name, recipe in RECIPES.items():
         print(f"{name:<16}{recipe.settings.get('model', 'cnn'):>12}  {recipe.description}")
+    print(f"\n{'shipped':<16}{'model':>12}  test accuracy, dataset (use the name as MODEL: mnist-cnn predict NAME ...)")
+    for name, info in shipped_models().items():
+        print(f"{name:<16}{info.architecture or '?':>12}  {_percent(info.test_metrics)}, {info.dataset}")
     return 0
+
+
+def shipped_models() -> dict[str, Any]:
+    """The models bundled with the package, by name: their ModelInfo (read from their files, not loaded)."""
+    from .backends import BUNDLED_MODELS, bundled_path
+    from .runs import Run
+
+    found = {}
+    for name in BUNDLED_MODELS:
+        run = Run.of_model(bundled_path(name))
+        if run is not None:
+            found[name] = run.model_info()
+    return found
+
+
+def _percent(metrics: dict[str, Any] | None) -> str:
+    accuracy = (metrics or {}).get("accuracy")
+    return f"{100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else "not measured"
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -1,0 +1,74 @@
+"""The models shipped with the package: found by name, checked against their SHA-256, listed by `models`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mnist_cnn import backends
+from mnist_cnn.cli import main
+from mnist_cnn.errors import ModelFileError
+
+
+@pytest.mark.parametrize("name", sorted(backends.BUNDLED_MODELS))
+def test_each_shipped_model_has_its_files_and_digest(name):
+    path = backends.resolve_model(name)  # checks the digest
+    folder = path.parent
+    for needed in ("model.keras", "model.keras.sha256", "config.json", "metrics.json", "MODEL_CARD.md",
+                   "acceptance.json"):
+        assert (folder / needed).is_file(), needed
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (folder / "model.keras.sha256").read_text().split() == [digest, "model.keras"]
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert digest in card and "## Limits" in card
+    accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
+    assert f"{100 * accuracy:.2f}%" in card
+    assert path.stat().st_size < 5 * 1024 * 1024  # saved without optimizer state: a few MB at most
+    rule = json.loads((folder / "acceptance.json").read_text())
+    assert rule["details"]["model_sha256"] == digest  # the "not a digit" rule is this model's
+
+
+@pytest.fixture
+def tampered(tmp_path, monkeypatch):
+    """A copy of the shipped mnist folder that `resolve_model("mnist")` finds instead of the real one."""
+    folder = tmp_path / "mnist"
+    shutil.copytree(backends.bundled_path("mnist").parent, folder)
+    monkeypatch.setattr(backends, "bundled_path", lambda name: folder / "model.keras")
+    return folder
+
+
+def test_a_changed_shipped_model_is_a_one_line_error(tampered, capsys):
+    data = bytearray((tampered / "model.keras").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tampered / "model.keras").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="fails its SHA-256 check") as caught:
+        backends.resolve_model("mnist")
+    assert "\n" not in str(caught.value) and "reinstall" in str(caught.value)
+    assert main(["predict", "mnist", str(tampered / "config.json")]) == 2  # the CLI: exit 2, one line
+    err = capsys.readouterr().err
+    assert "fails its SHA-256 check" in err and "Traceback" not in err
+
+
+def test_a_missing_digest_is_an_error_too(tampered):
+    (tampered / "model.keras.sha256").unlink()
+    with pytest.raises(ModelFileError, match="missing or unreadable"):
+        backends.resolve_model("mnist")
+
+
+def test_models_lists_the_shipped_models_with_their_accuracy(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    shipped = out[out.index("shipped"):]
+    for name in backends.BUNDLED_MODELS:
+        folder = backends.bundled_path(name).parent
+        accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
+        assert any(line.startswith(name + " ") and f"{100 * accuracy:.2f}%" in line for line in shipped.splitlines())
+
+
+def test_a_path_is_not_taken_for_a_name(tmp_path):
+    assert backends.resolve_model(tmp_path / "mnist") == tmp_path / "mnist"
+    assert backends.resolve_model("runs/x/model.keras") == Path("runs/x/model.keras")
