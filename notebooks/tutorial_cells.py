@@ -1056,9 +1056,11 @@ Two things a single-digit reader cannot do, done by the package's pretrained MNI
   --number`; the API has `POST /read`, and the page a number mode.
 - **"Not a digit".** A softmax always picks a class: show the digit model a T-shirt and it
   still says some digit, often with high probability. The shipped model carries a small
-  calibrated rule (`acceptance.json`, fitted on validation digits against Fashion-MNIST
-  training images) that looks at how far the top class stands above the others, how much of
-  the picture is ink and how wide the strokes are; the garment drawing is `accepted: False`,
+  calibrated rule (`acceptance.json`, fitted on training digits against Fashion-MNIST
+  training images and scribbles, its threshold set on validation digits) that looks at how
+  far the top class stands above the others, how much of the picture is ink, how wide the
+  strokes are and how solid their core is (pen strokes are solid, photographed things
+  keep their shading); the garment drawing is `accepted: False`,
   with the reason in one line. Every answer of `predict --json`, the API and the page
   carries this flag.
 """,
@@ -1075,8 +1077,10 @@ pacote (`resolve_model("mnist")`, a receita `strong`):
 - **"Isto não é um dígito".** Uma softmax sempre escolhe uma classe: mostre uma camiseta ao
   modelo de dígitos e ele ainda diz algum dígito, muitas vezes com probabilidade alta. O
   modelo distribuído traz uma pequena regra calibrada (`acceptance.json`, ajustada em
-  dígitos de validação contra imagens de treino do Fashion-MNIST) que olha quanto a classe
-  do topo se destaca das outras, quanto da imagem é tinta e quão largos são os traços; o
+  dígitos de treino contra imagens de treino do Fashion-MNIST e rabiscos, com o limiar
+  definido em dígitos de validação) que olha quanto a classe do topo se destaca das outras,
+  quanto da imagem é tinta, quão largos são os traços e quão sólido é o miolo deles (traços
+  de caneta são sólidos; coisas fotografadas guardam o sombreado); o
   desenho da peça sai `accepted: False`, com o motivo numa linha. Toda resposta de
   `predict --json`, da API e da página traz essa marca.
 """,
