@@ -262,3 +262,69 @@ def test_batches_cover_the_data_each_epoch_without_autotuning():
     for order in epochs:
         assert sorted(order.tolist()) == list(range(100))
     assert epochs[0].tolist() != epochs[1].tolist()  # reshuffled
+
+
+def test_weight_averaging_keeps_what_validation_saw(tiny_dataset, isolated_env):
+    """--ema-momentum: the saved model is the average of the weights that validation scored."""
+    import keras
+
+    from mnist_cnn.config import TrainConfig
+    from mnist_cnn.data import load_dataset
+    from mnist_cnn.train import prepare_data
+
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--seed", "5", "--epochs", "3",
+                 "--ema-momentum", "0.9", "--patience", "9"]) == 0
+    run_dir = only_run(isolated_env / "runs")
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["config"]["ema_momentum"] == 0.9
+    config = TrainConfig(**{k: v for k, v in record["config"].items() if k in TrainConfig.__dataclass_fields__})
+    data = prepare_data(config, load_dataset("tiny", tiny_dataset))
+    loss = keras.models.load_model(run_dir / "model.keras").evaluate(data.x_val, data.y_val, verbose=0,
+                                                                      return_dict=True)["loss"]
+    state = Run(run_dir).read_state()
+    best = next(r for r in Run(run_dir).read_history() if r["epoch"] == state.best_epoch)
+    assert loss == pytest.approx(best["val_loss"], abs=1e-4)
+
+
+def test_weight_averaging_resumes_from_a_checkpoint_with_the_weights_swapped_back(tmp_path):
+    """A checkpoint written at an epoch's end holds the average in the model and the raw weights in the
+    optimizer: resuming must swap them back (AveragedWeights(from_checkpoint=True)), or training would
+    go on from the average. Exact arithmetic: a small dense model, fixed data, no shuffling."""
+    import keras
+    import numpy as np
+
+    from mnist_cnn.callbacks import AveragedWeights, load_checkpoint
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4), dtype=np.float32), rng.integers(0, 3, 64)
+
+    def model() -> keras.Model:
+        keras.utils.set_random_seed(1)
+        m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+        m.compile(keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.5),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    class Save(keras.callbacks.Callback):  # as RunCheckpoint: after the swap at the epoch's end
+        def __init__(self, prefix: str) -> None:
+            super().__init__()
+            self.prefix = prefix
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.save(tmp_path / f"{self.prefix}-{epoch + 1}.keras")
+
+    def fit(m: keras.Model, first: int, last: int, prefix: str, from_checkpoint: bool = False) -> None:
+        m.fit(x, y, batch_size=16, shuffle=False, verbose=0, initial_epoch=first, epochs=last,
+              callbacks=[AveragedWeights(from_checkpoint), Save(prefix)])
+
+    fit(model(), 0, 3, "whole")
+    fit(model(), 0, 2, "part")
+    results = {}
+    for flag in (True, False):
+        resumed = model()
+        load_checkpoint(resumed, tmp_path / "part-2.keras")
+        fit(resumed, 2, 3, f"resumed-{flag}", from_checkpoint=flag)
+        results[flag] = keras.models.load_model(tmp_path / f"resumed-{flag}-3.keras").get_weights()
+    whole = keras.models.load_model(tmp_path / "whole-3.keras").get_weights()
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(results[True], whole))
+    assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(results[False], whole))

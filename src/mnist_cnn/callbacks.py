@@ -40,6 +40,31 @@ def load_checkpoint(model: keras.Model, path: Path) -> None:
     model.load_weights(path)
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """`ema_momentum`: the optimizer's moving average of the weights is what the run is judged and kept by.
+
+    Keras' SwapEMAWeights (swap_on_epoch) puts the averaged weights into the model for each
+    validation and from the end of each epoch to the start of the next, so the callbacks
+    after this one (history, checkpoint, early stopping) and `finish` see the average, and
+    training goes on with the raw weights. A checkpoint written at an epoch's end therefore
+    holds the two swapped (average in the model, raw weights in the optimizer's slot): a run
+    resumed from one starts swapped, and this callback is told so (`from_checkpoint`), else
+    it would train the average and average the raw weights.
+    """
+
+    def __init__(self, from_checkpoint: bool = False) -> None:
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = from_checkpoint
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        # As Keras', minus its copy of the average over the raw weights after the last epoch:
+        # that checkpoint must keep the raw weights for `--resume --epochs MORE`. The run's
+        # model is the best checkpoint's average anyway (`train.finish`).
+        if not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+
+
 class HistoryLogger(keras.callbacks.Callback):
     """`history.csv`: one row per epoch with every logged metric, the learning rate and the seconds."""
 

@@ -47,6 +47,7 @@ class TrainConfig:
     train_limit: int | None = None  # keep only the first N training images (smoke runs)
     adam_beta_1: float = 0.9  # Adam's first-moment decay; lower (0.8) reacts faster in very short runs
     adam_beta_2: float = 0.999  # Adam's second-moment decay
+    ema_momentum: float = 0.0  # 0: off; e.g. 0.999: validation, checkpoints and model.keras use a moving average of the weights
     # Augmentation of training images only (random each step; validation and test untouched).
     augment: bool = False  # turn the settings below on
     aug_shift: float = 0.1  # max translation, as a fraction of 28 px (0.1 = 2.8 px)
@@ -75,6 +76,7 @@ class TrainConfig:
         _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
         _check(0 <= self.adam_beta_1 < 1, "adam_beta_1", self.adam_beta_1, "a number in [0, 1)")
         _check(0 <= self.adam_beta_2 < 1, "adam_beta_2", self.adam_beta_2, "a number in [0, 1)")
+        _check(0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum, "a number in [0, 1) (0: off)")
         _check(0 <= self.aug_shift < 0.5, "aug_shift", self.aug_shift, "a fraction in [0, 0.5)")
         _check(0 <= self.aug_rotation_deg <= 45, "aug_rotation_deg", self.aug_rotation_deg, "degrees in [0, 45]")
         _check(0 <= self.aug_zoom < 0.5, "aug_zoom", self.aug_zoom, "a fraction in [0, 0.5)")

@@ -22,7 +22,8 @@ import numpy as np
 
 from . import tensorboard_logs
 from .calibrate import calibrate_after_training
-from .callbacks import HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint, save_model
+from .callbacks import (AveragedWeights, HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint,
+                        save_model)
 from .config import TrainConfig
 from .data import DATASETS, Dataset, encode_labels, normalize, stratified_split
 from .errors import MnistCnnError
@@ -154,8 +155,9 @@ def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> keras.
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
+    ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum > 0 else {}
     optimizer = keras.optimizers.Adam(learning_rate(config, steps), beta_1=config.adam_beta_1,
-                                      beta_2=config.adam_beta_2)
+                                      beta_2=config.adam_beta_2, **ema)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model
 
@@ -250,7 +252,11 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
             validation_data=make_batches(data.x_val, data.y_val, config.batch_size),
             epochs=config.epochs, initial_epoch=state.epoch, verbose=verbose,
             shuffle=False,  # the dataset orders each epoch itself
-            callbacks=[*extra_callbacks, HistoryLogger(run, rows), RunCheckpoint(run, state),
+            callbacks=[*extra_callbacks,
+                       # first: validation, the history, checkpoints and early stopping see the average
+                       *([AveragedWeights(from_checkpoint=state.last_checkpoint is not None)]
+                         if config.ema_momentum > 0 else []),
+                       HistoryLogger(run, rows), RunCheckpoint(run, state),
                        ResumableEarlyStopping(state, patience=config.patience),
                        *([tensorboard_logs.tensorboard_callback(run)] if config.tensorboard else [])],
         )
