@@ -108,8 +108,8 @@ def test_bad_flags_exit_2_with_one_line(capsys, argv, message):
 
 
 def test_unknown_model_fails_before_creating_a_run(capsys, tiny_dataset, isolated_env):
-    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--model", "resnet"]) == 2
-    assert "unknown model 'resnet'" in one_line_error(capsys)
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--model", "resnet152"]) == 2
+    assert "unknown model 'resnet152'" in one_line_error(capsys)
     assert not (isolated_env / "runs").exists()
 
 
