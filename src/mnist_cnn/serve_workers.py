@@ -135,7 +135,10 @@ def _worker_main(conn: Connection, spec: PredictorSpec) -> None:
         except Exception as e:  # noqa: BLE001  (a bug: the server answers 500, the worker lives on)
             log.exception("task %s failed", getattr(task, "__name__", task))
             answer = ("error", RuntimeError(f"{type(e).__name__} in {getattr(task, '__name__', task)}"))
-        conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:  # the server closed the pipe while this image was read (shutting down): stop
+            return
 
 
 class _Worker:
