@@ -136,7 +136,11 @@ def _worker_main(conn: Connection, spec: PredictorSpec) -> None:
             log.exception("task %s failed", getattr(task, "__name__", task))
             answer = ("error", RuntimeError(f"{type(e).__name__} in {getattr(task, '__name__', task)}"))
         try:
-            conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+            message = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001  (an exception that does not pickle: say so in its place)
+            message = pickle.dumps(("error", RuntimeError(f"unpicklable {type(answer[1]).__name__}")))
+        try:
+            conn.send_bytes(message)
         except OSError:  # the server closed the pipe while this image was read (shutting down): stop
             return
 
@@ -216,6 +220,8 @@ class WorkerPool:
         except (EOFError, OSError):  # the worker died (killed, out of memory)
             self._replace(worker)
             return
+        except Exception as e:  # noqa: BLE001  (an answer that does not unpickle: its request fails, not the loop)
+            answer = ("error", RuntimeError(f"unreadable answer from a worker ({type(e).__name__})"))
         future, worker.pending = worker.pending, None
         if future is None or future.done():  # its request was cancelled (client gone): the worker is free
             if future is not None:
