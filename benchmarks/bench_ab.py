@@ -27,8 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -75,23 +73,11 @@ def ab(url: str, requests: int, concurrency: int, body: Path | None = None) -> d
 
 def serve(model: str, runtime: str, workers: int | None) -> tuple[subprocess.Popen, str, int]:
     """Start `mnist-cnn serve`; its process, URL and the number of worker processes it reports."""
-    command = [sys.executable, "-m", "mnist_cnn", "serve", model, "--port", "0", "--runtime", runtime]
-    if workers is not None:
-        command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline()
-    match = re.search(r"\((.*?)\) on (http://127\.0\.0\.1:\d+)", line)
-    if not match:
-        process.kill()
-        raise RuntimeError(f"serve did not start: {line!r}")
-    url = match.group(2)
-    # uvicorn writes an access-log line per request to stdout: drain it, or the pipe fills and the server stalls.
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    for _ in range(100):  # uvicorn starts a moment after the line
-        if subprocess.run(["ab", "-q", "-n", "1", f"{url}/healthz"], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.1)
-    count = re.search(r"(\d+) worker processes", line)
+    from bench_api import start_server  # noqa: PLC0415  (beside this script)
+
+    options = ["--runtime", runtime, *(["--workers", str(workers)] if workers is not None else [])]
+    process, url = start_server(model, *options)
+    count = re.search(r"(\d+) worker processes", process.first_line)
     return process, url, int(count.group(1)) if count else 0
 
 

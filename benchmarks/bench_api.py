@@ -93,10 +93,13 @@ async def run_load(url: str, body: bytes, concurrency: int, requests: int) -> di
             "mean_ms": float(ms.mean()), "requests_per_s": len(ms) / elapsed}
 
 
-def start_server(model: Path) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "mnist_cnn", "serve", str(model), "--port", "0"]
+def start_server(model: Path | str, *options: str) -> tuple[subprocess.Popen, str]:
+    """`mnist-cnn serve MODEL --port 0 OPTIONS...` in a child process, answering; (process, base URL).
+
+    The process's first line is kept as `process.first_line` (it names the runtime and workers)."""
+    command = [sys.executable, "-m", "mnist_cnn", "serve", str(model), "--port", "0", *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = process.stdout.readline()
+    line = process.first_line = process.stdout.readline()
     match = re.search(r"http://127\.0\.0\.1:\d+", line)
     if not match:
         process.kill()

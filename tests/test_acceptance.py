@@ -90,6 +90,12 @@ def test_verdicts_give_one_line_reasons():
     assert accepted.accepted and accepted.reason is None
     assert not filled.accepted and "filled shape" in filled.reason and "\n" not in filled.reason
     assert not undecided.accepted and "no class stands out" in undecided.reason
+    # the measurement that weighs most against the score names the reason; a filled shape comes first
+    thin = {"margin": 1.0, "coverage": 0.1, "stroke": 6.0, "core": 0.4}
+    assert "strokes about 6 px wide" in rule._reason("stroke", thin, probabilities[2], names)
+    assert "shading" in rule._reason("core", thin, probabilities[2], names) and "40%" in rule._reason(
+        "core", thin, probabilities[2], names)
+    assert "filled shape" in rule._reason("core", {**thin, "coverage": 0.6}, probabilities[2], names)
 
 
 def test_the_file_round_trips(tmp_path):

@@ -133,9 +133,12 @@ class Acceptance:
 
     def _reason(self, feature: str, measured: dict[str, float], p: np.ndarray, class_names: Sequence[str]) -> str:
         coverage = measured["coverage"]
-        if coverage > self.filled_coverage or feature in ("coverage", "stroke"):
+        if coverage > self.filled_coverage:
             return (f"a filled shape, not pen strokes: ink covers {coverage:.0%} of the 28x28 image, the model's "
                     f"classes at most {self.filled_coverage:.0%}")
+        if feature == "stroke":
+            return (f"strokes about {measured['stroke']:.0f} px wide in the 28x28 image, wider than the model's "
+                    f"classes' usually are")
         if feature == "core":
             return (f"shading, not pen strokes: the inside of the ink averages {measured['core']:.0%} brightness, "
                     f"where a stroke is solid")

@@ -164,8 +164,8 @@ def run_serve(args: argparse.Namespace, quiet_tensorflow: Callable[[], None]) ->
         predictor = Predictor.from_path(args.model_path, max_bytes=int(args.max_upload_mb * 1024 * 1024))
         predictor.serve_with(args.runtime)
         pool = start_workers(predictor, args.workers)
-        # TensorFlow and Keras left ~10^6 long-lived objects: without this, every full garbage
-        # collection walks them all while requests wait (tens of ms: the p99).
+        # TensorFlow and Keras leave ~400,000 long-lived objects: without this, every full garbage
+        # collection walks them all while requests wait (141 ms measured: benchmarks/README.md).
         gc.collect()
         gc.freeze()
         try:

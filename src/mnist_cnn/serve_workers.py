@@ -6,7 +6,8 @@ process all of that holds the interpreter lock that the event loop needs too, so
 server used one core and spent much of it handing work between threads. Here the HTTP
 process only parses requests and writes answers; `WorkerPool` sends each image (bytes or
 a pixel array) to one of N processes, each with its own copy of the model, which
-returns the finished JSON body. Measured in benchmarks/README.md ("The server").
+returns the finished JSON body. Measured in benchmarks/README.md ("Serving throughput
+with ApacheBench").
 
 Workers are started with "spawn" (never fork: the parent has TensorFlow's threads
 running) and load the model from its file: a `.keras` model that serves on LiteRT or
@@ -58,7 +59,7 @@ def default_workers() -> int:
 
 
 class WorkerDied(MnistCnnError):
-    """A worker process ended while it held a request (killed, out of memory); the pool is restarted."""
+    """A worker process ended while it held a request (killed, out of memory); another replaces it."""
 
 
 @dataclass(frozen=True)

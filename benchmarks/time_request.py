@@ -1,0 +1,63 @@
+"""In-process cost of one `/predict` answer: decode, preprocess, model call, "not a digit" rule, JSON.
+
+    python benchmarks/time_request.py [MODEL] [--runtime auto|keras|litert|onnx] [--calls 3000]
+
+Loads MODEL (default: the shipped mnist) as `serve` does, builds the Predictor a worker
+process builds (one thread), and times `serve_workers.predict_json` on a 28x28 PNG of
+MNIST test digit 0 (a drawn bar if the data is not found), then its parts: preprocessing
+alone and the model call alone. Prints medians of 5 repeats, in ms. Run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ab import digit_png  # noqa: E402
+
+from mnist_cnn.backends import reload  # noqa: E402
+from mnist_cnn.predict import Predictor  # noqa: E402
+from mnist_cnn.serve_workers import predict_json  # noqa: E402
+
+
+def per_call_ms(function, calls: int) -> float:
+    for _ in range(min(200, calls)):
+        function()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        times.append(1e3 * (time.perf_counter() - start) / calls)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", default="mnist")
+    parser.add_argument("--runtime", default="auto")
+    parser.add_argument("--calls", type=int, default=3000)
+    args = parser.parse_args()
+    served = Predictor.from_path(args.model)
+    served.serve_with(args.runtime)
+    predictor = Predictor(reload(served.backend.source_file, threads=1), served.info)
+    predictor.acceptance = served.acceptance
+    png = digit_png()
+    image = predictor.preprocess(png)[np.newaxis]
+    rows = {"whole answer (predict_json)": lambda: predict_json(predictor, png, "upload", 3),
+            "preprocessing": lambda: predictor.preprocess(png),
+            "model call": lambda: predictor.probabilities(image)}
+    print(f"{args.model} on {predictor.backend.runtime}, one thread")
+    for name, function in rows.items():
+        print(f"{name:30} {per_call_ms(function, args.calls):.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
