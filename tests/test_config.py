@@ -21,6 +21,7 @@ def test_defaults_are_valid_and_frozen():
     ("epochs", 0), ("batch_size", 0), ("learning_rate", 0.0), ("learning_rate", -1.0),
     ("val_fraction", 1.5), ("val_fraction", 0.0), ("labels", "binary"), ("schedule", "step"),
     ("patience", 0), ("seed", -1), ("train_limit", 5), ("label_smoothing", 1.0),
+    ("ema_momentum", 1.0), ("ema_momentum", -0.1), ("ema_momentum", float("nan")),
 ])
 def test_invalid_values_name_the_field_and_value(field, value):
     with pytest.raises(ConfigError, match=f"invalid {field} = {value!r}"):
