@@ -83,3 +83,38 @@ def test_tta_shift_moves_pixels_and_fills_the_border_black():
     down_left = module.shifted(images, 1, -1)
     assert down_left[0, 1, 4] == 1.0 and down_left.sum() == 1.0  # one pixel moved, one pushed off the edge
     np.testing.assert_array_equal(module.shifted(images, 0, 0), images)
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, COMPARE.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_table_groups_seeds_and_reports_mean_and_spread(tmp_path, monkeypatch):
+    seed_table = load_script("seed_table")
+    for seed, accuracy in [(0, 0.95), (1, 0.94), (2, 0.96)]:
+        folder = tmp_path / f"wide-fashion-mnist-seed{seed}"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"config": {"seed": seed}, "environment": {"cpu": "X"}}))
+        (folder / "metrics.json").write_text(json.dumps({"test": {"accuracy": accuracy}, "training": {
+            "best_val_accuracy": 0.9, "best_epoch": 20, "epochs_run": 20, "train_seconds_total": 1000.0 + seed}}))
+    (tmp_path / "half-finished-seed0").mkdir()  # no metrics.json: not counted
+    monkeypatch.setattr(seed_table, "TRAINING", tmp_path)
+    text = seed_table.table(seed_table.rows("wide"))
+    assert "| `wide-fashion-mnist` | 3 | 95.00% ± 1.00 | 94.00% | 96.00% | 1,001 s |" in text
+    assert text.count("| `wide-fashion-mnist-seed") == 3 and "half-finished" not in text
+
+
+def test_precision_speed_times_both_precisions(tmp_path):
+    result = subprocess.run([sys.executable, str(COMPARE.parent / "precision_speed.py"), "--models", "cnn",
+                             "--batch-sizes", "32", "--rounds", "1", "--steps", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {line["precision"] for line in lines} == {"float32", "bfloat16"}
+    assert all(line["s_per_epoch"] > 0 for line in lines)
+    assert "| `cnn` | 32 |" in result.stdout

@@ -73,3 +73,32 @@ def test_flip_mirrors_some_images_left_right_only():
     untouched = np.all(batch_x == images, axis=(1, 2, 3))
     assert np.all(mirrored | untouched)  # a flip or nothing: no shift, no vertical flip
     assert 0.2 < mirrored.mean() < 0.8  # about half
+
+
+def test_crop_shifts_whole_pixels_without_blur():
+    """--aug-crop N: each image moves by whole pixels, at most N each way, so no pixel value is
+    interpolated (bilinear shifts would blur the texture of clothes)."""
+    pytest.importorskip("keras")
+    from mnist_cnn.train import augmenter, make_batches
+
+    config = TrainConfig(augment=True, aug_crop=3, aug_shift=0.0, aug_rotation_deg=0.0, aug_zoom=0.0, seed=4)
+    rng = np.random.default_rng(0)
+    image = np.zeros((28, 28, 1), dtype=np.float32)
+    image[6:22, 6:22] = rng.random((16, 16, 1), dtype=np.float32)  # texture away from the edges
+    images = np.repeat(image[None], 64, axis=0)
+    (batch_x, _), = list(make_batches(images, np.arange(64), 64, augment=augmenter(config)).take(1))
+    shifts = set()
+    for out in np.asarray(batch_x):
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if np.array_equal(out, np.roll(image, (dy, dx), axis=(0, 1)))]
+        assert len(found) == 1, "not a whole-pixel shift of the original"
+        shifts.add(found[0])
+    assert len(shifts) > 10  # many different shifts, up to 3 px each way
+
+
+def test_wide_recipe_mirrors_clothes_never_digits():
+    fashion = recipe_settings("wide", "fashion-mnist")
+    digits = recipe_settings("wide", "mnist")
+    assert fashion["aug_flip"] is True and fashion["aug_crop"] > 0 and fashion["aug_shift"] == 0
+    assert not TrainConfig().replace(**digits).aug_flip and TrainConfig().replace(**digits).aug_crop == 0
+    assert fashion["precision"] == digits["precision"] == "bfloat16"

@@ -52,6 +52,8 @@ def test_train_writes_every_artifact_and_learns(shared_data, isolated_env, capsy
     assert config["config"]["train_limit"] == 5000 and config["config"]["seed"] == 3
     assert config["data"]["num_train"] + config["data"]["num_val"] == 5000
     assert len(config["data"]["sha256"]) == 4 and config["environment"]["keras"]
+    if Path("/proc/cpuinfo").exists():  # which processor: bfloat16 speeds differ by the chip's matrix units
+        assert config["environment"]["cpu"]
     report = (run_dir / "report.md").read_text()
     for picture in ("curves.png", "confusion_matrix.png", "misclassified.png"):
         assert f"]({picture})" in report
@@ -328,3 +330,64 @@ def test_weight_averaging_resumes_from_a_checkpoint_with_the_weights_swapped_bac
     whole = keras.models.load_model(tmp_path / "whole-3.keras").get_weights()
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(results[True], whole))
     assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(results[False], whole))
+
+
+def test_bfloat16_training_saves_a_float32_model_that_scores_as_reported(tiny_dataset, isolated_env):
+    """--precision bfloat16: layers compute in bfloat16 while training; model.keras is float32
+    (same weights) and the test metrics are that saved model's."""
+    import keras
+    import numpy as np
+
+    from mnist_cnn.data import load_dataset, normalize
+
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--seed", "2", "--epochs", "2",
+                 "--precision", "bfloat16"]) == 0
+    run_dir = only_run(isolated_env / "runs")
+    assert json.loads((run_dir / "config.json").read_text())["config"]["precision"] == "bfloat16"
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert keras.mixed_precision.global_policy().name == "float32"  # the process-wide policy is left as found
+    dataset = load_dataset("tiny", tiny_dataset)
+    probabilities = model.predict(normalize(dataset.test_images), verbose=0)
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert test["accuracy"] == float(np.mean(probabilities.argmax(axis=1) == dataset.test_labels))
+    picked = probabilities[np.arange(len(probabilities)), dataset.test_labels]
+    assert test["loss"] == pytest.approx(float(-np.mean(np.log(np.clip(picked, 1e-7, 1)))), rel=1e-4)
+
+
+def test_float32_copy_keeps_the_weights_and_computes_in_float32():
+    import numpy as np
+
+    from mnist_cnn.config import TrainConfig
+    from mnist_cnn.train import build_for_training, float32_copy
+
+    mixed = build_for_training(TrainConfig(model="wide", precision="bfloat16"), 10)
+    assert mixed.get_layer("res1a_conv").compute_dtype == "bfloat16"
+    twin = float32_copy(mixed)
+    assert all(layer.compute_dtype == "float32" for layer in twin.layers)
+    for a, b in zip(mixed.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(twin(x), mixed(x), atol=0.05)  # bfloat16 keeps ~3 significant digits
+    plain = build_for_training(TrainConfig(model="cnn"), 10)
+    assert float32_copy(plain) is plain
+
+
+def test_weight_decay_shrinks_kernels_and_spares_normalisation_and_biases():
+    import keras
+    import numpy as np
+
+    from mnist_cnn.config import TrainConfig
+    from mnist_cnn.train import compile_model
+
+    config = TrainConfig(weight_decay=0.1, learning_rate=0.5, schedule="constant")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2, activation="softmax")])
+    compile_model(model, config, steps=1)
+    decayed = {v.path for v in model.trainable_variables if model.optimizer._use_weight_decay(v)}
+    assert decayed == {"sequential/dense/kernel", "sequential/dense_1/kernel"}
+    # Zero inputs: the first kernel gets no gradient, so Adam leaves it alone and only the decay acts.
+    kernel = model.layers[0].kernel.numpy()
+    model.train_on_batch(np.zeros((4, 3), np.float32), keras.utils.to_categorical([0, 1, 0, 1], 2))
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), kernel * (1 - 0.5 * 0.1), rtol=1e-6)

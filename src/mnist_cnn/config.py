@@ -22,8 +22,10 @@ from .messages import LANGUAGES
 
 LabelMode = Literal["onehot", "sparse"]
 Schedule = Literal["cosine", "constant"]
+Precision = Literal["float32", "bfloat16"]
 LABEL_MODES: tuple[str, ...] = ("onehot", "sparse")
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,15 @@ class TrainConfig:
     train_limit: int | None = None  # keep only the first N training images (smoke runs)
     adam_beta_1: float = 0.9  # Adam's first-moment decay; lower (0.8) reacts faster in very short runs
     adam_beta_2: float = 0.999  # Adam's second-moment decay
+    weight_decay: float = 0.0  # decoupled (AdamW) decay per unit of learning rate, e.g. 0.05; batch-norm and bias parameters are spared
+    precision: Precision = "float32"  # "bfloat16": mixed precision, faster on CPUs with AMX (bf16 matrix units); model.keras is float32 either way
     ema_momentum: float = 0.0  # 0: off; e.g. 0.999: validation, checkpoints and model.keras use a moving average of the weights
     # Augmentation of training images only (random each step; validation and test untouched).
     augment: bool = False  # turn the settings below on
     aug_shift: float = 0.1  # max translation, as a fraction of 28 px (0.1 = 2.8 px)
     aug_rotation_deg: float = 10.0  # max rotation either way, degrees
     aug_zoom: float = 0.1  # max zoom in or out, as a fraction
+    aug_crop: int = 0  # pad-and-crop: shift by whole pixels, up to N each way (no blur; clothes); 0: off
     aug_erasing: float = 0.0  # probability of erasing a random rectangle (useful for Fashion-MNIST)
     aug_flip: bool = False  # mirror left-right at random: for clothes (Fashion-MNIST), never for digits
     lang: str = "en"  # language of the run's plots, summary and report: en or pt-BR
@@ -76,10 +81,13 @@ class TrainConfig:
         _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
         _check(0 <= self.adam_beta_1 < 1, "adam_beta_1", self.adam_beta_1, "a number in [0, 1)")
         _check(0 <= self.adam_beta_2 < 1, "adam_beta_2", self.adam_beta_2, "a number in [0, 1)")
+        _check(0 <= self.weight_decay < 1, "weight_decay", self.weight_decay, "a number in [0, 1)")
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         _check(0 <= self.ema_momentum < 1, "ema_momentum", self.ema_momentum, "a number in [0, 1) (0: off)")
         _check(0 <= self.aug_shift < 0.5, "aug_shift", self.aug_shift, "a fraction in [0, 0.5)")
         _check(0 <= self.aug_rotation_deg <= 45, "aug_rotation_deg", self.aug_rotation_deg, "degrees in [0, 45]")
         _check(0 <= self.aug_zoom < 0.5, "aug_zoom", self.aug_zoom, "a fraction in [0, 0.5)")
+        _check(0 <= self.aug_crop <= 8, "aug_crop", self.aug_crop, "whole pixels in [0, 8]")
         _check(0 <= self.aug_erasing <= 1, "aug_erasing", self.aug_erasing, "a probability in [0, 1]")
         _check(self.lang in LANGUAGES, "lang", self.lang, f"one of {', '.join(LANGUAGES)}")
         _check(self.train_limit is None or self.train_limit >= 20, "train_limit", self.train_limit,

@@ -132,28 +132,43 @@ def _residual(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTenso
     return layers.ReLU(name=f"{name}_out")(x)
 
 
+def _residual_net(name: str, widths: tuple[int, int, int], num_classes: int, dropout: float) -> keras.Model:
+    """A stem conv at 28x28, then at 14x14 and at 7x7 a stride-2 conv and one residual block,
+    global pooling. `widths`: channels of the three stages."""
+    stem, mid, top = widths
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = inputs
+    for layer in _conv_bn_relu(stem, 3, "stem"):  # -> (28, 28, stem)
+        x = layer(x)
+    for layer in _conv_bn_relu(mid, 3, "down1", strides=2):  # -> (14, 14, mid)
+        x = layer(x)
+    x = _residual(x, mid, "res1")
+    for layer in _conv_bn_relu(top, 3, "down2", strides=2):  # -> (7, 7, top)
+        x = layer(x)
+    x = _residual(x, top, "res2")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)  # -> (top,)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def resnet(num_classes: int = 10) -> keras.Model:
-    """A small residual network: stride-2 convs to 14x14 (64 channels) and 7x7 (128), a residual
-    block at each, global pooling.
+    """A small residual network: 32 channels at 28x28, 64 at 14x14, 128 at 7x7.
 
     Twice `strong`'s width where the image is small, for Fashion-MNIST, where `strong` fits
     its training set no better than its validation set (capacity-bound). Shortcuts let the
-    deeper stack train as fast as a shallow one. Experimental: not yet in a recipe.
+    deeper stack train as fast as a shallow one. Experimental: `wide` is its successor.
     """
-    inputs = keras.Input(shape=INPUT_SHAPE)
-    x = inputs
-    for layer in _conv_bn_relu(32, 3, "stem"):  # -> (28, 28, 32)
-        x = layer(x)
-    for layer in _conv_bn_relu(64, 3, "down1", strides=2):  # -> (14, 14, 64)
-        x = layer(x)
-    x = _residual(x, 64, "res1")
-    for layer in _conv_bn_relu(128, 3, "down2", strides=2):  # -> (7, 7, 128)
-        x = layer(x)
-    x = _residual(x, 128, "res2")
-    x = layers.GlobalAveragePooling2D(name="pool")(x)  # -> (128,)
-    x = layers.Dropout(0.2, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
-    return keras.Model(inputs, outputs, name="resnet")
+    return _residual_net("resnet", (32, 64, 128), num_classes, dropout=0.2)
+
+
+def wide(num_classes: int = 10) -> keras.Model:
+    """`resnet` 1.5x wider where the image is small: 24 channels at 28x28, 96 at 14x14, 192 at 7x7.
+
+    ~1 M parameters and ~80 M multiply-adds per image: meant for bfloat16 training on CPUs
+    with bf16 matrix units, where it costs about what `resnet` costs in float32.
+    """
+    return _residual_net("wide", (24, 96, 192), num_classes, dropout=0.2)
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,8 @@ MODELS: dict[str, ModelEntry] = {
     "strong": ModelEntry(strong, "5 conv + batch-norm layers (32, 64x2, 128x2), global pooling, dropout 0.3"),
     "resnet": ModelEntry(resnet, "experimental: strided convs to 14x14 (64) and 7x7 (128), a residual block at "
                                  "each, global pooling, dropout 0.2"),
+    "wide": ModelEntry(wide, "resnet wider: 24, 96 at 14x14, 192 at 7x7, a residual block at each, global pooling, "
+                             "dropout 0.2"),
 }
 
 

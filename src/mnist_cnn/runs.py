@@ -368,6 +368,19 @@ def environment() -> dict[str, Any]:
         "numpy": _version("numpy"),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "git_commit": _git_commit(),
     }
+
+
+def _cpu_model() -> str | None:
+    """The processor's name (Linux), e.g. to tell which runs had bfloat16 matrix units (AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read(200_000).splitlines()
+    except OSError:
+        return platform.processor() or None
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    return f"{name} (AMX)" if name and "amx_bf16" in flags else name

@@ -28,7 +28,7 @@ from .config import TrainConfig
 from .data import DATASETS, Dataset, encode_labels, normalize, stratified_split
 from .errors import MnistCnnError
 from .evaluate import predict_probabilities, write_evaluation
-from .models import build_model
+from .models import INPUT_SHAPE, build_model
 from .plots import plot_curves
 from .report import write_report, write_summary
 from .runs import Run, TrainState, history_columns
@@ -76,6 +76,9 @@ def augmenter(config: TrainConfig) -> keras.Sequential | None:
         steps.append(keras.layers.RandomFlip("horizontal", seed=config.seed))
     if config.aug_shift:
         steps.append(keras.layers.RandomTranslation(config.aug_shift, config.aug_shift, **fill))
+    if config.aug_crop:  # nearest sampling of a shift moves whole pixels: pad-and-crop, without blur
+        crop = config.aug_crop / INPUT_SHAPE[0]
+        steps.append(keras.layers.RandomTranslation(crop, crop, interpolation="nearest", **fill))
     if config.aug_rotation_deg:
         steps.append(keras.layers.RandomRotation(config.aug_rotation_deg / 360.0, **fill))
     if config.aug_zoom:
@@ -156,10 +159,43 @@ def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> keras.
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum > 0 else {}
+    decay = {"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}
     optimizer = keras.optimizers.Adam(learning_rate(config, steps), beta_1=config.adam_beta_1,
-                                      beta_2=config.adam_beta_2, **ema)
+                                      beta_2=config.adam_beta_2, **ema, **decay)
+    if decay:  # decaying batch-norm scales and biases only fights the normalisation
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model
+
+
+def build_for_training(config: TrainConfig, num_classes: int) -> keras.Model:
+    """`config.model`, its layers computing in bfloat16 (weights kept in float32) if asked."""
+    if config.precision == "float32":
+        return build_model(config.model, num_classes)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # read by layers as they are built
+    try:
+        return build_model(config.model, num_classes)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """`model` itself if it computes in float32, else a float32 twin holding the same weights.
+
+    A mixed-precision model keeps its weights in float32 already; only the layers' compute
+    type changes. The saved model is float32 so that it runs at full speed and precision on
+    any CPU, converts to ONNX and LiteRT, and predicts as its test metrics say.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def float32_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    twin = keras.models.clone_model(model, clone_function=float32_layer)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def model_summary(model: keras.Model) -> str:
@@ -217,7 +253,7 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
     seed_everything(config)
     data = prepare_data(config, dataset)
     steps = steps_per_epoch(config, len(data.x_train))
-    model = compile_model(build_model(config.model, dataset.num_classes), config, steps)
+    model = compile_model(build_for_training(config, dataset.num_classes), config, steps)
     state: TrainState | None = None
     rows: list[dict[str, float]] = []
     if resume:
@@ -294,6 +330,7 @@ def finish(run: Run, dataset: Dataset, model: keras.Model, summary_before: str, 
     state = run.read_state()
     if state is not None and state.best_checkpoint:  # the lowest validation loss, never chosen on test
         model.load_weights(run.path / state.best_checkpoint)
+    model = float32_copy(model)
     save_model(model, run.model)
     summary_after = model_summary(model)
 
