@@ -72,3 +72,16 @@ def test_models_lists_the_shipped_models_with_their_accuracy(capsys):
 def test_a_path_is_not_taken_for_a_name(tmp_path):
     assert backends.resolve_model(tmp_path / "mnist") == tmp_path / "mnist"
     assert backends.resolve_model("runs/x/model.keras") == Path("runs/x/model.keras")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(backends.BUNDLED_MODELS))
+def test_evaluate_reproduces_the_published_test_accuracy(name, shared_data, tmp_path):
+    """The issue's check: `mnist-cnn evaluate NAME --dataset NAME --out DIR` gives the accuracy
+    the model card and metrics.json publish, on the real test set."""
+    folder = backends.bundled_path(name).parent
+    published = json.loads((folder / "metrics.json").read_text())["test"]
+    assert main(["evaluate", name, "--dataset", name, "--data-dir", str(shared_data), "--out", str(tmp_path)]) == 0
+    measured = json.loads((tmp_path / "metrics.json").read_text())["test"]
+    assert measured["num_images"] == published["num_images"] == 10_000
+    assert measured["accuracy"] == pytest.approx(published["accuracy"], abs=1e-4)  # at most one image apart

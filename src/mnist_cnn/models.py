@@ -165,8 +165,8 @@ def resnet(num_classes: int = 10) -> keras.Model:
 def wide(num_classes: int = 10) -> keras.Model:
     """`resnet` 1.5x wider where the image is small: 24 channels at 28x28, 96 at 14x14, 192 at 7x7.
 
-    ~1 M parameters and ~80 M multiply-adds per image: meant for bfloat16 training on CPUs
-    with bf16 matrix units, where it costs about what `resnet` costs in float32.
+    ~1 M parameters and ~77 M multiply-adds per image: meant for bfloat16 training on CPUs
+    with bf16 matrix units (AMX), where an epoch costs about what `strong`'s costs in float32.
     """
     return _residual_net("wide", (24, 96, 192), num_classes, dropout=0.2)
 
