@@ -71,13 +71,9 @@ def test_a_pytorch_contender_without_torch_stops_before_training_with_the_fix(tm
 
 
 def test_tta_shift_moves_pixels_and_fills_the_border_black():
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("ensemble_tta", COMPARE.parent / "ensemble_tta.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("ensemble_tta")
     images = np.zeros((1, 28, 28, 1), dtype=np.float32)
     images[0, 0, 5] = images[0, 27, 27] = 1.0
     down_left = module.shifted(images, 1, -1)

@@ -22,6 +22,8 @@ def test_defaults_are_valid_and_frozen():
     ("val_fraction", 1.5), ("val_fraction", 0.0), ("labels", "binary"), ("schedule", "step"),
     ("patience", 0), ("seed", -1), ("train_limit", 5), ("label_smoothing", 1.0),
     ("ema_momentum", 1.0), ("ema_momentum", -0.1), ("ema_momentum", float("nan")),
+    ("weight_decay", -0.1), ("weight_decay", 1.0), ("weight_decay", float("inf")), ("precision", "float16"),
+    ("aug_crop", -1), ("aug_crop", 9),
 ])
 def test_invalid_values_name_the_field_and_value(field, value):
     with pytest.raises(ConfigError, match=f"invalid {field} = {value!r}"):
