@@ -3,7 +3,7 @@
 Contenders, each trained on the same 54k-image split of MNIST (seeded, stratified):
   keras-example    the keras-io convnet as published (Adam 1e-3, batch 128, 15 epochs)
   pytorch-example  pytorch/examples mnist re-implemented (Adadelta 1.0, StepLR 0.7, batch 64, 14 epochs)
-  fast, cnn, strong  our recipes (`mnist-cnn train --recipe fast|default|strong`)
+  fast, cnn, strong, wide  our recipes (`mnist-cnn train --recipe fast|default|strong|wide`)
 
 After every epoch the clock stops and the test set is scored, for the time-to-accuracy
 curve only (never for selection; our final models are chosen on validation loss). Each
@@ -15,6 +15,7 @@ Markdown and a PNG of test accuracy against training time to benchmarks/results/
     python benchmarks/compare.py --quick                 # smoke: 5k images, 1 epoch, 1 seed
     python benchmarks/compare.py                         # full: about 1.5 hours on 2 cores (strong dominates)
     python benchmarks/compare.py --contenders fast keras-example --seeds 5
+    python benchmarks/compare.py --contenders wide --keep-runs runs/compare   # keep each run's folder
     python benchmarks/compare.py --contenders strong --seeds 1 --first-seed 2 \
         --include results/compare-A.json       # a run in parts: add rows of an earlier part
 
@@ -48,6 +49,7 @@ CONTENDERS = {  # name -> (kind, recipe or config, default number of seeds in fu
     "fast": ("keras", "fast", 5),
     "cnn": ("keras", "default", 1),
     "strong": ("keras", "strong", 3),
+    "wide": ("keras", "wide", 3),
 }
 
 
@@ -63,7 +65,7 @@ def inference_images_per_s(predict, images, repeats: int = 5, quick: bool = Fals
     return len(images) / statistics.median(times)
 
 
-def run_keras(name: str, seed: int, quick: bool, dataset) -> dict:
+def run_keras(name: str, seed: int, quick: bool, dataset, keep_runs: Path | None = None) -> dict:
     import keras
     import numpy as np
 
@@ -98,8 +100,13 @@ def run_keras(name: str, seed: int, quick: bool, dataset) -> dict:
             self.curve.append([round(self.train_s, 2), accuracy])
 
     curve = TestCurve()
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = train(config, dataset, Path(run_dir), verbose=0, extra_callbacks=[curve])
+    if keep_runs is None:
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train(config, dataset, Path(run_dir), verbose=0, extra_callbacks=[curve])
+    else:  # the run folder stays, named as `mnist-cnn train` would name it
+        from mnist_cnn.runs import Run
+        run = Run.create(keep_runs, "mnist", config.model)
+        result = train(config, dataset, run.path, verbose=0, extra_callbacks=[curve])
     n_train = result.metrics["training"]["train_images_per_s"]  # per median epoch, from the run
     return {"curve": curve.curve, "final_accuracy": result.metrics["test"]["accuracy"],
             "epochs": len(curve.curve), "train_images_per_s": n_train,
@@ -140,12 +147,12 @@ def run_torch(seed: int, quick: bool, dataset) -> dict:
                        "batch_size": ref.BATCH_SIZE, "epochs": ref.EPOCHS, "seed": seed}}
 
 
-def child(name: str, seed: int, quick: bool, data_dir: Path | None) -> dict:
+def child(name: str, seed: int, quick: bool, data_dir: Path | None, keep_runs: Path | None = None) -> dict:
     from mnist_cnn.data import load_dataset
 
     dataset = load_dataset("mnist", data_dir)
     kind = CONTENDERS[name][0]
-    row = run_torch(seed, quick, dataset) if kind == "torch" else run_keras(name, seed, quick, dataset)
+    row = run_torch(seed, quick, dataset) if kind == "torch" else run_keras(name, seed, quick, dataset, keep_runs)
     reached = [t for t, accuracy in row["curve"] if accuracy >= TARGET]
     row.update(contender=name, seed=seed, time_to_target_s=reached[0] if reached else None,
                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
@@ -250,11 +257,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5k images, 1 epoch, 1 seed: a smoke test")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep-runs", type=Path, metavar="DIR",
+                        help="keep each Keras contender's run folder (model, history, report) under DIR")
     parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.seed, args.quick, args.data_dir)))
+        print(json.dumps(child(args.child, args.seed, args.quick, args.data_dir, args.keep_runs)))
         return 0
 
     # A contender run now replaces its runs from the included parts (a re-measured part).
@@ -267,6 +276,7 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--child", name, "--seed", str(seed)]
             cmd += ["--quick"] if args.quick else []
             cmd += ["--data-dir", str(args.data_dir)] if args.data_dir else []
+            cmd += ["--keep-runs", str(args.keep_runs.resolve())] if args.keep_runs else []
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)

@@ -3,11 +3,13 @@
 Reported separately from the recipes' goals (which are single models, no test-time tricks):
   single     each model alone, as `mnist-cnn evaluate` scores it
   tta        each model, softmax averaged over the image and its four 1-pixel shifts
+             (with --flip, also over the mirror image of each: for clothes, never for digits)
   ensemble   the models' softmax outputs averaged (one per seed)
   ensemble+tta  both
 Nothing is selected on the test set: the shifts and the averaging are fixed in advance.
 
     python benchmarks/ensemble_tta.py runs/*-mnist-strong/model.keras --dataset mnist
+    python benchmarks/ensemble_tta.py runs/*-fashion-mnist-wide/model.keras --dataset fashion-mnist --flip
 """
 
 from __future__ import annotations
@@ -35,12 +37,21 @@ def shifted(images, dy: int, dx: int):
     return out
 
 
+def views(images, flip: bool = False) -> list:
+    """The test-time views of `images`: the image first, then its four 1-pixel shifts; with
+    `flip`, the same five views of the left-right mirror image after them."""
+    sources = [images, images[:, :, ::-1]] if flip else [images]
+    return [shifted(source, dy, dx) for source in sources for dy, dx in SHIFTS]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL.keras")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--flip", action="store_true",
+                        help="tta also averages over the mirror images (clothes; a mirrored digit is another sign)")
     args = parser.parse_args()
 
     import numpy as np
@@ -57,10 +68,10 @@ def main() -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     x, y = normalize(dataset.test_images), dataset.test_labels
-    views = [shifted(x, dy, dx) for dy, dx in SHIFTS]
+    test_views = views(x, args.flip)
     plain, tta = [], []
     for model in models:
-        per_view = [predict_probabilities(model, v) for v in views]
+        per_view = [predict_probabilities(model, v) for v in test_views]
         plain.append(per_view[0])
         tta.append(np.mean(per_view, axis=0))
 
@@ -73,7 +84,8 @@ def main() -> int:
         "ensemble": [accuracy(np.mean(plain, axis=0))],
         "ensemble+tta": [accuracy(np.mean(tta, axis=0))],
     }
-    print(f"{args.dataset}, {len(models)} model(s): {', '.join(str(p) for p in args.models)}")
+    print(f"{args.dataset}, {len(models)} model(s), {len(test_views)} views per image"
+          f"{' (shifts and mirror images)' if args.flip else ' (shifts)'}: {', '.join(str(p) for p in args.models)}")
     print("| method | test accuracy (mean ± std over models) | per model |\n|---|---|---|")
     for name, values in rows.items():
         spread = f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
@@ -81,7 +93,8 @@ def main() -> int:
               f"{', '.join(f'{100 * v:.2f}' for v in values)} |")
     if args.out:
         args.out.write_text(json.dumps({"dataset": args.dataset, "models": [str(p) for p in args.models],
-                                        "shifts": SHIFTS, "accuracy": rows}, indent=2) + "\n")
+                                        "shifts": SHIFTS, "flip": args.flip,
+                                        "accuracy": rows}, indent=2) + "\n")
     return 0
 
 

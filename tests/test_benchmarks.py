@@ -23,7 +23,7 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
     (result,) = tmp_path.glob("compare-*-quick.json")
     report = json.loads(result.read_text())
     names = [row["contender"] for row in report["summary"]]
-    assert names == ["keras-example", "pytorch-example", "fast", "cnn", "strong"]
+    assert names == ["keras-example", "pytorch-example", "fast", "cnn", "strong", "wide"]
     for row in report["runs"]:
         assert len(row["curve"]) == 1 and row["epochs"] == 1
         assert row["train_images_per_s"] > 0 and row["inference_images_per_s"] > 0 and row["peak_rss_mb"] > 0
@@ -34,11 +34,17 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
     assert result.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert "| fast |" in result.with_suffix(".md").read_text()
 
-    # A run in parts: a second part re-measures `fast` and joins the first part's other runs.
+    # A run in parts: a second part re-measures `fast` and joins the first part's other runs;
+    # --keep-runs keeps its run folder.
     done = subprocess.run([sys.executable, str(COMPARE), "--quick", "--data-dir", str(shared_data),
                            "--out", str(tmp_path / "part2"), "--contenders", "fast", "--first-seed", "7",
-                           "--include", str(result)], capture_output=True, text=True, timeout=300)
+                           "--include", str(result), "--keep-runs", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    (kept,) = (tmp_path / "runs").iterdir()
+    assert kept.name.endswith("-mnist-fast")
+    assert json.loads((kept / "config.json").read_text())["config"]["seed"] == 7
+    assert (kept / "model.keras").stat().st_size > 0 and (kept / "history.csv").read_text().count("\n") == 2
     (joined,) = (tmp_path / "part2").glob("compare-*-quick.json")
     joined = json.loads(joined.read_text())
     # The contender run now replaces its included runs; the others are kept.
@@ -79,6 +85,21 @@ def test_tta_shift_moves_pixels_and_fills_the_border_black():
     down_left = module.shifted(images, 1, -1)
     assert down_left[0, 1, 4] == 1.0 and down_left.sum() == 1.0  # one pixel moved, one pushed off the edge
     np.testing.assert_array_equal(module.shifted(images, 0, 0), images)
+
+
+def test_tta_views_start_with_the_image_and_mirror_only_when_asked():
+    import numpy as np
+
+    module = load_script("ensemble_tta")
+    images = np.zeros((2, 28, 28, 1), dtype=np.float32)
+    images[:, 3, 0] = 1.0  # a pixel at the left edge
+    plain = module.views(images)
+    assert len(plain) == 5 and all(v[:, :, 27].sum() == 0 for v in plain)  # never mirrored
+    np.testing.assert_array_equal(plain[0], images)
+    mirrored = module.views(images, flip=True)
+    assert len(mirrored) == 10
+    np.testing.assert_array_equal(mirrored[:5], plain)
+    assert mirrored[5][0, 3, 27, 0] == 1.0 and mirrored[5].sum() == 2.0  # the pixel moved to the right edge
 
 
 def load_script(name: str):
