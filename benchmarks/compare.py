@@ -270,6 +270,13 @@ def main() -> int:
     rows = [r for r in included_rows(args.include, args.quick) if r["contender"] not in args.contenders]
     if problem := torch_missing(args.contenders):
         raise SystemExit(problem)
+    from mnist_cnn.runs import environment, utc_stamp
+
+    stem = f"compare-{utc_stamp()}{'-quick' if args.quick else ''}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    # Each finished run is saved at once: a run stopped midway keeps what it measured and
+    # goes on with `--include` of this file alone (it holds the included runs too).
+    partial = args.out / f"{stem}.partial.json"
     for name in args.contenders:
         seeds = 1 if args.quick else (args.seeds or CONTENDERS[name][2])
         for seed in range(args.first_seed, args.first_seed + seeds):
@@ -282,20 +289,18 @@ def main() -> int:
                 print(done.stderr[-3000:], file=sys.stderr)
                 return 1
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            partial.write_text(json.dumps({"quick": args.quick, "runs": rows}, indent=2) + "\n")
             print(f"{name} seed {seed}: accuracy {rows[-1]['final_accuracy']:.4f}, "
                   f"time to 99% {rows[-1]['time_to_target_s']}", file=sys.stderr, flush=True)
 
-    from mnist_cnn.runs import environment, utc_stamp
-
     rows.sort(key=lambda r: list(CONTENDERS).index(r["contender"]))  # one order, however the parts came
     table = summarise(rows)
-    stem = f"compare-{utc_stamp()}{'-quick' if args.quick else ''}"
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(
         {"quick": args.quick, "environment": environment(), "included": [p.name for p in args.include],
          "summary": table, "runs": rows}, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(table))
     plot(rows, args.out / f"{stem}.png")
+    partial.unlink(missing_ok=True)
     print(markdown(table))
     print(f"written to {args.out / stem}.{{json,md,png}}")
     return 0

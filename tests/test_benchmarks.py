@@ -33,6 +33,7 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
     assert by_name["pytorch-example"]["final_accuracy"] > 0.5
     assert result.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert "| fast |" in result.with_suffix(".md").read_text()
+    assert not list(tmp_path.glob("*.partial.json"))  # the runs-so-far file goes once the results are written
 
     # A run in parts: a second part re-measures `fast` and joins the first part's other runs;
     # --keep-runs keeps its run folder.
