@@ -72,6 +72,7 @@ def run_keras(name: str, seed: int, quick: bool, dataset, keep_runs: Path | None
     from mnist_cnn.data import normalize
     from mnist_cnn.evaluate import predict_probabilities
     from mnist_cnn.recipes import resolve_config
+    from mnist_cnn.runs import Run
     from mnist_cnn.train import train
 
     _, spec, _ = CONTENDERS[name]
@@ -100,13 +101,10 @@ def run_keras(name: str, seed: int, quick: bool, dataset, keep_runs: Path | None
             self.curve.append([round(self.train_s, 2), accuracy])
 
     curve = TestCurve()
-    if keep_runs is None:
-        with tempfile.TemporaryDirectory() as run_dir:
-            result = train(config, dataset, Path(run_dir), verbose=0, extra_callbacks=[curve])
-    else:  # the run folder stays, named as `mnist-cnn train` would name it
-        from mnist_cnn.runs import Run
-        run = Run.create(keep_runs, "mnist", config.model)
-        result = train(config, dataset, run.path, verbose=0, extra_callbacks=[curve])
+    with tempfile.TemporaryDirectory() as scratch:
+        # With keep_runs the run folder stays, named as `mnist-cnn train` would name it.
+        run_dir = Run.create(keep_runs, "mnist", config.model).path if keep_runs else Path(scratch)
+        result = train(config, dataset, run_dir, verbose=0, extra_callbacks=[curve])
     n_train = result.metrics["training"]["train_images_per_s"]  # per median epoch, from the run
     return {"curve": curve.curve, "final_accuracy": result.metrics["test"]["accuracy"],
             "epochs": len(curve.curve), "train_images_per_s": n_train,

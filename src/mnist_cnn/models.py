@@ -172,7 +172,7 @@ def wide(num_classes: int = 10) -> keras.Model:
 
 
 def deep(num_classes: int = 10) -> keras.Model:
-    """Experimental: twice `wide`'s depth at two-thirds its width: two residual blocks at 14x14
+    """Experimental: twice `wide`'s residual blocks at two-thirds its width: two blocks at 14x14
     (64 channels) and at 7x7 (128), 11 conv layers, ~64 M multiply-adds per image (`wide`: 7, ~77 M)."""
     return _residual_net("deep", (24, 64, 128), num_classes, dropout=0.2, blocks=2)
 
