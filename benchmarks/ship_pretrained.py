@@ -18,6 +18,9 @@ import json
 import sys
 from pathlib import Path
 
+from mnist_cnn.config import TrainConfig
+from mnist_cnn.recipes import train_command
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
 
@@ -25,8 +28,7 @@ TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
 def card(name: str, record: dict, metrics: dict, digest: str) -> str:
     config, data, env = record["config"], record["data"], record.get("environment", {})
     test, training = metrics["test"], metrics.get("training", {})
-    command = (f"mnist-cnn train --recipe {config.get('recipe') or 'default'} --dataset {config['dataset']} "
-               f"--seed {config['seed']}")
+    command = train_command(TrainConfig(**config))  # with every flag the recipe does not give
     return "\n".join([
         f"# Pretrained model: {name}", "",
         f"- architecture `{config['model']}`, recipe `{config.get('recipe')}`, seed {config['seed']}",

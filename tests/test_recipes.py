@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
 
-from mnist_cnn.cli import main
+from mnist_cnn.cli import build_parser, main
+from mnist_cnn.cli_train import config_overrides
 from mnist_cnn.config import TrainConfig
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.models import MODELS
-from mnist_cnn.recipes import RECIPES, recipe_settings
+from mnist_cnn.recipes import RECIPES, recipe_settings, resolve_config, train_command
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -102,3 +104,23 @@ def test_wide_recipe_mirrors_clothes_never_digits():
     assert fashion["aug_flip"] is True and fashion["aug_crop"] > 0 and fashion["aug_shift"] == 0
     assert not TrainConfig().replace(**digits).aug_flip and TrainConfig().replace(**digits).aug_crop == 0
     assert fashion["precision"] == digits["precision"] == "bfloat16"
+
+
+@pytest.mark.parametrize("config", [
+    TrainConfig(),
+    TrainConfig().replace(**{**recipe_settings("wide", "mnist"), "seed": 2, "aug_shift": 0.2,
+                             "aug_rotation_deg": 20.0}),
+    TrainConfig().replace(**{**recipe_settings("strong", "fashion-mnist"), "dataset": "fashion-mnist",
+                             "aug_flip": False, "ema_momentum": 0.999, "train_limit": 500,
+                             "learning_rate": 1e-5}),
+])
+def test_train_command_rebuilds_the_config(config):
+    """The command a model card quotes gives back the very settings, through the real CLI parser."""
+    command = train_command(config)
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert resolve_config(args.recipe, None, config_overrides(args)) == config
+    if config.recipe == "wide":
+        assert command == ("mnist-cnn train --recipe wide --dataset mnist --seed 2 "
+                           "--aug-shift 0.2 --aug-rotation-deg 20")
+    if config.recipe == "strong":  # a flag switched off by the command is spelled --no-...
+        assert "--no-aug-flip" in command and "--ema-momentum 0.999" in command

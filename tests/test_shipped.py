@@ -11,7 +11,9 @@ import pytest
 
 from mnist_cnn import backends
 from mnist_cnn.cli import main
+from mnist_cnn.config import TrainConfig
 from mnist_cnn.errors import ModelFileError
+from mnist_cnn.recipes import train_command
 
 
 @pytest.mark.parametrize("name", sorted(backends.BUNDLED_MODELS))
@@ -27,6 +29,8 @@ def test_each_shipped_model_has_its_files_and_digest(name):
     assert digest in card and "## Limits" in card
     accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
     assert f"{100 * accuracy:.2f}%" in card
+    settings = TrainConfig(**json.loads((folder / "config.json").read_text())["config"])
+    assert f"`{train_command(settings)}`" in card  # the card's command gives the recorded settings
     assert path.stat().st_size < 5 * 1024 * 1024  # saved without optimizer state: a few MB at most
     rule = json.loads((folder / "acceptance.json").read_text())
     assert rule["details"]["model_sha256"] == digest  # the "not a digit" rule is this model's

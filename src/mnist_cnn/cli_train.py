@@ -19,6 +19,7 @@ from . import cli_data
 from .config import RESUMABLE_FIELDS, TrainConfig, field_help
 from .errors import MnistCnnError
 from .messages import DEFAULT_LANG, LANGUAGES
+from .recipes import RECIPES
 
 EPILOGS = {
     "train": "example:\n  mnist-cnn train --data-dir DATA --epochs 12\n"
@@ -97,7 +98,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_train_arguments(t: argparse.ArgumentParser) -> None:
-    t.add_argument("--recipe", help="start from a named preset: fast, default or strong (see `mnist-cnn models`)")
+    t.add_argument("--recipe", help=f"start from a named preset: {', '.join(RECIPES)} (see `mnist-cnn models`)")
     t.add_argument("--config", type=Path, metavar="FILE",
                    help="a .toml or .json file of settings (same keys as the flags, with _; flags override it)")
     cli_data.add_source_flags(t)

@@ -7,7 +7,7 @@ the notebooks and tuning all call it, so a setting means the same everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +108,23 @@ def resume_config(recorded: TrainConfig, overrides: dict[str, Any] | None = None
     config = recorded.replace(**given)
     changed = {k: (getattr(recorded, k), v) for k, v in given.items() if getattr(recorded, k) != v}
     return config, changed
+
+
+def train_command(config: TrainConfig) -> str:
+    """The shortest `mnist-cnn train` command that gives `config`: its recipe, dataset and seed,
+    then a flag for each setting the recipe does not give (what a model card or report quotes)."""
+    base = TrainConfig()
+    if config.recipe:
+        base = base.replace(**recipe_settings(config.recipe, config.dataset))
+    parts = ["mnist-cnn train"] + ([f"--recipe {config.recipe}"] if config.recipe else [])
+    parts += [f"--dataset {config.dataset}", f"--seed {config.seed}"]
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if f.name in ("recipe", "dataset", "seed") or value == getattr(base, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + flag[2:])
+        else:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts)
