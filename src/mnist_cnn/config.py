@@ -58,6 +58,7 @@ class TrainConfig:
     aug_rotation_deg: float = 10.0  # max rotation either way, degrees
     aug_zoom: float = 0.1  # max zoom in or out, as a fraction
     aug_crop: int = 0  # pad-and-crop: shift by whole pixels, up to N each way (no blur; clothes); 0: off
+    aug_elastic: float = 0.0  # max strength of elastic distortion (digits), 0..1; 1: Simard et al.'s alpha 34 px, sigma 4 px; 0: off
     aug_erasing: float = 0.0  # probability of erasing a random rectangle (useful for Fashion-MNIST)
     aug_flip: bool = False  # mirror left-right at random: for clothes (Fashion-MNIST), never for digits
     lang: str = "en"  # language of the run's plots, summary and report: en or pt-BR
@@ -88,6 +89,7 @@ class TrainConfig:
         _check(0 <= self.aug_rotation_deg <= 45, "aug_rotation_deg", self.aug_rotation_deg, "degrees in [0, 45]")
         _check(0 <= self.aug_zoom < 0.5, "aug_zoom", self.aug_zoom, "a fraction in [0, 0.5)")
         _check(0 <= self.aug_crop <= 8, "aug_crop", self.aug_crop, "whole pixels in [0, 8]")
+        _check(0 <= self.aug_elastic <= 1, "aug_elastic", self.aug_elastic, "a strength in [0, 1]")
         _check(0 <= self.aug_erasing <= 1, "aug_erasing", self.aug_erasing, "a probability in [0, 1]")
         _check(self.lang in LANGUAGES, "lang", self.lang, f"one of {', '.join(LANGUAGES)}")
         _check(self.train_limit is None or self.train_limit >= 20, "train_limit", self.train_limit,

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from . import tensorboard_logs
+from .augment import augmenter
 from .calibrate import calibrate_after_training
 from .callbacks import (AveragedWeights, HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint,
                         save_model)
@@ -28,7 +29,7 @@ from .config import TrainConfig
 from .data import DATASETS, Dataset, encode_labels, normalize, stratified_split
 from .errors import MnistCnnError
 from .evaluate import predict_probabilities, write_evaluation
-from .models import INPUT_SHAPE, build_model
+from .models import build_model
 from .plots import plot_curves
 from .report import write_report, write_summary
 from .runs import Run, TrainState, history_columns
@@ -58,35 +59,6 @@ def prepare_data(config: TrainConfig, dataset: Dataset) -> PreparedData:
     x = normalize(images)  # uint8 (N, 28, 28) -> float32 (N, 28, 28, 1)
     y = encode_labels(labels, dataset.num_classes, config.labels)
     return PreparedData(x[train_idx], y[train_idx], x[val_idx], y[val_idx])
-
-
-def augmenter(config: TrainConfig) -> keras.Sequential | None:
-    """Random flips, shifts, rotations, zooms and erasing for training batches, or None.
-
-    Built from Keras preprocessing layers, applied in the input pipeline rather than inside
-    the model, so saved models carry no augmentation. Empty areas are filled with black,
-    the MNIST background. Flips are opt-in (`aug_flip`): a mirrored digit is a different
-    (or no) digit, while a mirrored shirt is still a shirt.
-    """
-    if not config.augment:
-        return None
-    fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": config.seed}
-    steps: list[keras.layers.Layer] = []
-    if config.aug_flip:
-        steps.append(keras.layers.RandomFlip("horizontal", seed=config.seed))
-    if config.aug_shift:
-        steps.append(keras.layers.RandomTranslation(config.aug_shift, config.aug_shift, **fill))
-    if config.aug_crop:  # nearest sampling of a shift moves whole pixels: pad-and-crop, without blur
-        crop = config.aug_crop / INPUT_SHAPE[0]
-        steps.append(keras.layers.RandomTranslation(crop, crop, interpolation="nearest", **fill))
-    if config.aug_rotation_deg:
-        steps.append(keras.layers.RandomRotation(config.aug_rotation_deg / 360.0, **fill))
-    if config.aug_zoom:
-        steps.append(keras.layers.RandomZoom((-config.aug_zoom, config.aug_zoom), **fill))
-    if config.aug_erasing:
-        steps.append(keras.layers.RandomErasing(factor=config.aug_erasing, fill_value=0.0,
-                                                value_range=(0.0, 1.0), seed=config.seed))
-    return keras.Sequential(steps, name="augment") if steps else None
 
 
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None,
