@@ -59,6 +59,7 @@ class TrainConfig:
     aug_zoom: float = 0.1  # max zoom in or out, as a fraction
     aug_crop: int = 0  # pad-and-crop: shift by whole pixels, up to N each way (no blur; clothes); 0: off
     aug_elastic: float = 0.0  # max strength of elastic distortion (digits), 0..1; 1: Simard et al.'s alpha 34 px, sigma 4 px; 0: off
+    aug_one_warp: bool = False  # shift, rotation, zoom and elastic in one resampling (blurs once, not three times)
     aug_erasing: float = 0.0  # probability of erasing a random rectangle (useful for Fashion-MNIST)
     aug_flip: bool = False  # mirror left-right at random: for clothes (Fashion-MNIST), never for digits
     lang: str = "en"  # language of the run's plots, summary and report: en or pt-BR
