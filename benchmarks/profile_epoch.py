@@ -2,15 +2,20 @@
 
 Times, for one pass over the 54k training images at the recipe's batch size:
   pipeline   iterating the tf.data input pipeline alone (shuffle, batch, prefetch)
+  augment    the same with the recipe's augmentation map (only if the recipe augments)
   forward    `model.predict_on_batch`-style forward passes in inference mode
   train      `model.fit` for one epoch (forward + backward + Adam update), after a warm-up epoch
+  train+aug  the same reading augmented batches: the epoch as `mnist-cnn train` runs it
 Each is the median of --repeats runs. Prints a table; nothing is asserted anywhere.
+With --recipe, the model, batch size, precision, optimizer and augmentation are the
+recipe's for --dataset (flags --model/--batch-size then override it).
 
 With --epoch-start it also times the start of epochs 2-4 of a 4-epoch `fit`: the first
 batch of an epoch minus a median batch, with tf.data autotuning off (our pipeline) and on
 (TensorFlow's default), to show the stall `train.make_batches` avoids.
 
     python benchmarks/profile_epoch.py [--model cnn] [--batch-size 128] [--repeats 3] [--epoch-start]
+    python benchmarks/profile_epoch.py --recipe wide --dataset fashion-mnist --repeats 1
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ def median_time(fn, repeats: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="cnn")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--model", help="default: the recipe's, else cnn")
+    parser.add_argument("--batch-size", type=int, help="default: the recipe's, else 128")
+    parser.add_argument("--recipe", help="profile this recipe's epoch (precision, optimizer, augmentation)")
+    parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--epoch-start", action="store_true", help="also time the start of later epochs")
@@ -44,35 +51,52 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from mnist_cnn.config import TrainConfig
     from mnist_cnn.data import load_dataset
-    from mnist_cnn.models import build_model
-    from mnist_cnn.train import compile_model, make_batches, prepare_data, steps_per_epoch
+    from mnist_cnn.recipes import resolve_config
+    from mnist_cnn.train import (
+        augmenter,
+        build_for_training,
+        compile_model,
+        make_batches,
+        prepare_data,
+        steps_per_epoch,
+    )
 
-    config = TrainConfig(model=args.model, batch_size=args.batch_size)
-    data = prepare_data(config, load_dataset("mnist", args.data_dir))
+    config = resolve_config(args.recipe, None, {"dataset": args.dataset, "model": args.model,
+                                                "batch_size": args.batch_size})
+    if not args.recipe:
+        config = config.replace(model=args.model or "cnn", batch_size=args.batch_size or 128)
+    dataset = load_dataset(config.dataset, args.data_dir)
+    data = prepare_data(config, dataset)
     steps = steps_per_epoch(config, len(data.x_train))
-    model = compile_model(build_model(config.model), config, steps)
+    model = compile_model(build_for_training(config, len(dataset.class_names)), config, steps)
     batches = make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=0)
+    augment = augmenter(config)
+    augmented = (make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=0, augment=augment)
+                 if augment is not None else None)
     forward = tf.function(lambda x: model(x, training=False))
 
-    def run_pipeline():
-        for _ in batches:
+    def run_pipeline(source=batches):
+        for _ in source:
             pass
 
     def run_forward():
         for x, _ in batches:
             forward(x)
 
-    def run_train():
-        model.fit(batches, epochs=1, verbose=0, shuffle=False)
+    def run_train(source=batches):
+        model.fit(source, epochs=1, verbose=0, shuffle=False)
 
+    stages = [("pipeline", run_pipeline), ("forward", run_forward), ("train", run_train)]
+    if augmented is not None:
+        stages[1:1] = [("augment", lambda: run_pipeline(augmented))]
+        stages.append(("train+aug", lambda: run_train(augmented)))
     run_forward()
     run_train()  # warm-up: traces the functions, builds the optimizer
-    rows = [(name, median_time(fn, args.repeats)) for name, fn in
-            (("pipeline", run_pipeline), ("forward", run_forward), ("train", run_train))]
+    rows = [(name, median_time(fn, args.repeats)) for name, fn in stages]
     total = rows[-1][1]
-    print(f"model {config.model}, batch {config.batch_size}, {len(data.x_train)} images, {steps} steps, "
+    print(f"recipe {config.recipe}, dataset {config.dataset}, model {config.model}, precision {config.precision}, "
+          f"batch {config.batch_size}, {len(data.x_train)} images, {steps} steps, "
           f"threads intra={tf.config.threading.get_intra_op_parallelism_threads()} "
           f"inter={tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)")
     print("| stage | seconds per epoch | share of a training epoch | ms per step |")

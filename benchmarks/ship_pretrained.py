@@ -32,10 +32,10 @@ def card(name: str, record: dict, metrics: dict, digest: str) -> str:
     return "\n".join([
         f"# Pretrained model: {name}", "",
         f"- architecture `{config['model']}`, recipe `{config.get('recipe')}`, seed {config['seed']}",
-        f"- trained on {data['num_train']:,} {data['name']} training images, selected on {data['num_val']:,} "
-        f"validation images (best epoch {training.get('best_epoch')} of {training.get('epochs_run')})",
-        f"- test accuracy **{100 * test['accuracy']:.2f}%** on the {test['num_images']:,} test images "
-        f"(macro F1 {test['macro']['f1']:.4f}), scored once after training",
+        (f"- trained on {data['num_train']:,} {data['name']} training images, selected on {data['num_val']:,} "
+         f"validation images (best epoch {training.get('best_epoch')} of {training.get('epochs_run')})"),
+        (f"- test accuracy **{100 * test['accuracy']:.2f}%** on the {test['num_images']:,} test images "
+         f"(macro F1 {test['macro']['f1']:.4f}), scored once after training"),
         f"- preprocessing of people's images: `{data.get('preprocessing', 'digit')}`",
         f"- made with: `{command}` (Keras {env.get('keras')}, TensorFlow {env.get('tensorflow')})",
         f"- file: `model.keras`, SHA-256 `{digest}` (checked at every use; also in `model.keras.sha256`)", "",
