@@ -102,6 +102,15 @@ def test_chained_layers_stay_as_they_were_unless_asked():
     assert names == ["RandomTranslation", "RandomRotation", "RandomZoom"]  # what earlier runs trained with
 
 
+def test_one_warp_with_nothing_to_warp_adds_no_resampling():
+    """Clothes (flips and whole-pixel crops only) must not be blurred by an identity warp."""
+    from mnist_cnn.train import augmenter
+
+    config = TrainConfig(augment=True, aug_one_warp=True, aug_shift=0.0, aug_rotation_deg=0.0, aug_zoom=0.0,
+                         aug_flip=True, aug_crop=3)
+    assert [layer.__class__.__name__ for layer in augmenter(config).layers] == ["RandomFlip", "RandomTranslation"]
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.5, float("nan")])
 def test_elastic_strength_out_of_range_is_refused(value):
     with pytest.raises(ConfigError, match="aug_elastic"):

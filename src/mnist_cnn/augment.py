@@ -130,7 +130,8 @@ def augmenter(config: TrainConfig) -> keras.Sequential | None:
     steps: list[keras.layers.Layer] = []
     if config.aug_flip:
         steps.append(keras.layers.RandomFlip("horizontal", seed=config.seed))
-    if config.aug_one_warp:  # shift, rotation, zoom and elastic distortion in one sampling
+    warps = (config.aug_shift, config.aug_rotation_deg, config.aug_zoom, config.aug_elastic)
+    if config.aug_one_warp and any(warps):  # shift, rotation, zoom and elastic distortion in one sampling
         steps.append(RandomWarp(config.aug_rotation_deg, config.aug_shift, config.aug_zoom, config.aug_elastic,
                                 seed=config.seed))
     elif config.aug_shift:
