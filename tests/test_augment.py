@@ -95,6 +95,14 @@ def test_elastic_distortion_keeps_ink(shared_data):
     assert 0.9 < np.median(ink) < 1.1  # no smearing or thinning on the whole
 
 
+def test_warp_settings_survive_get_config():
+    from mnist_cnn.augment import RandomWarp
+
+    layer = RandomWarp(rotation_deg=15, shift=0.1, zoom=0.05, elastic=0.5, seed=3)
+    copy = RandomWarp.from_config(layer.get_config())
+    assert (copy.rotation_deg, copy.shift, copy.zoom, copy.scale, copy.seed) == (15, 0.1, 0.05, (0.0, 0.5), 3)
+
+
 def test_chained_layers_stay_as_they_were_unless_asked():
     from mnist_cnn.train import augmenter
 

@@ -52,7 +52,11 @@ class RandomWarp(keras.layers.RandomElasticTransform):
         self.rotation_deg, self.shift, self.zoom = rotation_deg, shift, zoom
 
     def get_config(self):
-        return {**super().get_config(), "rotation_deg": self.rotation_deg, "shift": self.shift, "zoom": self.zoom}
+        config = super().get_config()  # Keras' elastic settings that __init__ fixes or names otherwise:
+        for fixed in ("factor", "scale", "interpolation", "fill_mode", "value_range"):
+            config.pop(fixed, None)
+        return {**config, "rotation_deg": self.rotation_deg, "shift": self.shift, "zoom": self.zoom,
+                "elastic": self.scale}
 
     def get_random_transformation(self, data, training=True, seed=None):
         if not training:
