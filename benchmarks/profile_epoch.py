@@ -42,6 +42,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="default: the recipe's, else cnn")
     parser.add_argument("--batch-size", type=int, help="default: the recipe's, else 128")
+    parser.add_argument("--fused-batch-norm", action=argparse.BooleanOptionalAction,
+                        help="batch norm as one fused op (default: the recipe's, else off)")
     parser.add_argument("--recipe", help="profile this recipe's epoch (precision, optimizer, augmentation)")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--repeats", type=int, default=3)
@@ -63,7 +65,8 @@ def main() -> int:
     )
 
     config = resolve_config(args.recipe, None, {"dataset": args.dataset, "model": args.model,
-                                                "batch_size": args.batch_size})
+                                                "batch_size": args.batch_size,
+                                                "fused_batch_norm": args.fused_batch_norm})
     if not args.recipe:
         config = config.replace(model=args.model or "cnn", batch_size=args.batch_size or 128)
     dataset = load_dataset(config.dataset, args.data_dir)
@@ -96,7 +99,7 @@ def main() -> int:
     rows = [(name, median_time(fn, args.repeats)) for name, fn in stages]
     total = rows[-1][1]
     print(f"recipe {config.recipe}, dataset {config.dataset}, model {config.model}, precision {config.precision}, "
-          f"batch {config.batch_size}, {len(data.x_train)} images, {steps} steps, "
+          f"fused batch norm {config.fused_batch_norm}, batch {config.batch_size}, {len(data.x_train)} images, {steps} steps, "
           f"threads intra={tf.config.threading.get_intra_op_parallelism_threads()} "
           f"inter={tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)")
     print("| stage | seconds per epoch | share of a training epoch | ms per step |")

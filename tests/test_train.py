@@ -333,17 +333,24 @@ def test_weight_averaging_resumes_from_a_checkpoint_with_the_weights_swapped_bac
 
 
 def test_bfloat16_training_saves_a_float32_model_that_scores_as_reported(tiny_dataset, isolated_env):
-    """--precision bfloat16: layers compute in bfloat16 while training; model.keras is float32
-    (same weights) and the test metrics are that saved model's."""
+    """--precision bfloat16 --fused-batch-norm: layers compute in bfloat16 and batch norm is fused
+    while training; model.keras is float32 with Keras' own layers (same weights), and the test
+    metrics are that saved model's."""
+    import zipfile
+
     import keras
     import numpy as np
 
     from mnist_cnn.data import load_dataset, normalize
 
     assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--seed", "2", "--epochs", "2",
-                 "--precision", "bfloat16"]) == 0
+                 "--precision", "bfloat16", "--fused-batch-norm"]) == 0
     run_dir = only_run(isolated_env / "runs")
-    assert json.loads((run_dir / "config.json").read_text())["config"]["precision"] == "bfloat16"
+    recorded = json.loads((run_dir / "config.json").read_text())["config"]
+    assert (recorded["precision"], recorded["fused_batch_norm"]) == ("bfloat16", True)
+    with zipfile.ZipFile(run_dir / "model.keras") as archive:
+        saved = archive.read("config.json").decode()
+    assert '"BatchNormalization"' in saved and "Fused" not in saved and "mnist_cnn" not in saved
     model = keras.models.load_model(run_dir / "model.keras")
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert keras.mixed_precision.global_policy().name == "float32"  # the process-wide policy is left as found
@@ -355,22 +362,29 @@ def test_bfloat16_training_saves_a_float32_model_that_scores_as_reported(tiny_da
     assert test["loss"] == pytest.approx(float(-np.mean(np.log(np.clip(picked, 1e-7, 1)))), rel=1e-4)
 
 
-def test_float32_copy_keeps_the_weights_and_computes_in_float32():
+def test_portable_copy_keeps_the_weights_and_computes_in_float32_with_plain_keras_layers():
+    import keras
     import numpy as np
 
+    from mnist_cnn.batchnorm import FusedBatchNormalization
     from mnist_cnn.config import TrainConfig
-    from mnist_cnn.train import build_for_training, float32_copy
+    from mnist_cnn.train import build_for_training, portable_copy
 
-    mixed = build_for_training(TrainConfig(model="wide", precision="bfloat16"), 10)
+    mixed = build_for_training(TrainConfig(model="wide", precision="bfloat16", fused_batch_norm=True), 10)
     assert mixed.get_layer("res1a_conv").compute_dtype == "bfloat16"
-    twin = float32_copy(mixed)
+    assert isinstance(mixed.get_layer("res1a_bn"), FusedBatchNormalization)
+    twin = portable_copy(mixed)
     assert all(layer.compute_dtype == "float32" for layer in twin.layers)
+    assert type(twin.get_layer("res1a_bn")) is keras.layers.BatchNormalization  # loads with Keras alone
     for a, b in zip(mixed.get_weights(), twin.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(twin(x), mixed(x), atol=0.05)  # bfloat16 keeps ~3 significant digits
     plain = build_for_training(TrainConfig(model="cnn"), 10)
-    assert float32_copy(plain) is plain
+    assert portable_copy(plain) is plain
+    fused = build_for_training(TrainConfig(model="cnn", fused_batch_norm=True), 10)
+    assert portable_copy(fused) is not fused
+    assert not any(isinstance(layer, FusedBatchNormalization) for layer in portable_copy(fused).layers)
 
 
 def test_weight_decay_shrinks_kernels_and_spares_normalisation_and_biases():

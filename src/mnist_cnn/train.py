@@ -22,6 +22,7 @@ import numpy as np
 
 from . import tensorboard_logs
 from .augment import augmenter
+from .batchnorm import FusedBatchNormalization, fused_copy
 from .calibrate import calibrate_after_training
 from .callbacks import (AveragedWeights, HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint,
                         save_model)
@@ -141,31 +142,37 @@ def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> keras.
 
 
 def build_for_training(config: TrainConfig, num_classes: int) -> keras.Model:
-    """`config.model`, its layers computing in bfloat16 (weights kept in float32) if asked."""
+    """`config.model`, its layers computing in bfloat16 (weights kept in float32) and its batch
+    norm fused (`batchnorm.FusedBatchNormalization`) if asked."""
     if config.precision == "float32":
-        return build_model(config.model, num_classes)
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # read by layers as they are built
-    try:
-        return build_model(config.model, num_classes)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+        model = build_model(config.model, num_classes)
+    else:
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")  # read by layers as they are built
+        try:
+            model = build_model(config.model, num_classes)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+    return fused_copy(model) if config.fused_batch_norm else model
 
 
-def float32_copy(model: keras.Model) -> keras.Model:
-    """`model` itself if it computes in float32, else a float32 twin holding the same weights.
+def portable_copy(model: keras.Model) -> keras.Model:
+    """`model` itself if it is made of plain Keras layers computing in float32, else such a twin
+    holding the same weights (fused batch norm becomes Keras' own, which it is a drop-in for).
 
     A mixed-precision model keeps its weights in float32 already; only the layers' compute
-    type changes. The saved model is float32 so that it runs at full speed and precision on
-    any CPU, converts to ONNX and LiteRT, and predicts as its test metrics say.
+    type changes. The saved model is float32 and plain so that it loads with Keras alone,
+    runs at full speed and precision on any CPU, converts to ONNX and LiteRT, and predicts
+    as its test metrics say.
     """
-    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    def portable(layer: keras.layers.Layer) -> keras.layers.Layer:
+        cls = keras.layers.BatchNormalization if isinstance(layer, FusedBatchNormalization) else layer.__class__
+        return cls.from_config({**layer.get_config(), "dtype": "float32"})
+
+    if all(layer.dtype_policy.name == "float32" and not isinstance(layer, FusedBatchNormalization)
+           for layer in model.layers):
         return model
-
-    def float32_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
-
-    twin = keras.models.clone_model(model, clone_function=float32_layer)
+    twin = keras.models.clone_model(model, clone_function=portable)
     twin.set_weights(model.get_weights())
     return twin
 
@@ -302,7 +309,7 @@ def finish(run: Run, dataset: Dataset, model: keras.Model, summary_before: str, 
     state = run.read_state()
     if state is not None and state.best_checkpoint:  # the lowest validation loss, never chosen on test
         model.load_weights(run.path / state.best_checkpoint)
-    model = float32_copy(model)
+    model = portable_copy(model)
     save_model(model, run.model)
     summary_after = model_summary(model)
 
