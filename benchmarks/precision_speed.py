@@ -4,13 +4,14 @@ and with the fused one (`--fused-batch-norm`), side by side.
     python benchmarks/precision_speed.py --models wide resnet --batch-sizes 128 512 --rounds 3
     python benchmarks/precision_speed.py --models wide strong --batch-norm keras fused
 
-Times `fit` on random 28x28 images (the speed of a step does not depend on the pixels)
-for each model x batch size x variant (precision, batch norm), reversing the variants'
-order every other round so that a change in the machine's load hits all of them; prints one JSON line per measurement and then a
-Markdown table of medians scaled to an epoch of 54,000 images (Fashion-MNIST's training
-split). No augmentation and no validation: this is the model's arithmetic alone. Run it
-with nothing else on the cores. bfloat16 pays only where the CPU has bfloat16 matrix
-units (Intel AMX); the table's header names the processor.
+Times training steps on random 28x28 images (the speed of a step does not depend on the
+pixels) for each model x batch size x variant (precision, batch norm), reversing the
+variants' order every other round so that a change in the machine's load hits all of
+them; prints one JSON line per measurement, then a Markdown table of the medians over
+rounds (each measurement is the median step) scaled to an epoch of 54,000 images
+(Fashion-MNIST's training split). No augmentation and no validation: the model's
+arithmetic alone. Run it with nothing else on the cores. bfloat16 pays only where the
+CPU has bfloat16 matrix units (Intel AMX); the table's header names the processor.
 """
 
 from __future__ import annotations
@@ -28,11 +29,24 @@ EPOCH_IMAGES = 54_000
 
 
 def seconds_per_epoch(model_name: str, precision: str, batch_norm: str, batch_size: int, steps: int) -> float:
+    """The median step of `steps` training steps, scaled to an epoch of EPOCH_IMAGES images.
+
+    Fed by the package's own input pipeline (`train.make_batches`): handing `fit` NumPy
+    arrays adds Keras' per-call pipeline set-up and its stalls, which swamped the step
+    time in an earlier version of this script (identical epochs for different models).
+    """
     import keras
     import numpy as np
 
     from mnist_cnn.config import TrainConfig
-    from mnist_cnn.train import build_for_training, compile_model
+    from mnist_cnn.train import build_for_training, compile_model, make_batches
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
 
     config = TrainConfig(model=model_name, precision=precision, batch_size=batch_size,
                          fused_batch_norm=batch_norm == "fused")
@@ -41,10 +55,12 @@ def seconds_per_epoch(model_name: str, precision: str, batch_norm: str, batch_si
     n = batch_size * steps
     x = rng.random((n, 28, 28, 1), dtype=np.float32)
     y = keras.utils.to_categorical(rng.integers(0, 10, n), 10)
-    model.fit(x[: batch_size * 3], y[: batch_size * 3], batch_size=batch_size, verbose=0)  # trace and warm up
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch_size, verbose=0, shuffle=False)
-    return (time.perf_counter() - start) / n * EPOCH_IMAGES
+    batches = make_batches(x, y, batch_size)
+    model.fit(batches.take(3), verbose=0)  # trace and warm up
+    clock = StepClock()
+    clock.seconds = []
+    model.fit(batches, verbose=0, callbacks=[clock])
+    return statistics.median(clock.seconds) / batch_size * EPOCH_IMAGES
 
 
 def main() -> int:

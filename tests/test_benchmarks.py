@@ -127,10 +127,22 @@ def test_seed_table_groups_seeds_and_reports_mean_and_spread(tmp_path, monkeypat
     assert text.count("| `wide-fashion-mnist-seed") == 3 and "half-finished" not in text
 
 
-def test_precision_speed_times_both_precisions_and_leaves_the_policy_as_found():
+def test_precision_speed_times_both_precisions_and_batch_norms_and_leaves_the_policy_as_found():
     import keras
 
     precision_speed = load_script("precision_speed")
-    for precision in ("float32", "bfloat16"):
-        assert precision_speed.seconds_per_epoch("cnn", precision, batch_size=16, steps=2) > 0
+    for precision, norm in (("float32", "keras"), ("bfloat16", "fused")):  # each precision, each batch norm
+        assert precision_speed.seconds_per_epoch("cnn", precision, norm, batch_size=16, steps=3) > 0
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_profile_step_sums_a_trace_by_op_type(shared_data, tmp_path):
+    """A real trace of two `fit` steps of `fast`: convolutions and their gradients show up by type."""
+    done = subprocess.run([sys.executable, str(COMPARE.with_name("profile_step.py")), "--recipe", "fast",
+                           "--dataset", "mnist", "--steps", "2", "--data-dir", str(shared_data),
+                           "--logdir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert any("Conv2DBackpropFilter" in name for name in rows) and any(name.endswith("Conv2D") for name in rows)
+    assert "EagerLocalExecute" not in done.stdout  # whole-function wrappers are not ops
+    assert list(tmp_path.rglob("*.xplane.pb"))
