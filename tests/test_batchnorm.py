@@ -22,12 +22,13 @@ def _step(layer, x, upstream):
     return [np.asarray(tf.cast(t, tf.float32)) for t in [y, *grads, layer.moving_mean, layer.moving_variance]]
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_fused_training_step_matches_keras_batch_norm(policy):
+@pytest.mark.parametrize(("policy", "channels"), [("float32", 5), ("mixed_bfloat16", 5), ("mixed_bfloat16", 32)])
+def test_fused_training_step_matches_keras_batch_norm(policy, channels):
+    """bfloat16 with 5 channels computes in float32 (CHANNEL_BLOCK), with 32 in bfloat16."""
     rng = np.random.default_rng(0)
-    x = (3 * rng.standard_normal((8, 7, 7, 5)) + 1).astype(np.float32)  # off-centre, wide: stats matter
+    x = (3 * rng.standard_normal((8, 7, 7, channels)) + 1).astype(np.float32)  # off-centre, wide: stats matter
     upstream = rng.standard_normal(x.shape).astype(np.float32)
-    gamma, beta = rng.random(5) + 0.5, rng.standard_normal(5)
+    gamma, beta = rng.random(channels) + 0.5, rng.standard_normal(channels)
     layers = []
     for cls in (keras.layers.BatchNormalization, FusedBatchNormalization):
         layer = cls(momentum=0.9, dtype=policy)
