@@ -239,11 +239,12 @@ def test_resumed_batches_are_the_uninterrupted_ones():
     assert whole[0] != whole[1]
 
 
-def test_deterministic_runs_repeat_exactly(tiny_dataset, isolated_env):
+@pytest.mark.parametrize("flags", [[], ["--fused-batch-norm"]])
+def test_deterministic_runs_repeat_exactly(tiny_dataset, isolated_env, flags):
     histories = []
     for runs in ("a", "b"):
         assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--epochs", "2",
-                     "--deterministic", "--seed", "7", "--runs-dir", str(isolated_env / runs)]) == 0
+                     "--deterministic", "--seed", "7", "--runs-dir", str(isolated_env / runs), *flags]) == 0
         run_dir = only_run(isolated_env / runs)
         rows = (run_dir / "history.csv").read_text().splitlines()
         histories.append([line.rsplit(",", 1)[0] for line in rows])  # drop the wall-time column
