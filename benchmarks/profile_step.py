@@ -41,7 +41,7 @@ def op_times(logdir: Path) -> tuple[collections.Counter, collections.Counter, co
                     # TF ops are "scope/name:OpType"; "EagerLocalExecute: f" wraps a whole function call
                     if ":" not in name or "::" in name or name.startswith("EagerLocalExecute"):
                         continue
-                    scope, op_type = name.rsplit(":", 1)
+                    op_type = name.rsplit(":", 1)[1]
                     seconds = event.duration_ps * 1e-12
                     by_type[op_type] += seconds
                     by_name[name] += seconds

@@ -19,10 +19,9 @@ from __future__ import annotations
 import keras
 
 # oneDNN's bfloat16 batch norm is several times slower when the channels are not a multiple
-# of this (measured quiet, forward + backward at batch 512, 28x28: 24 channels 276 ms,
-# 16 channels 19 ms, 32 channels 38 ms, 24 channels in float32 43 ms): such layers compute
-# in float32 (a `wide` bfloat16 step: 356 ms, against 532 ms as is and 383 ms zero-padded
-# to 32 channels; benchmarks/README.md).
+# of this (`benchmarks/batchnorm_speed.py`, forward + backward at batch 512, 28x28: 24
+# channels 263 ms, 16 channels 28 ms, 32 channels 58 ms, 24 channels in float32 52 ms,
+# zero-padded to 32 93 ms): such layers compute in float32 (benchmarks/README.md).
 CHANNEL_BLOCK = 16
 
 
