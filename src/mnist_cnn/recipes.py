@@ -52,7 +52,8 @@ RECIPES: dict[str, Recipe] = {
         # batch norm pay for it on CPUs with AMX. Whole-pixel shifts keep the fabric's texture
         # sharp, where interpolated shifts blur it. Digits: `strong`'s augmentation as one
         # resampling (three in a row blur the strokes), never mirrored. With the cheaper epochs,
-        # 30 (digits) and 34 (clothes) fit in 30 minutes (3 seeds each: benchmarks/README.md).
+        # 30 (digits) and 34 (clothes) fit in 30 minutes (3 seeds each: benchmarks/README.md);
+        # the base's 20 epochs are for other (custom) datasets, which were never measured.
         {"model": "wide", "precision": "bfloat16", "fused_batch_norm": True, "epochs": 20, "batch_size": 512,
          "learning_rate": 4e-3, "warmup_epochs": 2, "weight_decay": 0.05, "label_smoothing": 0.1, "augment": True,
          "aug_shift": 0.1, "aug_rotation_deg": 10.0, "aug_zoom": 0.1, "patience": 20},
