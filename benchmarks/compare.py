@@ -12,7 +12,7 @@ time to 99.0% test accuracy (median over seeds), final accuracy (mean ± std), t
 images/s (median epoch), inference images/s (batch 1000), peak RSS. Writes JSON,
 Markdown and a PNG of test accuracy against training time to benchmarks/results/.
 
-    python benchmarks/compare.py --quick                 # smoke: 5k images, 1 epoch, 1 seed
+    python benchmarks/compare.py --quick                 # smoke: 5k + 2k test images, 1 epoch, 1 seed
     python benchmarks/compare.py                         # full: about 1.5 hours on 2 cores (strong dominates)
     python benchmarks/compare.py --contenders fast keras-example --seeds 5
     python benchmarks/compare.py --contenders wide --keep-runs runs/compare   # keep each run's folder
@@ -25,6 +25,7 @@ Run it on an otherwise idle machine: on 2 cores any other load skews every numbe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 RESULTS = Path(__file__).parent / "results"
 TARGET = 0.99
 QUICK_TRAIN_LIMIT = 5000
+QUICK_TEST_LIMIT = 2000  # a smoke test scores the first 2,000 test images, in every contender
 KERAS_EXAMPLE = {"model": "keras-example", "epochs": 15, "batch_size": 128, "schedule": "constant",
                  "learning_rate": 1e-3, "patience": 15}
 CONTENDERS = {  # name -> (kind, recipe or config, default number of seeds in full mode)
@@ -149,6 +151,9 @@ def child(name: str, seed: int, quick: bool, data_dir: Path | None, keep_runs: P
     from mnist_cnn.data import load_dataset
 
     dataset = load_dataset("mnist", data_dir)
+    if quick:
+        dataset = dataclasses.replace(dataset, test_images=dataset.test_images[:QUICK_TEST_LIMIT],
+                                      test_labels=dataset.test_labels[:QUICK_TEST_LIMIT])
     kind = CONTENDERS[name][0]
     row = run_torch(seed, quick, dataset) if kind == "torch" else run_keras(name, seed, quick, dataset, keep_runs)
     reached = [t for t, accuracy in row["curve"] if accuracy >= TARGET]
@@ -252,7 +257,7 @@ def main() -> int:
     parser.add_argument("--include", type=Path, nargs="+", default=[],
                         help="results JSON of earlier parts of the same benchmark, on the same machine: "
                              "their runs join this one's table (except those of contenders run now)")
-    parser.add_argument("--quick", action="store_true", help="5k images, 1 epoch, 1 seed: a smoke test")
+    parser.add_argument("--quick", action="store_true", help="5k training and 2k test images, 1 epoch, 1 seed: a smoke test")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep-runs", type=Path, metavar="DIR",
