@@ -74,3 +74,69 @@ def test_checkpoint_commits_state_after_each_epoch_and_keeps_last_and_best(tmp_p
     load_checkpoint(restored, run.path / state.last_checkpoint)
     assert int(restored.optimizer.iterations) == int(model.optimizer.iterations) == 1
     assert np.allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_recalibration_averages_each_batch_norm_layers_batch_statistics(fused):
+    import keras
+    import numpy as np
+
+    from mnist_cnn.batchnorm import FusedBatchNormalization
+    from mnist_cnn.callbacks import recalibrate_batch_norm
+
+    norm = FusedBatchNormalization if fused else keras.layers.BatchNormalization
+    inner = keras.Sequential([keras.Input((4, 4, 3)), norm(momentum=0.9)])  # nested: found too
+    model = keras.Sequential([keras.Input((4, 4, 3)), norm(momentum=0.99), inner])
+    rng = np.random.default_rng(0)
+    images = (rng.standard_normal((96, 4, 4, 3)) * [1.0, 2.0, 3.0] + [5.0, -1.0, 0.5]).astype(np.float32)
+    recalibrate_batch_norm(model, images, batch_size=32)
+
+    batches = images.reshape(3, 32 * 16, 3)  # three batches, per channel
+    first = model.layers[0]
+    np.testing.assert_allclose(first.moving_mean.numpy(), batches.mean(1).mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(first.moving_variance.numpy(), batches.var(1).mean(0), rtol=1e-4)
+    # The second layer sees the first's training-mode output: about zero mean, unit variance.
+    second = inner.layers[0]
+    np.testing.assert_allclose(second.moving_mean.numpy(), 0.0, atol=1e-3)
+    np.testing.assert_allclose(second.moving_variance.numpy(), 1.0, atol=1e-2)
+    assert (first.momentum, second.momentum) == (0.99, 0.9)  # put back for training
+    weights_before = [w.numpy().copy() for w in model.trainable_weights]
+    recalibrate_batch_norm(model, images[:0])  # no images: nothing changes, nothing fails
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(weights_before, model.trainable_weights))
+
+
+def test_averaged_weights_get_their_own_batch_norm_statistics_and_the_raw_weights_get_theirs_back():
+    import keras
+    import numpy as np
+
+    from mnist_cnn.callbacks import AveragedWeights, recalibrate_batch_norm
+
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((64, 4)).astype(np.float32) * 3 + 2, rng.integers(0, 3, 64)
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(3)])
+    model.compile(keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)  # the raw weights move, their statistics follow
+    norm = model.layers[1]
+    raw = [v.numpy().copy() for v in (norm.moving_mean, norm.moving_variance)]
+    raw_weights = [w.numpy().copy() for w in model.trainable_weights]
+
+    swap = AveragedWeights(images=x, batch_size=16)
+    swap.set_model(model)
+    swap.on_test_begin()  # the average goes in, with statistics estimated for it
+    averaged = [v.numpy().copy() for v in (norm.moving_mean, norm.moving_variance)]
+    assert not np.allclose(averaged[0], raw[0], atol=1e-3)
+    expected = keras.models.clone_model(model)
+    expected.set_weights(model.get_weights())
+    recalibrate_batch_norm(expected, x, batch_size=16)
+    np.testing.assert_allclose(averaged[0], expected.layers[1].moving_mean.numpy(), rtol=1e-5, atol=1e-6)
+    swap.on_test_end()  # the raw weights come back with their own statistics
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), raw[0])
+    np.testing.assert_array_equal(norm.moving_variance.numpy(), raw[1])
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(raw_weights, model.trainable_weights))
+    swap.on_epoch_end(0)  # the same average again (the checkpoint's): the same statistics, not re-estimated
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), averaged[0])
+    swap.on_epoch_begin(1)
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), raw[0])

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from .atomic import atomic_path
 from .runs import Run, TrainState
@@ -40,6 +41,40 @@ def load_checkpoint(model: keras.Model, path: Path) -> None:
     model.load_weights(path)
 
 
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every batch-norm layer of `model`, nested models included, in call order."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(batch_norm_layers(layer))
+    return found
+
+
+def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> None:
+    """Set every batch-norm layer's moving statistics to those of `images` under the current weights.
+
+    Forward passes in training mode, one per batch, as training computes them (the weights do
+    not change); each layer's moving mean and variance become the plain average of its batch
+    statistics over the batches (momentum k / (k + 1) at the k-th), not the exponential
+    average training keeps. A model whose weights were replaced (a moving average of them)
+    needs this: the statistics training gathered describe the activations of other weights.
+    """
+    layers = batch_norm_layers(model)
+    if not layers or len(images) == 0:
+        return
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, len(images), batch_size)):
+            for layer in layers:
+                layer.momentum = k / (k + 1)  # 0 first: the first batch's statistics replace the old
+            model(images[start:start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+
+
 class AveragedWeights(keras.callbacks.SwapEMAWeights):
     """`ema_momentum`: the optimizer's moving average of the weights is what the run is judged and kept by.
 
@@ -50,11 +85,50 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
     holds the two swapped (average in the model, raw weights in the optimizer's slot): a run
     resumed from one starts swapped, and this callback is told so (`from_checkpoint`), else
     it would train the average and average the raw weights.
+
+    Batch norm's moving statistics are not weights the optimizer averages: they follow the
+    raw weights, and with them the average can score near chance for many epochs. Given
+    `images` (a fixed sample of training images), each swap to the average re-estimates the
+    statistics for it (`recalibrate_batch_norm`, once per epoch: validation and the
+    checkpoint share them) and the swap back restores the raw weights' own. A resumed run
+    has only the checkpoint's statistics (the average's) for its raw weights; training
+    replaces them within a few hundred steps (momentum 0.99).
     """
 
-    def __init__(self, from_checkpoint: bool = False) -> None:
+    def __init__(self, from_checkpoint: bool = False, images: np.ndarray | None = None,
+                 batch_size: int = 512) -> None:
         super().__init__(swap_on_epoch=True)
         self._ema_weights_in_model = from_checkpoint
+        self.images, self.batch_size = images, batch_size
+        self._raw_statistics: list[np.ndarray] | None = None  # held while the average is in the model
+        self._average_statistics: list[np.ndarray] | None = None  # this epoch's, once estimated
+
+    def _statistics(self) -> list[keras.Variable]:
+        return [v for layer in batch_norm_layers(self.model) for v in (layer.moving_mean, layer.moving_variance)]
+
+    def _swap_variables(self) -> None:
+        # Keras' hooks call this before flipping `_ema_weights_in_model`: the flag says which way.
+        to_average = not self._ema_weights_in_model
+        super()._swap_variables()
+        if self.images is None:
+            return
+        statistics = self._statistics()
+        if to_average:
+            self._raw_statistics = [keras.ops.convert_to_numpy(v) for v in statistics]
+            if self._average_statistics is None:
+                recalibrate_batch_norm(self.model, self.images, self.batch_size)
+                self._average_statistics = [keras.ops.convert_to_numpy(v) for v in statistics]
+            else:
+                for variable, value in zip(statistics, self._average_statistics):
+                    variable.assign(value)
+        elif self._raw_statistics is not None:
+            for variable, value in zip(statistics, self._raw_statistics):
+                variable.assign(value)
+            self._raw_statistics = None
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._average_statistics = None  # training moves the average: estimate again at the next swap
+        super().on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         # As Keras', minus its copy of the average over the raw weights after the last epoch:

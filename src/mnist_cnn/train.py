@@ -125,6 +125,13 @@ def learning_rate(config: TrainConfig, steps: int) -> float | keras.optimizers.s
     )
 
 
+def recalibration_sample(x_train: np.ndarray, seed: int, size: int = 4096) -> np.ndarray:
+    """The fixed training images (un-augmented) that re-estimate batch norm for averaged weights."""
+    if len(x_train) <= size:
+        return x_train
+    return x_train[np.sort(np.random.default_rng(seed).choice(len(x_train), size, replace=False))]
+
+
 def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> keras.Model:
     """Step 3: optimizer (Adam + schedule), loss matching the label encoding, accuracy metric."""
     if config.labels == "onehot":
@@ -269,7 +276,9 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
             shuffle=False,  # the dataset orders each epoch itself
             callbacks=[*extra_callbacks,
                        # first: validation, the history, checkpoints and early stopping see the average
-                       *([AveragedWeights(from_checkpoint=state.last_checkpoint is not None)]
+                       *([AveragedWeights(from_checkpoint=state.last_checkpoint is not None,
+                                          images=recalibration_sample(data.x_train, config.seed),
+                                          batch_size=config.batch_size)]
                          if config.ema_momentum > 0 else []),
                        HistoryLogger(run, rows), RunCheckpoint(run, state),
                        ResumableEarlyStopping(state, patience=config.patience),
