@@ -62,8 +62,6 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
     needs this: the statistics training gathered describe the activations of other weights.
     """
     layers = batch_norm_layers(model)
-    if not layers or len(images) == 0:
-        return
     momenta = [layer.momentum for layer in layers]
     try:
         for k, start in enumerate(range(0, len(images), batch_size)):
