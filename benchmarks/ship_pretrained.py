@@ -1,13 +1,16 @@
 """Copy a finished run's model into the package as a pretrained model: `mnist-cnn predict NAME ...`.
 
     python benchmarks/ship_pretrained.py RUN_DIR NAME      # NAME: mnist or fashion-mnist
+    python benchmarks/ship_pretrained.py --card-only NAME  # rewrite a shipped model's card
 
 Writes src/mnist_cnn/pretrained/NAME/: `model.keras` (without optimizer state), `config.json`
 and `metrics.json` (what `runs.Run.model_info` reads: dataset, class names, preprocessing,
 test scores), the run's `acceptance.json` ("not a digit") if it has one, the model's SHA-256
 (`model.keras.sha256`, checked whenever the name is used) and `MODEL_CARD.md`. The copy names no folder of the machine that trained it: the data
 source becomes the dataset's name. Refuses a run that is not finished or that was
-trained on another dataset than NAME.
+trained on another dataset than NAME. `--card-only` rewrites `MODEL_CARD.md` of the model
+already shipped as NAME from its own files: after a recipe's settings change, its
+"made with" command must spell out what the recipe no longer gives.
 """
 
 from __future__ import annotations
@@ -74,11 +77,29 @@ def strip_optimizer(source: Path, target: Path) -> None:
         raise SystemExit(f"{target} does not predict like {source}")
 
 
+def rewrite_card(name: str) -> int:
+    target = TARGET / name
+    record = json.loads((target / "config.json").read_text())
+    metrics = json.loads((target / "metrics.json").read_text())
+    digest = (target / "model.keras.sha256").read_text().split()[0]
+    if digest != hashlib.sha256((target / "model.keras").read_bytes()).hexdigest():
+        print(f"{target / 'model.keras'} does not match its model.keras.sha256", file=sys.stderr)
+        return 2
+    (target / "MODEL_CARD.md").write_text(card(name, record, metrics, digest))
+    print(f"rewrote {target / 'MODEL_CARD.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dir", type=Path, nargs="?")
     parser.add_argument("name", choices=("mnist", "fashion-mnist"))
+    parser.add_argument("--card-only", action="store_true", help="rewrite the shipped NAME's model card only")
     args = parser.parse_args(argv)
+    if args.card_only:
+        return rewrite_card(args.name)
+    if args.run_dir is None:
+        parser.error("RUN_DIR is needed unless --card-only")
 
     record = json.loads((args.run_dir / "config.json").read_text())
     metrics = json.loads((args.run_dir / "metrics.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -13,7 +14,9 @@ from mnist_cnn import backends
 from mnist_cnn.cli import main
 from mnist_cnn.config import TrainConfig
 from mnist_cnn.errors import ModelFileError
-from mnist_cnn.recipes import train_command
+from mnist_cnn.recipes import RECIPES, train_command
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", sorted(backends.BUNDLED_MODELS))
@@ -61,6 +64,35 @@ def test_a_missing_digest_is_an_error_too(tampered):
     (tampered / "model.keras.sha256").unlink()
     with pytest.raises(ModelFileError, match="missing or unreadable"):
         backends.resolve_model("mnist")
+
+
+def load_ship_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_pretrained", REPO / "benchmarks" / "ship_pretrained.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_card_rewritten_after_a_recipe_change_quotes_the_command_of_today(tampered, monkeypatch, capsys):
+    """A recipe's settings change under a shipped model: `--card-only` makes its card's command
+    spell out what the recipe no longer gives, and refuses a model that fails its digest."""
+    ship = load_ship_script()
+    monkeypatch.setattr(ship, "TARGET", tampered.parent)
+    settings = TrainConfig(**json.loads((tampered / "config.json").read_text())["config"])
+    changed = {**RECIPES[settings.recipe].per_dataset.get(settings.dataset, {}), "epochs": settings.epochs + 1}
+    monkeypatch.setitem(RECIPES, settings.recipe, dataclasses.replace(
+        RECIPES[settings.recipe], per_dataset={**RECIPES[settings.recipe].per_dataset, settings.dataset: changed}))
+    (tampered / "MODEL_CARD.md").write_text("stale")
+    assert ship.main(["--card-only", "mnist"]) == 0
+    card = (tampered / "MODEL_CARD.md").read_text()
+    command = train_command(settings)
+    assert f"--epochs {settings.epochs}" in command and f"`{command}`" in card
+    assert (tampered / "model.keras.sha256").read_text().split()[0] in card
+    (tampered / "model.keras").write_bytes(b"not the shipped model")
+    assert ship.main(["--card-only", "mnist"]) == 2
+    assert "does not match its model.keras.sha256" in capsys.readouterr().err
 
 
 def test_models_lists_the_shipped_models_with_their_accuracy(capsys):
