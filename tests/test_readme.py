@@ -21,6 +21,33 @@ def test_readme_names_no_path_outside_the_repository():
     assert "../" not in text, [line for line in text.splitlines() if "../" in line]
 
 
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (code blocks left out)."""
+    anchors, seen = set(), {}
+    for line in re.sub(r"```.*?```", "", markdown, flags=re.DOTALL).splitlines():
+        heading = re.match(r"#{1,6} (.+)", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+@pytest.mark.parametrize("doc", ["README.md", "benchmarks/README.md"])
+def test_links_lead_to_files_and_headings_that_exist(doc):
+    source = REPO / doc
+    broken = []
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]+))?\)", source.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path = source.parent / target if target else source
+        if not path.exists():
+            broken.append(target)
+        elif anchor and path.suffix == ".md" and anchor not in heading_anchors(path.read_text(encoding="utf-8")):
+            broken.append(f"{target}#{anchor}")
+    assert broken == []
+
+
 def test_python_api_block_runs(shared_data, isolated_env, monkeypatch, capsys):
     (block,) = [b for b in python_blocks((REPO / "README.md").read_text(encoding="utf-8")) if "resolve_config" in b]
     monkeypatch.setenv("MNIST_CNN_DATA_DIR", str(shared_data))
