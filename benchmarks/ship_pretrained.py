@@ -79,10 +79,15 @@ def strip_optimizer(source: Path, target: Path) -> None:
 
 def rewrite_card(name: str) -> int:
     target = TARGET / name
-    record = json.loads((target / "config.json").read_text())
-    metrics = json.loads((target / "metrics.json").read_text())
-    digest = (target / "model.keras.sha256").read_text().split()[0]
-    if digest != hashlib.sha256((target / "model.keras").read_bytes()).hexdigest():
+    try:
+        record = json.loads((target / "config.json").read_text())
+        metrics = json.loads((target / "metrics.json").read_text())
+        digest = (target / "model.keras.sha256").read_text().split()[0]
+        actual = hashlib.sha256((target / "model.keras").read_bytes()).hexdigest()
+    except (OSError, ValueError, IndexError) as error:
+        print(f"no shipped {name} model to rewrite the card of: {error} (ship one first)", file=sys.stderr)
+        return 2
+    if digest != actual:
         print(f"{target / 'model.keras'} does not match its model.keras.sha256", file=sys.stderr)
         return 2
     (target / "MODEL_CARD.md").write_text(card(name, record, metrics, digest))

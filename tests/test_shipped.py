@@ -93,6 +93,9 @@ def test_a_card_rewritten_after_a_recipe_change_quotes_the_command_of_today(tamp
     (tampered / "model.keras").write_bytes(b"not the shipped model")
     assert ship.main(["--card-only", "mnist"]) == 2
     assert "does not match its model.keras.sha256" in capsys.readouterr().err
+    (tampered / "config.json").unlink()
+    assert ship.main(["--card-only", "mnist"]) == 2
+    assert "no shipped mnist model" in capsys.readouterr().err
 
 
 def test_models_lists_the_shipped_models_with_their_accuracy(capsys):
