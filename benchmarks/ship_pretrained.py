@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if calibration.is_file():
         rule = json.loads(calibration.read_text())
         # The copy predicts exactly as the original (checked above): the rule holds for it, by its new digest.
-        rule["details"]["model_sha256"] = hashlib.sha256((target / "model.keras").read_bytes()).hexdigest()
+        rule["details"]["model_sha256"] = digest
         (target / "acceptance.json").write_text(json.dumps(rule, indent=2) + "\n")
     print(f"shipped {args.run_dir} as {target} (test accuracy {metrics['test']['accuracy']:.4f})")
     return 0

@@ -30,6 +30,16 @@ SHARED_DATA = Path(os.environ.get("MNIST_CNN_TEST_DATA", REPO.parent / "shared" 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def load_benchmark_script(name: str):
+    """benchmarks/NAME.py as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"

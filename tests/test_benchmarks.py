@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark_script
 
 pytestmark = pytest.mark.slow
 COMPARE = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
@@ -60,7 +61,7 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
 
 
 def test_the_benchmark_runs_every_contender_unless_told_otherwise():
-    module = load_script("compare")
+    module = load_benchmark_script("compare")
     assert list(module.CONTENDERS) == ["keras-example", "pytorch-example", "fast", "cnn", "strong", "wide"]
     recipes = {spec for kind, spec, _ in module.CONTENDERS.values() if kind == "keras" and isinstance(spec, str)}
     assert recipes == {"fast", "default", "strong", "wide"}  # each a recipe that exists
@@ -96,7 +97,7 @@ def test_a_pytorch_contender_without_torch_stops_before_training_with_the_fix(tm
 def test_tta_shift_moves_pixels_and_fills_the_border_black():
     import numpy as np
 
-    module = load_script("ensemble_tta")
+    module = load_benchmark_script("ensemble_tta")
     images = np.zeros((1, 28, 28, 1), dtype=np.float32)
     images[0, 0, 5] = images[0, 27, 27] = 1.0
     down_left = module.shifted(images, 1, -1)
@@ -107,7 +108,7 @@ def test_tta_shift_moves_pixels_and_fills_the_border_black():
 def test_tta_views_start_with_the_image_and_mirror_only_when_asked():
     import numpy as np
 
-    module = load_script("ensemble_tta")
+    module = load_benchmark_script("ensemble_tta")
     images = np.zeros((2, 28, 28, 1), dtype=np.float32)
     images[:, 3, 0] = 1.0  # a pixel at the left edge
     plain = module.views(images)
@@ -119,17 +120,8 @@ def test_tta_views_start_with_the_image_and_mirror_only_when_asked():
     assert mirrored[5][0, 3, 27, 0] == 1.0 and mirrored[5].sum() == 2.0  # the pixel moved to the right edge
 
 
-def load_script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, COMPARE.parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_seed_table_groups_seeds_and_reports_mean_and_spread(tmp_path, monkeypatch):
-    seed_table = load_script("seed_table")
+    seed_table = load_benchmark_script("seed_table")
     for seed, accuracy in [(0, 0.95), (1, 0.94), (2, 0.96)]:
         folder = tmp_path / f"wide-fashion-mnist-seed{seed}"
         folder.mkdir()
@@ -146,7 +138,7 @@ def test_seed_table_groups_seeds_and_reports_mean_and_spread(tmp_path, monkeypat
 def test_precision_speed_times_both_precisions_and_batch_norms_and_leaves_the_policy_as_found():
     import keras
 
-    precision_speed = load_script("precision_speed")
+    precision_speed = load_benchmark_script("precision_speed")
     for precision, norm in (("float32", "keras"), ("bfloat16", "fused")):  # each precision, each batch norm
         assert precision_speed.seconds_per_epoch("cnn", precision, norm, batch_size=16, steps=3) > 0
     assert keras.mixed_precision.global_policy().name == "float32"

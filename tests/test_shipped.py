@@ -9,14 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark_script
 
 from mnist_cnn import backends
 from mnist_cnn.cli import main
 from mnist_cnn.config import TrainConfig
 from mnist_cnn.errors import ModelFileError
 from mnist_cnn.recipes import RECIPES, train_command
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", sorted(backends.BUNDLED_MODELS))
@@ -66,19 +65,10 @@ def test_a_missing_digest_is_an_error_too(tampered):
         backends.resolve_model("mnist")
 
 
-def load_ship_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ship_pretrained", REPO / "benchmarks" / "ship_pretrained.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_card_rewritten_after_a_recipe_change_quotes_the_command_of_today(tampered, monkeypatch, capsys):
     """A recipe's settings change under a shipped model: `--card-only` makes its card's command
     spell out what the recipe no longer gives, and refuses a model that fails its digest."""
-    ship = load_ship_script()
+    ship = load_benchmark_script("ship_pretrained")
     monkeypatch.setattr(ship, "TARGET", tampered.parent)
     settings = TrainConfig(**json.loads((tampered / "config.json").read_text())["config"])
     changed = {**RECIPES[settings.recipe].per_dataset.get(settings.dataset, {}), "epochs": settings.epochs + 1}
