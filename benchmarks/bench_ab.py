@@ -39,7 +39,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def digit_png() -> bytes:
     """A real MNIST test digit (test image 0, a 7) as a 28x28 PNG; a drawn bar if the data is not here."""
     try:
-        from mnist_cnn.data import get_spec, load_split
+        from mnist_cnn.data.idx import load_split
+        from mnist_cnn.data.registry import get_spec
 
         images, _, _ = load_split(get_spec("mnist"), Path(os.environ.get("MNIST_CNN_DATA_DIR", SHARED_DATA)) / "mnist",
                                   "test")

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.data.prepare import normalize
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WARMUP_CALLS = 30
 BATCHES = (1, 1000)  # one API request; a bulk job
@@ -74,13 +77,13 @@ def main() -> int:
     cpu = one_core()
     import keras
 
-    from mnist_cnn import data
-    from mnist_cnn.backends import KerasModel, LiteRtModel, OnnxModel
-    from mnist_cnn.export import export_model
-    from mnist_cnn.models import build_model
+    pass  # (moved import)
+    from mnist_cnn.export.export import export_model
+    from mnist_cnn.inference.runtimes import KerasModel, LiteRtModel, OnnxModel
+    from mnist_cnn.training.models import build_model
 
-    dataset = data.load_dataset("mnist", args.data_dir)
-    images = data.normalize(dataset.test_images)  # float32 (N, 28, 28, 1) in [0, 1]
+    dataset = load_dataset("mnist", args.data_dir)
+    images = normalize(dataset.test_images)  # float32 (N, 28, 28, 1) in [0, 1]
     with tempfile.TemporaryDirectory() as tmp:
         model_path = args.model
         if model_path is None:

@@ -71,11 +71,11 @@ def run_keras(name: str, seed: int, quick: bool, dataset, keep_runs: Path | None
     import keras
     import numpy as np
 
-    from mnist_cnn.data import normalize
-    from mnist_cnn.evaluate import predict_probabilities
-    from mnist_cnn.recipes import resolve_config
-    from mnist_cnn.runs import Run
-    from mnist_cnn.train import train
+    from mnist_cnn.data.prepare import normalize
+    from mnist_cnn.inference.runtimes import predict_probabilities
+    from mnist_cnn.runs.run import Run
+    from mnist_cnn.training.recipes import resolve_config
+    from mnist_cnn.training.train import train
 
     _, spec, _ = CONTENDERS[name]
     # A contender is a recipe name or a dict of settings; either way the package's one resolver applies.
@@ -118,9 +118,9 @@ def run_keras(name: str, seed: int, quick: bool, dataset, keep_runs: Path | None
 def run_torch(seed: int, quick: bool, dataset) -> dict:
     import numpy as np
     import torch
-
     import torch_reference as ref
-    from mnist_cnn.data import normalize, stratified_split
+
+    from mnist_cnn.data.prepare import normalize, stratified_split
 
     torch.set_num_threads(os.cpu_count() or 1)
     labels = dataset.train_labels[:QUICK_TRAIN_LIMIT] if quick else dataset.train_labels
@@ -148,7 +148,7 @@ def run_torch(seed: int, quick: bool, dataset) -> dict:
 
 
 def child(name: str, seed: int, quick: bool, data_dir: Path | None, keep_runs: Path | None = None) -> dict:
-    from mnist_cnn.data import load_dataset
+    from mnist_cnn.data.load import load_dataset
 
     dataset = load_dataset("mnist", data_dir)
     if quick:
@@ -273,7 +273,7 @@ def main() -> int:
     rows = [r for r in included_rows(args.include, args.quick) if r["contender"] not in args.contenders]
     if problem := torch_missing(args.contenders):
         raise SystemExit(problem)
-    from mnist_cnn.runs import environment, utc_stamp
+    from mnist_cnn.runs.run import environment, utc_stamp
 
     stem = f"compare-{utc_stamp()}{'-quick' if args.quick else ''}"
     args.out.mkdir(parents=True, exist_ok=True)

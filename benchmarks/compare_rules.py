@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_cnn import acceptance
-from mnist_cnn.data import load_dataset
-from mnist_cnn.errors import EmptyImageError
-from mnist_cnn.preprocess import preprocess
-from mnist_cnn.runs import Run
+from mnist_cnn.core.errors import EmptyImageError
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.inference import acceptance
+from mnist_cnn.inference.preprocess import preprocess
+from mnist_cnn.runs.run import Run
 
 FIT = 5000  # training-split digits and Fashion-MNIST training images used for fitting
 VALIDATION_REFUSED = 0.01
@@ -46,7 +46,7 @@ def compare(model_path: Path, data_dir: Path | None, measured: dict[str, tuple[n
     import keras
     from sklearn.decomposition import PCA
 
-    from mnist_cnn.train import prepare_data
+    from mnist_cnn.data.prepare import prepare_data
 
     run = Run.of_model(model_path)
     config = run.train_config()

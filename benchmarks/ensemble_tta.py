@@ -56,10 +56,11 @@ def main() -> int:
 
     import numpy as np
 
-    from mnist_cnn.data import load_dataset, normalize
-    from mnist_cnn.errors import MnistCnnError
-    from mnist_cnn.evaluate import predict_probabilities
-    from mnist_cnn.models import load_saved_model
+    from mnist_cnn.core.errors import MnistCnnError
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.data.prepare import normalize
+    from mnist_cnn.inference.keras_file import load_saved_model
+    from mnist_cnn.inference.runtimes import predict_probabilities
 
     try:
         dataset = load_dataset(args.dataset, args.data_dir)

@@ -63,9 +63,10 @@ def main() -> int:
     import keras
     import tensorflow as tf
 
-    from mnist_cnn.config import TrainConfig
-    from mnist_cnn.data import load_dataset, normalize
-    from mnist_cnn.train import make_batches, prepare_data
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.data.prepare import normalize, prepare_data
+    from mnist_cnn.runs.config import TrainConfig
+    from mnist_cnn.training.train import make_batches
 
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)

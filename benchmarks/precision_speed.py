@@ -38,8 +38,8 @@ def seconds_per_epoch(model_name: str, precision: str, batch_norm: str, batch_si
     import keras
     import numpy as np
 
-    from mnist_cnn.config import TrainConfig
-    from mnist_cnn.train import build_for_training, compile_model, make_batches
+    from mnist_cnn.runs.config import TrainConfig
+    from mnist_cnn.training.train import build_for_training, compile_model, make_batches
 
     class StepClock(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -73,7 +73,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     args = parser.parse_args()
 
-    from mnist_cnn.runs import environment
+    from mnist_cnn.runs.run import environment
 
     cpu = environment()["cpu"]
     variants = [(precision, norm) for precision in args.precisions for norm in args.batch_norm]

@@ -53,16 +53,10 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from mnist_cnn.data import load_dataset
-    from mnist_cnn.recipes import resolve_config
-    from mnist_cnn.train import (
-        augmenter,
-        build_for_training,
-        compile_model,
-        make_batches,
-        prepare_data,
-        steps_per_epoch,
-    )
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.data.prepare import prepare_data
+    from mnist_cnn.training.recipes import resolve_config
+    from mnist_cnn.training.train import augmenter, build_for_training, compile_model, make_batches, steps_per_epoch
 
     config = resolve_config(args.recipe, None, {"dataset": args.dataset, "model": args.model,
                                                 "batch_size": args.batch_size,

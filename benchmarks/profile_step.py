@@ -65,9 +65,10 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from mnist_cnn.data import load_dataset
-    from mnist_cnn.recipes import resolve_config
-    from mnist_cnn.train import build_for_training, compile_model, make_batches, prepare_data
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.data.prepare import prepare_data
+    from mnist_cnn.training.recipes import resolve_config
+    from mnist_cnn.training.train import build_for_training, compile_model, make_batches
 
     config = resolve_config(args.recipe, None, {"dataset": args.dataset, "model": args.model,
                                                 "precision": args.precision, "batch_size": args.batch_size,

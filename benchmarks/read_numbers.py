@@ -25,10 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compose import GAP, TOUCHING_GAP, Composed, random_numbers  # noqa: E402
 
-from mnist_cnn import data, segment  # noqa: E402
-from mnist_cnn.numbers import read_number  # noqa: E402
-from mnist_cnn.predict import Predictor  # noqa: E402
-from mnist_cnn.runs import utc_stamp  # noqa: E402
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.inference import segment  # noqa: E402
+from mnist_cnn.inference.numbers import read_number  # noqa: E402
+from mnist_cnn.inference.predict import Predictor  # noqa: E402
+from mnist_cnn.runs.run import utc_stamp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The grid --tune walks: each constant's candidates (the others at their defaults).
@@ -106,8 +107,8 @@ def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray,
     counts, for rules "split when wider than A and gain > G", single digits split (wrong)
     and multi-digit groups split (right). This is what SPLIT_CANDIDATE and SPLIT_PENALTY rest on.
     """
-    from mnist_cnn.imagefile import gray_from_array
-    from mnist_cnn.preprocess import find_ink, mnist_from_ink
+    from mnist_cnn.data.imagefile import gray_from_array
+    from mnist_cnn.inference.preprocess import find_ink, mnist_from_ink
 
     def confidence(crops: list[np.ndarray]) -> np.ndarray:
         return predictor.probabilities(np.stack([mnist_from_ink(c) for c in crops])).max(axis=1)
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     predictor = Predictor.from_path(args.model)
-    dataset = data.load_dataset("mnist", args.data_dir)
+    dataset = load_dataset("mnist", args.data_dir)
     report: dict = {"model": str(args.model), "seed": args.seed, "count": args.count,
                     "segment": {name: getattr(segment, name) for name in GRID}}
     if args.split_evidence:

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_cnn import acceptance, negatives
-from mnist_cnn.data import load_dataset
-from mnist_cnn.predict import Predictor
-from mnist_cnn.runs import utc_stamp
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.inference import acceptance
+from mnist_cnn.inference.predict import Predictor
+from mnist_cnn.refusal import negatives
+from mnist_cnn.runs.run import utc_stamp
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 1  # generated negatives: not the calibration's seed (0)
@@ -38,7 +39,7 @@ GOALS = {"mnist test": 0.01, "fashion-mnist test": 0.95}  # most digits refused;
 
 def inputs_and_probabilities(predictor: Predictor, sources) -> tuple[np.ndarray, np.ndarray, int]:
     """Preprocessed images (N, 28, 28), their probabilities, and how many were blank (refused unread)."""
-    from mnist_cnn.calibrate import run_model
+    from mnist_cnn.refusal.calibrate import run_model
 
     return run_model(predictor, sources)
 

@@ -21,9 +21,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ab import digit_png  # noqa: E402
 
-from mnist_cnn.backends import reload  # noqa: E402
-from mnist_cnn.predict import Predictor  # noqa: E402
-from mnist_cnn.serve_workers import predict_json  # noqa: E402
+from mnist_cnn.inference.predict import Predictor  # noqa: E402
+from mnist_cnn.inference.runtimes import reload  # noqa: E402
+from mnist_cnn.serving.workers import predict_json  # noqa: E402
 
 
 def per_call_ms(function, calls: int) -> float:

@@ -47,14 +47,14 @@ def main() -> int:
     if args.quick:
         args.trials, args.seeds, args.study = min(args.trials, 3), 1, f"{args.study}-quick"
 
-    from mnist_cnn.data import load_dataset
-    from mnist_cnn.recipes import resolve_config
-    from mnist_cnn.runs import environment, utc_stamp
-    from mnist_cnn.train import train
-    from mnist_cnn.tune import run_study
-    from mnist_cnn.tune_report import best_settings
-    from mnist_cnn.tune_space import check_space, default_space
-    from mnist_cnn.tune_storage import load_study, optuna_module
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.runs.run import environment, utc_stamp
+    from mnist_cnn.training.recipes import resolve_config
+    from mnist_cnn.training.train import train
+    from mnist_cnn.tuning.report import best_settings
+    from mnist_cnn.tuning.space import check_space, default_space
+    from mnist_cnn.tuning.storage import load_study, optuna_module
+    from mnist_cnn.tuning.study import run_study
 
     optuna = optuna_module()
     optuna.logging.set_verbosity(optuna.logging.ERROR)

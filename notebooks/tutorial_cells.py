@@ -73,8 +73,8 @@ from matplotlib.figure import Figure
 
 import mnist_cnn
 from mnist_cnn import load_dataset
-from mnist_cnn.messages import text
-from mnist_cnn.recipes import resolve_config
+from mnist_cnn.core.messages import text
+from mnist_cnn.training.recipes import resolve_config
 
 LANG = "__LANG__"  # this notebook's language: every figure and summary below takes its words from it
 QUICK = os.environ.get("MNIST_CNN_TUTORIAL_QUICK") == "1"
@@ -136,7 +136,7 @@ if QUICK:  # quick mode also scores only the first 1,000 test images
     dataset = dataclasses.replace(dataset, test_images=dataset.test_images[:1000],
                                   test_labels=dataset.test_labels[:1000])
 
-from mnist_cnn.cards import card_lines, dataset_card
+from mnist_cnn.data.cards import card_lines, dataset_card
 
 print(dataset.train_images.shape, dataset.train_images.dtype, dataset.train_labels.shape, "|",
       dataset.test_images.shape, "|", dataset.train_images.min(), "..", dataset.train_images.max())
@@ -207,7 +207,7 @@ antes que o modelo consiga lê-la.
 """,
     ),
     code("""
-from mnist_cnn.data import normalize
+from mnist_cnn.data.prepare import normalize
 
 x_test = normalize(dataset.test_images)
 print(dataset.test_images.dtype, dataset.test_images.shape, "->", x_test.dtype, x_test.shape)
@@ -251,7 +251,7 @@ treino são normalizadas do mesmo jeito dentro da etapa de treino.
 """,
     ),
     code("""
-from mnist_cnn.data import encode_labels
+from mnist_cnn.data.prepare import encode_labels
 
 some_labels = dataset.train_labels[:4]
 print("labels:", some_labels)
@@ -289,7 +289,7 @@ O one-hot continua necessário para a **suavização de rótulos** (`label_smoot
 """,
     ),
     code("""
-from mnist_cnn.train import prepare_data
+from mnist_cnn.data.prepare import prepare_data
 
 prepared = prepare_data(config, dataset)
 print(f"{text('train', LANG):>10}:", prepared.x_train.shape, prepared.y_train.shape)
@@ -333,7 +333,7 @@ honesta para dígitos novos. (O `validation_split` do Keras pegaria simplesmente
 """,
     ),
     code("""
-from mnist_cnn.models import MODELS, build_model
+from mnist_cnn.training.models import MODELS, build_model
 
 print(list(MODELS))
 model = build_model(config.model, dataset.num_classes)
@@ -396,7 +396,7 @@ keras.io).
 """,
     ),
     code("""
-from mnist_cnn.train import model_summary
+from mnist_cnn.training.train import model_summary
 
 print(model_summary(model))
 """),
@@ -447,7 +447,7 @@ Pooling, ReLU, flatten e dropout não têm parâmetros: só movem ou selecionam 
 """,
     ),
     code("""
-from mnist_cnn.train import compile_model, learning_rate, steps_per_epoch
+from mnist_cnn.training.train import compile_model, learning_rate, steps_per_epoch
 
 steps = steps_per_epoch(config, len(prepared.x_train))
 compile_model(model, config, steps)
@@ -503,10 +503,10 @@ por todas as imagens de treino (`steps` passos).
 """,
     ),
     code("""
-from mnist_cnn.runs import Run, default_runs_dir
-from mnist_cnn.train import train
+from mnist_cnn.runs.run import Run, default_runs_dir
+from mnist_cnn.training.train import train
 
-from mnist_cnn.report import results_lines
+from mnist_cnn.evaluation.report import results_lines
 
 run_dir = Run.create(default_runs_dir(), config.dataset, config.model).path
 result = train(config, dataset, run_dir, verbose=0)  # silent: the summary below says what happened
@@ -628,7 +628,7 @@ da primeira camada como imagens.
 """,
     ),
     code("""
-from mnist_cnn.runs import Run
+from mnist_cnn.runs.run import Run
 
 columns = ["epoch", "loss", "val_loss", "accuracy", "val_accuracy"]
 print("  ".join(f"{text(c, LANG):>13}" for c in columns))
@@ -684,7 +684,7 @@ Como lê-las:
 """,
     ),
     code("""
-from mnist_cnn.evaluate import predict_probabilities
+from mnist_cnn.inference.runtimes import predict_probabilities
 
 probabilities = predict_probabilities(result.model, x_test)
 predicted = probabilities.argmax(axis=1)
@@ -723,7 +723,7 @@ o que é útil quando uma pessoa pode revisar os casos duvidosos.
 """,
     ),
     code("""
-from mnist_cnn.evaluate import compute_metrics
+from mnist_cnn.evaluation.evaluate import compute_metrics
 
 metrics = compute_metrics(labels, probabilities, dataset.class_names)
 print(f"{text('accuracy', LANG)} {metrics['accuracy']:.4f}")
@@ -803,7 +803,7 @@ ainda não aprendeu.
 """,
     ),
     code("""
-from mnist_cnn.models import load_saved_model
+from mnist_cnn.inference.keras_file import load_saved_model
 
 model_path = run_dir / "model.keras"
 print(model_path.name, f"({model_path.stat().st_size / 1024:.0f} KiB)")
@@ -853,7 +853,7 @@ pela foto de um dígito seu e execute este capítulo de novo.
 """,
     ),
     code("""
-from mnist_cnn.preprocess import model_input, preprocess_steps, read_image_file, to_gray, to_mnist
+from mnist_cnn.inference.preprocess import model_input, preprocess_steps, read_image_file, to_gray, to_mnist
 
 photo = read_image_file(Path("my_digit.png"))
 steps = preprocess_steps(photo)  # MNIST's recipe, keeping the image after every named step
@@ -861,7 +861,7 @@ digit = steps[-1].image  # float32 (28, 28): what the model will see
 assert np.array_equal(digit, to_mnist(to_gray(photo)))  # the same code, run without keeping the steps
 naive = np.asarray(photo.convert("L").resize((28, 28)), dtype=np.float32) / 255  # the tempting shortcut
 
-from mnist_cnn.messages import step_title
+from mnist_cnn.core.messages import step_title
 
 print(f"photo: {photo.height} x {photo.width}, {photo.mode}")
 for number, step in enumerate(steps, start=1):
@@ -1026,9 +1026,9 @@ mas erra o meu desenho": não é o modelo, é o pré-processamento. O comando
 """,
     ),
     code("""
-from mnist_cnn.backends import resolve_model
-from mnist_cnn.numbers import read_number
-from mnist_cnn.predict import Predictor
+from mnist_cnn.inference.shipped import resolve_model
+from mnist_cnn.inference.numbers import read_number
+from mnist_cnn.inference.predict import Predictor
 
 shipped_digits = Predictor.from_path(resolve_model("mnist"))  # the pretrained MNIST model, with its refusal rule
 picked = [3, 2, 1, 18, 4]  # five test digits, pasted side by side on one page with gaps: a number
@@ -1098,7 +1098,7 @@ Três maneiras de olhar dentro da rede treinada, todas do módulo `explain` do p
 """,
     ),
     code("""
-from mnist_cnn import explain
+from mnist_cnn.evaluation import explain
 
 filters = explain.first_layer_filters(reloaded)
 print(filters.shape)  # (height, width, filters)
@@ -1221,7 +1221,7 @@ dos mapas de características.
 """,
     ),
     code("""
-from mnist_cnn.cli import main
+from mnist_cnn.cli.main import main
 
 exit_code = main(["explain", str(model_path), "my_digit.png", "-o", str(run_dir / "my_digit-explained.png"),
                   "--lang", LANG])

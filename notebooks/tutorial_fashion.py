@@ -27,7 +27,7 @@ muda é o que os números nos contam.
 """,
     ),
     code("""
-from mnist_cnn.cards import card_lines, dataset_card
+from mnist_cnn.data.cards import card_lines, dataset_card
 
 fashion = load_dataset("fashion-mnist")
 if QUICK:
@@ -151,7 +151,7 @@ olhar (mais dados dessa classe, mais resolução), e não só que "a acurácia �
 """,
     ),
     code("""
-from mnist_cnn.train import augmenter
+from mnist_cnn.training.train import augmenter
 
 shirt = fashion.train_images[np.flatnonzero(fashion.train_labels == 6)[0]]
 two = dataset.train_images[np.flatnonzero(dataset.train_labels == 2)[0]]
@@ -209,9 +209,9 @@ aprende a coisa errada; acertando, ele aprende com muito mais imagens do que voc
 """,
     ),
     code("""
-from mnist_cnn.backends import resolve_model
-from mnist_cnn.predict import Predictor
-from mnist_cnn.preprocess import preprocess_steps
+from mnist_cnn.inference.shipped import resolve_model
+from mnist_cnn.inference.predict import Predictor
+from mnist_cnn.inference.preprocess import preprocess_steps
 
 shipped = Predictor.from_path(resolve_model("fashion-mnist"))  # the pretrained model that ships with the package
 (answer,) = shipped.predict([Path("my_garment.png")], top_k=3)

@@ -21,7 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_cnn import data
+pass  # (moved import)
+from mnist_cnn.data import registry
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.data.prepare import normalize
+from mnist_cnn.data.registry import DATASETS, DatasetSpec
 
 REPO = Path(__file__).resolve().parents[1]
 # Real MNIST / Fashion-MNIST as laid out beside the repo (CI sets MNIST_CNN_TEST_DATA).
@@ -30,11 +34,15 @@ SHARED_DATA = Path(os.environ.get("MNIST_CNN_TEST_DATA", REPO.parent / "shared" 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def load_benchmark_script(name: str):
-    """benchmarks/NAME.py as a module (the scripts are not a package)."""
+def load_benchmark_script(name: str, folder: str = "benchmarks"):
+    """benchmarks/NAME.py (or FOLDER/NAME.py) as a module: the scripts are not a package, and find
+    their helpers (`common`, `compose`) beside them, as `python benchmarks/NAME.py` does."""
     import importlib.util
+    import sys
 
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    if str(REPO / folder) not in sys.path:
+        sys.path.insert(0, str(REPO / folder))
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,9 +57,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MNIST_CNN_RUNS_DIR", str(tmp_path / "runs"))
     for variable in ("MNIST_CNN_DATA_DIR", "MNIST_CNN_MIRROR", "MNIST_CNN_OFFLINE"):
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "system-datasets")
-    for name, spec in list(data.DATASETS.items()):  # no test may reach a public mirror
-        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, mirrors=()))
+    monkeypatch.setattr(registry, "SYSTEM_DATA_DIR", tmp_path / "system-datasets")
+    for name, spec in list(DATASETS.items()):  # no test may reach a public mirror
+        monkeypatch.setitem(DATASETS, name, dataclasses.replace(spec, mirrors=()))
     monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -112,9 +120,9 @@ def tiny_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A registered dataset "tiny" (120 train / 40 test images) under tmp_path/data/tiny; returns tmp_path/data."""
     root = tmp_path / "data"
     digests = write_idx_folder(root / "tiny", make_tiny_arrays())
-    spec = data.DatasetSpec(name="tiny", title="tiny test set", class_names=tuple("abcdefghij"),
-                            files=dict(data.DATASETS["mnist"].files), sha256=digests)
-    monkeypatch.setitem(data.DATASETS, "tiny", spec)
+    spec = DatasetSpec(name="tiny", title="tiny test set", class_names=tuple("abcdefghij"),
+                            files=dict(DATASETS["mnist"].files), sha256=digests)
+    monkeypatch.setitem(DATASETS, "tiny", spec)
     return root
 
 
@@ -252,17 +260,17 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
     import keras
 
-    from mnist_cnn.models import build_model
+    from mnist_cnn.training.models import build_model
 
-    dataset = data.load_dataset("mnist", data_dir=SHARED_DATA)
+    dataset = load_dataset("mnist", data_dir=SHARED_DATA)
     keras.utils.set_random_seed(0)
     model = build_model("keras-example")
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(data.normalize(dataset.train_images[:TRAINED_MODEL_IMAGES]),
+    model.fit(normalize(dataset.train_images[:TRAINED_MODEL_IMAGES]),
               dataset.train_labels[:TRAINED_MODEL_IMAGES].astype("int32"),
               epochs=TRAINED_MODEL_EPOCHS, batch_size=64, verbose=0)
-    loss, accuracy = model.evaluate(data.normalize(dataset.test_images[:2000]),
+    loss, accuracy = model.evaluate(normalize(dataset.test_images[:2000]),
                                     dataset.test_labels[:2000].astype("int32"), verbose=0)
     run_dir = tmp_path_factory.mktemp("run")
     model.save(run_dir / "model.keras")

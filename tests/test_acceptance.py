@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_DATA
-from mnist_cnn import acceptance, calibrate, data
-from mnist_cnn.cli import main
-from mnist_cnn.errors import RunFileError
-from mnist_cnn.runs import Run
+
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import RunFileError
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.inference import acceptance
+from mnist_cnn.refusal import calibrate
+from mnist_cnn.runs.run import Run
 
 
 def test_features_are_margin_coverage_stroke_and_core():
@@ -174,8 +176,8 @@ def model_copy(trained_model: Path, tmp_path: Path) -> Path:
 def real() -> dict[str, np.ndarray]:
     if not (SHARED_DATA / "fashion-mnist").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
-    mnist = data.load_dataset("mnist", SHARED_DATA)
-    fashion = data.load_dataset("fashion-mnist", SHARED_DATA)
+    mnist = load_dataset("mnist", SHARED_DATA)
+    fashion = load_dataset("fashion-mnist", SHARED_DATA)
     # The session model trained on the first 12,000 training digits: fit and validate on later ones.
     return {"fit": mnist.train_images[20_000:21_000], "validation": mnist.train_images[30_000:31_000],
             "negatives": fashion.train_images[:1000], "fashion_test": fashion.test_images[:200],
@@ -186,7 +188,7 @@ def real() -> dict[str, np.ndarray]:
 def test_a_calibrated_model_refuses_fashion_and_accepts_digits(model_copy, real, tmp_path, capsys):
     from PIL import Image
 
-    from mnist_cnn.predict import Predictor
+    from mnist_cnn.inference.predict import Predictor
 
     uncalibrated = Predictor.from_path(model_copy)
     assert not uncalibrated.calibrated
@@ -195,7 +197,7 @@ def test_a_calibrated_model_refuses_fashion_and_accepts_digits(model_copy, real,
 
     rule = calibrate.calibrate(uncalibrated, real["fit"], real["negatives"], real["validation"],
                                {"noise": calibrate.negatives.noise_images(40)})
-    path = calibrate.write(rule, model_copy)
+    path = acceptance.write(rule, model_copy)
     assert path == model_copy.parent / Run.acceptance
     assert set(rule.details["refused"]) == {"validation", "fit negatives", "noise"}
     assert rule.feature_names == acceptance.FEATURES

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_cnn.config import TrainConfig
-from mnist_cnn.errors import ConfigError
+from mnist_cnn.core.errors import ConfigError
+from mnist_cnn.runs.config import TrainConfig
 
 keras = pytest.importorskip("keras")
 
@@ -15,7 +15,7 @@ def source_points(layer, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Where each output pixel read the input (row, column), for one call of `layer`: read back
     from images whose pixels hold their own column (channel 0) and row (channel 1), since bilinear
     sampling of a linear ramp is exact. Outside the image reads -1 (fill_value)."""
-    from mnist_cnn.train import make_batches
+    from mnist_cnn.training.train import make_batches
 
     rows, cols = np.mgrid[0:28, 0:28].astype(np.float32) / 27
     images = np.repeat(np.stack([cols, rows], axis=-1)[None], batch, axis=0)
@@ -28,7 +28,7 @@ INNER = (slice(None), slice(6, 22), slice(6, 22))  # away from the borders
 
 
 def test_elastic_field_is_smooth_independent_and_of_simards_size():
-    from mnist_cnn.augment import RandomWarp
+    from mnist_cnn.training.augment import RandomWarp
 
     y, x = source_points(RandomWarp(elastic=(1.0, 1.0), fill_value=-1.0, seed=0))  # strength exactly 1
     rows, cols = np.mgrid[0:28, 0:28]
@@ -42,7 +42,7 @@ def test_elastic_field_is_smooth_independent_and_of_simards_size():
 
 def test_affine_warp_stays_within_its_ranges():
     """Without elastic, each image's map is exactly one rotation + zoom + shift, within the limits."""
-    from mnist_cnn.augment import RandomWarp
+    from mnist_cnn.training.augment import RandomWarp
 
     y, x = source_points(RandomWarp(rotation_deg=20, shift=0.1, zoom=0.1, fill_value=-1.0, seed=1), batch=64)
     rows, cols = np.mgrid[0:28, 0:28].astype(np.float64) - 13.5
@@ -65,8 +65,8 @@ def test_affine_warp_stays_within_its_ranges():
 
 
 def test_one_warp_blurs_digits_less_than_keras_layers_in_a_row(shared_data):
-    from mnist_cnn.data import load_dataset
-    from mnist_cnn.train import augmenter, make_batches
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.training.train import augmenter, make_batches
 
     digits = load_dataset("mnist", shared_data).train_images[:512].astype(np.float32)[..., None] / 255
     chained = TrainConfig(augment=True, seed=5)  # shift 10%, rotation 10 degrees, zoom 10%
@@ -83,8 +83,8 @@ def test_one_warp_blurs_digits_less_than_keras_layers_in_a_row(shared_data):
 
 
 def test_elastic_distortion_keeps_ink(shared_data):
-    from mnist_cnn.data import load_dataset
-    from mnist_cnn.train import augmenter, make_batches
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.training.train import augmenter, make_batches
 
     digits = load_dataset("mnist", shared_data).train_images[:64].astype(np.float32)[..., None] / 255
     config = TrainConfig(augment=True, aug_shift=0.0, aug_rotation_deg=0.0, aug_zoom=0.0, aug_elastic=1.0, seed=5)
@@ -96,7 +96,7 @@ def test_elastic_distortion_keeps_ink(shared_data):
 
 
 def test_warp_settings_survive_get_config():
-    from mnist_cnn.augment import RandomWarp
+    from mnist_cnn.training.augment import RandomWarp
 
     layer = RandomWarp(rotation_deg=15, shift=0.1, zoom=0.05, elastic=0.5, seed=3)
     copy = RandomWarp.from_config(layer.get_config())
@@ -104,7 +104,7 @@ def test_warp_settings_survive_get_config():
 
 
 def test_chained_layers_stay_as_they_were_unless_asked():
-    from mnist_cnn.train import augmenter
+    from mnist_cnn.training.train import augmenter
 
     names = [layer.__class__.__name__ for layer in augmenter(TrainConfig(augment=True)).layers]
     assert names == ["RandomTranslation", "RandomRotation", "RandomZoom"]  # what earlier runs trained with
@@ -112,7 +112,7 @@ def test_chained_layers_stay_as_they_were_unless_asked():
 
 def test_one_warp_with_nothing_to_warp_adds_no_resampling():
     """Clothes (flips and whole-pixel crops only) must not be blurred by an identity warp."""
-    from mnist_cnn.train import augmenter
+    from mnist_cnn.training.train import augmenter
 
     config = TrainConfig(augment=True, aug_one_warp=True, aug_shift=0.0, aug_rotation_deg=0.0, aug_zoom=0.0,
                          aug_flip=True, aug_crop=3)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_cnn.batchnorm import FusedBatchNormalization, fused_copy
+from mnist_cnn.training.batchnorm import FusedBatchNormalization, fused_copy
 
 
 def _step(layer, x, upstream):
@@ -53,7 +53,7 @@ def test_fused_layer_falls_back_to_keras_where_the_op_does_not_apply():
 
 
 def test_fused_copy_swaps_every_batch_norm_and_keeps_weights_and_config_round_trip():
-    from mnist_cnn.models import build_model
+    from mnist_cnn.training.models import build_model
 
     model = build_model("strong")
     twin = fused_copy(model)

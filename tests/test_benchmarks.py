@@ -65,7 +65,7 @@ def test_the_benchmark_runs_every_contender_unless_told_otherwise():
     assert list(module.CONTENDERS) == ["keras-example", "pytorch-example", "fast", "cnn", "strong", "wide"]
     recipes = {spec for kind, spec, _ in module.CONTENDERS.values() if kind == "keras" and isinstance(spec, str)}
     assert recipes == {"fast", "default", "strong", "wide"}  # each a recipe that exists
-    from mnist_cnn.recipes import RECIPES
+    from mnist_cnn.training.recipes import RECIPES
 
     assert recipes <= set(RECIPES)
 
@@ -121,7 +121,7 @@ def test_tta_views_start_with_the_image_and_mirror_only_when_asked():
 
 
 def test_seed_table_groups_seeds_and_reports_mean_and_spread(tmp_path, monkeypatch):
-    seed_table = load_benchmark_script("seed_table")
+    seed_table = load_benchmark_script("seed_table", "tools")
     for seed, accuracy in [(0, 0.95), (1, 0.94), (2, 0.96)]:
         folder = tmp_path / f"wide-fashion-mnist-seed{seed}"
         folder.mkdir()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_cnn import atomic
-from mnist_cnn.callbacks import HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint
-from mnist_cnn.runs import Run, TrainState
+from mnist_cnn.core import atomic
+from mnist_cnn.runs.run import Run, TrainState
+from mnist_cnn.training.callbacks import HistoryLogger, ResumableEarlyStopping, RunCheckpoint, load_checkpoint
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -81,8 +81,8 @@ def test_recalibration_averages_each_batch_norm_layers_batch_statistics(fused):
     import keras
     import numpy as np
 
-    from mnist_cnn.batchnorm import FusedBatchNormalization
-    from mnist_cnn.callbacks import recalibrate_batch_norm
+    from mnist_cnn.training.batchnorm import FusedBatchNormalization
+    from mnist_cnn.training.callbacks import recalibrate_batch_norm
 
     norm = FusedBatchNormalization if fused else keras.layers.BatchNormalization
     inner = keras.Sequential([keras.Input((4, 4, 3)), norm(momentum=0.9)])  # nested: found too
@@ -112,7 +112,7 @@ def test_averaged_weights_get_their_own_batch_norm_statistics_and_the_raw_weight
     import keras
     import numpy as np
 
-    from mnist_cnn.callbacks import AveragedWeights, recalibrate_batch_norm
+    from mnist_cnn.training.callbacks import AveragedWeights, recalibrate_batch_norm
 
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((64, 4)).astype(np.float32) * 3 + 2, rng.integers(0, 3, 64)

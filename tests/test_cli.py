@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_cnn.cli import build_parser, main
+from mnist_cnn.cli.main import build_parser, main
 
 COMMANDS = ["train", "evaluate", "models", "data", "explain", "predict", "serve", "export", "tune", "calibrate"]
 DATA_ACTIONS = ["list", "fetch", "verify", "info", "samples"]
@@ -37,7 +37,7 @@ def test_every_train_config_field_has_a_flag(capsys):
     """Flags come from TrainConfig's fields: each one, with its comment as help; booleans both ways."""
     from dataclasses import fields
 
-    from mnist_cnn.config import TrainConfig, field_help
+    from mnist_cnn.runs.config import TrainConfig, field_help
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -53,8 +53,8 @@ def test_every_train_config_field_has_a_flag(capsys):
 
 
 def test_flags_override_recipe_and_config_file(tmp_path):
-    from mnist_cnn.cli_train import config_overrides
-    from mnist_cnn.recipes import resolve_config
+    from mnist_cnn.cli.train import config_overrides
+    from mnist_cnn.training.recipes import resolve_config
 
     path = tmp_path / "c.toml"
     path.write_text('recipe = "strong"\nepochs = 5\naug_erasing = 0.5\n')

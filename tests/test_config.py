@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mnist_cnn.config import TrainConfig, load_config_file
-from mnist_cnn.errors import ConfigError
+from mnist_cnn.core.errors import ConfigError
+from mnist_cnn.runs.config import TrainConfig, load_config_file
 
 
 def test_defaults_are_valid_and_frozen():

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import idx_bytes, make_tiny_arrays
 from PIL import Image
 
-from conftest import idx_bytes, make_tiny_arrays
-from mnist_cnn import data
-from mnist_cnn.cli import main
-from mnist_cnn.custom import load_custom
-from mnist_cnn.errors import DatasetFormatError, DatasetNotFoundError
+pass  # (moved import)
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import DatasetFormatError, DatasetNotFoundError
+from mnist_cnn.data.custom import load_custom
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.data.registry import is_custom
 
 CLASSES = ("cat", "dog", "fish", "owl")  # sorted, as folder names are read
 
@@ -97,14 +99,14 @@ def test_image_folders_load_as_28x28_grayscale(tmp_path):
 
 def test_idx_folder_with_any_names_and_class_file(tmp_path):
     digests = write_odd_idx_folder(tmp_path / "letters")
-    ds = data.load_dataset(str(tmp_path / "letters"))
+    ds = load_dataset(str(tmp_path / "letters"))
     assert ds.class_names == CLASSES and ds.sha256 == digests and ds.source == tmp_path / "letters"
 
 
 def test_registered_names_win_over_same_named_folders(tmp_path):
     (tmp_path / "mnist").mkdir()  # tmp_path is the working directory
-    assert not data.is_custom("mnist")
-    assert data.is_custom("mnist/") and data.is_custom("x.npz") and not data.is_custom("cifar")
+    assert not is_custom("mnist")
+    assert is_custom("mnist/") and is_custom("x.npz") and not is_custom("cifar")
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -244,7 +246,7 @@ def test_idx_folder_missing_a_file_and_missing_path(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="no file for the test labels"):
         load_custom(tmp_path / "letters")
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
-        data.load_dataset(str(tmp_path / "nowhere.npz"))
+        load_dataset(str(tmp_path / "nowhere.npz"))
 
 
 def test_cli_bad_custom_data_exits_2_before_any_run(tmp_path, capsys, isolated_env):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mnist_cnn.evaluate import classification_report, compute_metrics
+from mnist_cnn.evaluation.evaluate import classification_report, compute_metrics
 
 
 def one_hot_probs(predicted, num_classes, confidence=0.8):

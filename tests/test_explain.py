@@ -10,9 +10,9 @@ import pytest
 from matplotlib.text import Text
 from PIL import Image, ImageDraw
 
-from mnist_cnn import explain
-from mnist_cnn.cli import main
-from mnist_cnn.models import build_model
+from mnist_cnn.cli.main import main
+from mnist_cnn.evaluation import explain
+from mnist_cnn.training.models import build_model
 
 CLASS_NAMES = [str(i) for i in range(10)]
 
@@ -78,7 +78,7 @@ def test_model_without_conv_layers_still_gets_a_picture_with_the_message(dense_o
 def test_one_figure_saver_for_every_picture(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from mnist_cnn import plots
+    from mnist_cnn.evaluation import plots
 
     assert explain.save_figure is plots.save_figure  # `explain.save_figure` stays public for its callers
     calls = []

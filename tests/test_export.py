@@ -18,15 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import SHARED_DATA
-from mnist_cnn import data, export
-from mnist_cnn.backends import OnnxModel
-from mnist_cnn.cli import main
-from mnist_cnn.errors import MnistCnnError, ModelFileError
-from mnist_cnn.predict import Predictor
+from PIL import Image
 from test_predict import variant
+
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import MnistCnnError, ModelFileError
+from mnist_cnn.data.idx import load_split
+from mnist_cnn.data.prepare import normalize
+from mnist_cnn.data.registry import get_spec
+from mnist_cnn.export import export
+from mnist_cnn.inference.predict import Predictor
+from mnist_cnn.inference.runtimes import InferenceModel, OnnxModel
 
 onnx = pytest.importorskip("onnx", reason="the [export] extra is not installed")
 ort = pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
@@ -49,7 +52,7 @@ def leftovers(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def test_set() -> tuple[np.ndarray, np.ndarray]:
     """MNIST test images (uint8 (N, 28, 28)) and labels."""
-    images, labels, _ = data.load_split(data.get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    images, labels, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
     return images, labels.astype(int)
 
 
@@ -68,7 +71,7 @@ def keras_probabilities(trained_model: Path, test_set) -> np.ndarray:
     import keras
 
     model = keras.models.load_model(trained_model)
-    return np.asarray(model.predict(data.normalize(test_set[0][RECHECK]), verbose=0))
+    return np.asarray(model.predict(normalize(test_set[0][RECHECK]), verbose=0))
 
 
 def run_natively(fmt: str, path: Path, images: np.ndarray) -> np.ndarray:
@@ -93,7 +96,7 @@ def test_each_export_matches_the_keras_model(exports, keras_probabilities, test_
     assert parity.images == 10_000 and parity.dataset == "mnist" and parity.passed
     assert parity.top1_agreement == 1.0 and parity.disagreements == 0 and parity.max_abs_diff <= MAX_ABS_DIFF
     # Independently: the file through its runtime's own API, against Keras, on 300 other images.
-    got = run_natively(fmt, result.path, data.normalize(test_set[0][RECHECK]))
+    got = run_natively(fmt, result.path, normalize(test_set[0][RECHECK]))
     assert (got.argmax(1) == keras_probabilities.argmax(1)).all()
     assert np.abs(got - keras_probabilities).max() <= MAX_ABS_DIFF
     # The record and card travel with it: class names, preprocessing, parity, how to run it.
@@ -133,14 +136,16 @@ def test_cli_export_reports_parity_and_replaces_only_when_checked(capsys, traine
     assert out.is_file() and (tmp_path / "m.onnx.json").is_file() and (tmp_path / "m.onnx.md").is_file()
     # An export that disagrees with Keras is refused in one line and leaves the earlier one alone.
     before = out.read_bytes()
-    real = export.run_in_batches
+    real = export.predict_probabilities
 
     def wrong(model, images, batch_size=1000):
         probabilities = real(model, images, batch_size)
-        return np.roll(probabilities, 1, axis=1)  # every answer shifted by one class
+        if isinstance(model, InferenceModel):  # the export's runtime, not the Keras model it is compared with
+            return np.roll(probabilities, 1, axis=1)  # every answer shifted by one class
+        return probabilities
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(export, "run_in_batches", wrong)
+        m.setattr(export, "predict_probabilities", wrong)
         assert main(args) == 2
     error = one_line(capsys.readouterr().err)
     assert "disagrees with the Keras model" in error and "nothing was written" in error
@@ -230,9 +235,9 @@ def test_cli_predict_reads_a_digit_with_the_onnx_file(capsys, exports, test_set,
 def test_serve_runs_the_onnx_file(exports, test_set):
     pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
     import httpx
-
-    from mnist_cnn.serve import create_app
     from servers import running_server
+
+    from mnist_cnn.serving.app import create_app
 
     buffer = io.BytesIO()
     Image.fromarray(test_set[0][1]).save(buffer, format="PNG")
@@ -273,7 +278,7 @@ def test_a_foreign_onnx_classifier_runs_with_fallback_names(tmp_path):
     probabilities = predictor.probabilities(np.random.default_rng(0).random((3, 28, 28), np.float32))
     assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(1), 1, atol=1e-5)  # fixed batch 1: looped
     # No metadata: the run folder beside the file names the classes.
-    names = list(data.get_spec("fashion-mnist").class_names)
+    names = list(get_spec("fashion-mnist").class_names)
     (tmp_path / "config.json").write_text(json.dumps({"config": {"dataset": "fashion-mnist"},
                                                       "data": {"class_names": names}}))
     fashion = Predictor.from_path(tmp_path / "tiny.onnx")
@@ -327,12 +332,20 @@ def test_missing_tf2onnx_is_a_one_line_hint(capsys, trained_model, tmp_path, mon
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["explain", "evaluate"])
-def test_keras_only_commands_refuse_an_onnx_file_in_one_line(capsys, exports, tmp_path, command):
-    args = [command, str(exports["onnx"].path)]
-    args += ["--test-index", "0", "-o", str(tmp_path / "x.png")] if command == "explain" else []
+def test_explain_needs_keras_and_refuses_an_onnx_file_in_one_line(capsys, exports, tmp_path):
+    args = ["explain", str(exports["onnx"].path), "--test-index", "0", "-o", str(tmp_path / "x.png")]
     assert main(args + ["--data-dir", str(SHARED_DATA), "--offline"]) == 2
     assert "is not a .keras file" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_evaluate_scores_an_onnx_export_as_its_keras_model(exports, trained_model, tmp_path):
+    from mnist_cnn.evaluation.evaluate import evaluate
+
+    scores = {name: evaluate(path, out=tmp_path / name, data_dir=SHARED_DATA, offline=True).metrics["test"]
+              for name, path in (("keras", trained_model), ("onnx", exports["onnx"].path))}
+    assert scores["onnx"]["errors"] == scores["keras"]["errors"]  # the export gets the same images right
+    assert scores["onnx"]["accuracy"] == pytest.approx(scores["keras"]["accuracy"])
 
 
 @pytest.mark.slow
@@ -348,7 +361,7 @@ def test_a_savedmodel_export_replaces_an_earlier_one(exports, trained_model):
 def test_export_modules_import_without_tensorflow_or_onnxruntime():
     import subprocess
 
-    code = ("import sys; import mnist_cnn.export, mnist_cnn.backends, mnist_cnn.modelcard, mnist_cnn.cli_export; "
+    code = ("import sys; import mnist_cnn.export.export, mnist_cnn.inference.runtimes, mnist_cnn.inference.convert, mnist_cnn.export.modelcard, mnist_cnn.cli.export; "
             "loaded = [m for m in ('tensorflow', 'keras', 'onnxruntime', 'onnx', 'tf2onnx') if m in sys.modules]; "
             "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True)

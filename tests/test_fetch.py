@@ -17,14 +17,17 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from mnist_cnn import data, fetch
-from mnist_cnn.cli import main
-from mnist_cnn.cli_data import progress_printer
-from mnist_cnn.errors import CacheWriteError, DatasetNotFoundError, DownloadError
 
-TINY_FILES = [f"{name}.gz" for name in data.DATASETS["mnist"].files.values()]
+from mnist_cnn.cli.data import progress_printer
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import CacheWriteError, DatasetNotFoundError, DownloadError
+from mnist_cnn.data import fetch
+from mnist_cnn.data.idx import IdxFormatError
+from mnist_cnn.data.load import load_dataset
+from mnist_cnn.data.registry import DATASETS, DatasetSpec, user_cache_dir
+
+TINY_FILES = [f"{name}.gz" for name in DATASETS["mnist"].files.values()]
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +44,7 @@ def tiny_mirror(tiny_dataset, http_mirror):
 
 
 def cache_dir(name: str = "tiny") -> Path:
-    return data.user_cache_dir() / name
+    return user_cache_dir() / name
 
 
 def final_files(folder: Path) -> list[str]:
@@ -56,8 +59,8 @@ def test_fetch_real_mnist_from_a_loopback_mirror(shared_data, http_mirror, capsy
     assert "4 files verified" in capsys.readouterr().out
     mode = (cache_dir("mnist") / TINY_FILES[0]).stat().st_mode & 0o777
     assert mode & 0o044  # readable by others like any cached file, not mkstemp's 0600
-    loaded = data.load_dataset("mnist", offline=True)  # now found in the cache, no network
-    assert loaded.source == cache_dir("mnist") and loaded.sha256 == data.DATASETS["mnist"].sha256
+    loaded = load_dataset("mnist", offline=True)  # now found in the cache, no network
+    assert loaded.source == cache_dir("mnist") and loaded.sha256 == DATASETS["mnist"].sha256
     # A second fetch re-hashes and downloads nothing.
     before = len(server.requests)
     assert main(["data", "fetch", "mnist", "--mirror", server.url("ok")]) == 0
@@ -66,7 +69,7 @@ def test_fetch_real_mnist_from_a_loopback_mirror(shared_data, http_mirror, capsy
 
 
 def test_load_dataset_fetches_on_first_use(tiny_mirror):
-    loaded = data.load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
+    loaded = load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
     assert loaded.train_images.shape == (120, 28, 28) and loaded.source == cache_dir()
     assert final_files(cache_dir()) == sorted(TINY_FILES)
 
@@ -81,18 +84,18 @@ def test_a_raw_file_served_as_gz_is_stored_and_read_as_raw(tiny_dataset, http_mi
     server = http_mirror(served.parent)
     assert main(["data", "fetch", "tiny", "--mirror", server.url("ok")]) == 0
     assert final_files(cache_dir()) == sorted(name.removesuffix(".gz") for name in TINY_FILES)
-    loaded = data.load_dataset("tiny", offline=True)
-    assert loaded.source == cache_dir() and loaded.sha256 == data.DATASETS["tiny"].sha256
+    loaded = load_dataset("tiny", offline=True)
+    assert loaded.source == cache_dir() and loaded.sha256 == DATASETS["tiny"].sha256
 
 
 def test_a_file_url_mirror_works_for_air_gapped_copies(tiny_dataset):
-    results = fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_dataset.as_uri()])
+    results = fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_dataset.as_uri()])
     assert [r.url for r in results] == [f"{tiny_dataset.as_uri()}/tiny/{f}" for f in TINY_FILES]
     assert final_files(cache_dir()) == sorted(TINY_FILES)
 
 
 def test_user_mirror_layout_env_order_and_dedup(monkeypatch):
-    spec = data.DatasetSpec("mnist", "m", (), {}, {}, mirrors=("https://registry.example/mnist/",))
+    spec = DatasetSpec("mnist", "m", (), {}, {}, mirrors=("https://registry.example/mnist/",))
     monkeypatch.setenv("MNIST_CNN_MIRROR", "http://env.example/data, http://flag.example/")
     urls = fetch.mirror_urls(spec, ["http://flag.example/", "file:///media/usb/mnist"])
     assert urls == ["http://flag.example/mnist/", "file:///media/usb/mnist/", "http://env.example/data/mnist/",
@@ -101,18 +104,18 @@ def test_user_mirror_layout_env_order_and_dedup(monkeypatch):
 
 def test_falls_back_from_failing_mirrors_to_a_good_one(tiny_mirror):
     mirrors = [tiny_mirror.url("404"), tiny_mirror.url("500"), tiny_mirror.url("corrupt"), tiny_mirror.url("ok")]
-    results = fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=mirrors)
+    results = fetch.fetch_dataset(DATASETS["tiny"], mirrors=mirrors)
     assert [r.status for r in results] == ["downloaded"] * 4
     assert all(r.url.startswith(tiny_mirror.url("ok")) for r in results)
     first = TINY_FILES[0]
     assert tiny_mirror.gets(f"/404/tiny/{first}") == 1  # a 404 is final: not retried
     assert tiny_mirror.gets(f"/500/tiny/{first}") == fetch.RETRIES + 1  # a 500 may pass: retried
     assert tiny_mirror.gets(f"/corrupt/tiny/{first}") == 1
-    data.load_dataset("tiny", offline=True)  # what landed verifies
+    load_dataset("tiny", offline=True)  # what landed verifies
 
 
 def test_a_transient_error_is_retried_on_the_same_mirror(tiny_mirror):
-    results = fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_mirror.url("flaky")])
+    results = fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_mirror.url("flaky")])
     assert all(r.url.startswith(tiny_mirror.url("flaky")) for r in results)
     assert tiny_mirror.gets(f"/flaky/tiny/{TINY_FILES[0]}") == 2
 
@@ -146,12 +149,12 @@ def test_connection_refused_and_dns_failure(tiny_dataset, closed_port_url, capsy
 
 def test_no_mirror_at_all(tiny_dataset):
     with pytest.raises(DownloadError, match="no mirror configured"):
-        fetch.fetch_dataset(data.DATASETS["tiny"])
+        fetch.fetch_dataset(DATASETS["tiny"])
 
 
 def test_truncated_transfer_is_retried_then_rejected(tiny_mirror):
     with pytest.raises(DownloadError, match="truncated transfer"):
-        fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_mirror.url("truncated")])
+        fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_mirror.url("truncated")])
     assert tiny_mirror.gets(f"/truncated/tiny/{TINY_FILES[0]}") == fetch.RETRIES + 1
     assert final_files(cache_dir()) == []
 
@@ -162,14 +165,14 @@ def test_offline_never_touches_the_network(tiny_mirror, capsys, monkeypatch):
     assert "\n" not in err and "offline mode is on" in err and "--data-dir" in err
     monkeypatch.setenv("MNIST_CNN_OFFLINE", "1")
     with pytest.raises(DatasetNotFoundError, match="offline"):
-        data.load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
+        load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
     with pytest.raises(DownloadError, match="missing and offline mode is on"):
-        fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
+        fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
     assert tiny_mirror.requests == []
 
 
 def test_corrupt_cached_file_is_reported_and_replaced(tiny_mirror, caplog, capsys):
-    fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
+    fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
     bad = cache_dir() / TINY_FILES[1]
     good_bytes = bad.read_bytes()
     bad.write_bytes(good_bytes[:-20])  # a truncated download from some older tool
@@ -180,10 +183,10 @@ def test_corrupt_cached_file_is_reported_and_replaced(tiny_mirror, caplog, capsy
     assert "1 of 4 files" in captured.err and "mnist-cnn data fetch tiny" in captured.err
     # offline, it cannot be repaired: one clear error, the file left for the user to see
     with pytest.raises(DownloadError, match="corrupt.*offline mode is on"):
-        data.load_dataset("tiny", offline=True)
+        load_dataset("tiny", offline=True)
     # online, loading detects it, says so, and downloads it again
     with caplog.at_level(logging.WARNING, logger="mnist_cnn"):
-        loaded = data.load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
+        loaded = load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
     assert loaded.train_labels.shape == (120,)
     assert any(str(bad) in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
     assert gzip.decompress(bad.read_bytes()) == gzip.decompress(good_bytes)
@@ -194,8 +197,8 @@ def test_corrupt_cached_file_is_reported_and_replaced(tiny_mirror, caplog, capsy
 def test_files_found_elsewhere_are_never_rewritten(tiny_dataset, tiny_mirror):
     path = tiny_dataset / "tiny" / TINY_FILES[0]
     path.write_bytes(path.read_bytes()[:-20])
-    with pytest.raises(data.IdxFormatError):
-        data.load_dataset("tiny", data_dir=tiny_dataset, mirrors=[tiny_mirror.url("ok")])
+    with pytest.raises(IdxFormatError):
+        load_dataset("tiny", data_dir=tiny_dataset, mirrors=[tiny_mirror.url("ok")])
     assert tiny_mirror.requests == []
 
 
@@ -204,7 +207,7 @@ def test_unwritable_cache_folder(tiny_mirror, monkeypatch, tmp_path):
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     with pytest.raises(CacheWriteError, match="cannot write downloads to .*XDG_CACHE_HOME"):
-        data.load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
+        load_dataset("tiny", mirrors=[tiny_mirror.url("ok")])
 
 
 def test_read_only_cache_folder(tiny_mirror, monkeypatch):
@@ -215,7 +218,7 @@ def test_read_only_cache_folder(tiny_mirror, monkeypatch):
 
     monkeypatch.setattr(fetch.tempfile, "mkstemp", read_only)
     with pytest.raises(CacheWriteError, match="Read-only file system; make it writable"):
-        fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
+        fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
     assert final_files(cache_dir()) == []
 
 
@@ -225,7 +228,7 @@ def test_read_only_cache_folder_for_real(tiny_mirror):
     cache_dir().chmod(0o555)
     try:
         with pytest.raises(CacheWriteError, match="Permission denied"):
-            fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
+            fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_mirror.url("ok")])
     finally:
         cache_dir().chmod(0o755)
 
@@ -263,7 +266,7 @@ def test_two_threads_fetching_at_once_download_each_file_once(tiny_mirror):
     results: dict[int, list] = {}
 
     def worker(i: int) -> None:
-        results[i] = fetch.fetch_dataset(data.DATASETS["tiny"], mirrors=[tiny_mirror.url("throttled")])
+        results[i] = fetch.fetch_dataset(DATASETS["tiny"], mirrors=[tiny_mirror.url("throttled")])
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
     for t in threads:
@@ -278,8 +281,9 @@ def test_two_threads_fetching_at_once_download_each_file_once(tiny_mirror):
 
 CHILD = """
 import dataclasses, sys
-from mnist_cnn import data, fetch
-spec = dataclasses.replace(data.DATASETS["mnist"], mirrors=())  # the loopback mirror only
+from mnist_cnn.data import fetch
+from mnist_cnn.data.registry import DATASETS
+spec = dataclasses.replace(DATASETS["mnist"], mirrors=())  # the loopback mirror only
 for r in fetch.fetch_dataset(spec, mirrors=[sys.argv[1]]):
     print(r.status, r.file_name)
 """
@@ -297,7 +301,7 @@ def test_two_processes_fetching_at_once_do_not_corrupt_each_other(shared_data, h
     assert statuses == ["downloaded"] * 4 + ["ok"] * 4
     assert all(server.gets(f"/mnist/{f}") == 1 for f in TINY_FILES)
     assert final_files(cache_dir("mnist")) == sorted(TINY_FILES)
-    assert data.load_dataset("mnist", offline=True).sha256 == data.DATASETS["mnist"].sha256
+    assert load_dataset("mnist", offline=True).sha256 == DATASETS["mnist"].sha256
 
 
 class _FakeTTY(io.StringIO):

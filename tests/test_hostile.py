@@ -17,15 +17,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_cnn import data
-from mnist_cnn.cli import main
-from mnist_cnn.config import load_config_file
-from mnist_cnn.custom import load_custom, read_npz
-from mnist_cnn.errors import ConfigError, DatasetFormatError, ImageError, MnistCnnError
-from mnist_cnn.imagefile import decode_image
-from mnist_cnn.preprocess import preprocess
-
+pass  # (moved import)
 from conftest import REPO, idx_bytes, make_tiny_arrays
+
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import ConfigError, DatasetFormatError, ImageError, MnistCnnError
+from mnist_cnn.data.custom import load_custom, read_npz
+from mnist_cnn.data.idx import IDX_NDIM, parse_idx
+from mnist_cnn.data.imagefile import decode_image
+from mnist_cnn.data.registry import DATASETS, DatasetSpec
+from mnist_cnn.inference.preprocess import preprocess
+from mnist_cnn.runs.config import load_config_file
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -49,10 +51,10 @@ def one_line(capsys) -> str:
 @given(st.binary(max_size=2000), st.sampled_from(["images", "labels"]))
 def test_idx_parser_never_crashes(payload, kind):
     try:
-        array = data.parse_idx(payload, kind)
+        array = parse_idx(payload, kind)
     except MnistCnnError:
         return
-    assert array.dtype == np.uint8 and array.ndim == data.IDX_NDIM[kind]
+    assert array.dtype == np.uint8 and array.ndim == IDX_NDIM[kind]
 
 
 @FUZZ
@@ -234,14 +236,15 @@ def test_mirror_sending_too_much_is_cut_off_and_the_next_one_used(tmp_path, monk
     import dataclasses
 
     from conftest import write_idx_folder
-    from mnist_cnn import fetch
+
+    from mnist_cnn.data import fetch
 
     served = tmp_path / "served"
     digests = write_idx_folder(served / "tiny", make_tiny_arrays())
     sizes = {name: len(gzip.decompress((served / "tiny" / f"{name}.gz").read_bytes())) for name in digests}
-    spec = data.DatasetSpec(name="tiny", title="tiny", class_names=tuple("abcdefghij"),
-                            files=dict(data.DATASETS["mnist"].files), sha256=digests, sizes=sizes)
-    monkeypatch.setitem(data.DATASETS, "tiny", spec)
+    spec = DatasetSpec(name="tiny", title="tiny", class_names=tuple("abcdefghij"),
+                            files=dict(DATASETS["mnist"].files), sha256=digests, sizes=sizes)
+    monkeypatch.setitem(DATASETS, "tiny", spec)
     server = http_mirror(served)
     results = fetch.fetch_dataset(spec, mirrors=[server.url(mode), server.url("ok")], folder=tmp_path / "cache")
     assert all(r.url and r.url.startswith(server.url("ok")) for r in results)
@@ -253,8 +256,8 @@ def test_mirror_sending_too_much_is_cut_off_and_the_next_one_used(tmp_path, monk
 # ---- crafted models --------------------------------------------------------------------------------
 
 def test_zip_bomb_model_is_refused_unread(tmp_path):
-    from mnist_cnn.errors import ModelFileError
-    from mnist_cnn.models import MAX_MODEL_UNPACKED_BYTES, load_saved_model
+    from mnist_cnn.core.errors import ModelFileError
+    from mnist_cnn.inference.keras_file import MAX_MODEL_UNPACKED_BYTES, load_saved_model
 
     path = tmp_path / "bomb.keras"
     chunk = b"\0" * (1 << 20)
@@ -288,8 +291,8 @@ def crafted_models():
 
 
 def test_crafted_models_are_refused_at_load(tmp_path, capsys):
-    from mnist_cnn.errors import ModelFileError
-    from mnist_cnn.models import load_saved_model
+    from mnist_cnn.core.errors import ModelFileError
+    from mnist_cnn.inference.keras_file import load_saved_model
 
     for name, (model, message) in crafted_models().items():
         path = tmp_path / f"{name.replace(' ', '-').replace(',', '')}.keras"

@@ -8,8 +8,8 @@ import string
 import numpy as np
 import pytest
 
-from mnist_cnn import messages
-from mnist_cnn.errors import ConfigError
+from mnist_cnn.core import messages
+from mnist_cnn.core.errors import ConfigError
 
 
 def placeholders(template: str) -> set[str]:
@@ -57,7 +57,7 @@ def leftover_english(texts: str) -> set[str]:
 def test_portuguese_figures_hold_no_english_label(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from mnist_cnn import plots
+    from mnist_cnn.evaluation import plots
 
     captured: list[Figure] = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: captured.append(fig) or path)
@@ -78,8 +78,8 @@ def test_portuguese_figures_hold_no_english_label(tmp_path, monkeypatch):
 def test_portuguese_explain_figures_hold_no_english_label():
     import keras
 
-    from mnist_cnn import explain
-    from mnist_cnn.models import build_model
+    from mnist_cnn.evaluation import explain
+    from mnist_cnn.training.models import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("fast")
@@ -95,9 +95,9 @@ def test_portuguese_explain_figures_hold_no_english_label():
 
 
 def test_portuguese_summary_report_and_card(tmp_path):
-    from mnist_cnn.cards import card_lines
-    from mnist_cnn.report import results_lines, write_report
-    from mnist_cnn.runs import Run
+    from mnist_cnn.data.cards import card_lines
+    from mnist_cnn.evaluation.report import results_lines, write_report
+    from mnist_cnn.runs.run import Run
 
     test = {"accuracy": 0.99, "loss": 0.03, "errors": 100, "num_images": 10000,
             "macro": {"precision": 0.99, "recall": 0.99, "f1": 0.99},

@@ -12,23 +12,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image, ImageDraw
 
-from conftest import SHARED_DATA
-from mnist_cnn import data
-from mnist_cnn.cli import main
-from mnist_cnn.errors import EmptyImageError, MnistCnnError
-from mnist_cnn.imagefile import gray_from_array
-from mnist_cnn.numbers import read_number
-from mnist_cnn.preprocess import find_ink
-from mnist_cnn.segment import segment_digits
+pass  # (moved import)
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import EmptyImageError, MnistCnnError
+from mnist_cnn.data.idx import load_split
+from mnist_cnn.data.imagefile import gray_from_array
+from mnist_cnn.data.registry import get_spec
+from mnist_cnn.inference.numbers import read_number
+from mnist_cnn.inference.preprocess import find_ink
+from mnist_cnn.inference.segment import segment_digits
 
 
 @pytest.fixture(scope="module")
 def mnist_test() -> tuple[np.ndarray, np.ndarray]:
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
-    images, labels, _ = data.load_split(data.get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    images, labels, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
     return images, labels
 
 
@@ -140,14 +142,14 @@ def test_blank_and_empty_images_are_refused_as_before():
 
 @pytest.fixture(scope="module")
 def predictor(trained_model: Path):
-    from mnist_cnn.predict import Predictor
+    from mnist_cnn.inference.predict import Predictor
 
     return Predictor.from_path(trained_model)
 
 
 def confident_digits(predictor, mnist_test, labels: tuple[int, ...]) -> list[np.ndarray]:
     """For each label, the first test digit the small model reads right with >= 0.99 alone."""
-    from mnist_cnn.preprocess import preprocess
+    from mnist_cnn.inference.preprocess import preprocess
 
     picked = []
     for label in labels:
@@ -194,7 +196,7 @@ def test_boxes_are_in_the_input_pixels_of_huge_and_jpeg_draft_images(predictor, 
     assert all(iou(d.box, b) > 0.9 for d, b in zip(reading.digits, boxes)), [d.box for d in reading.digits]
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=90)  # decoded at reduced scale (draft)
-    from mnist_cnn.imagefile import decode_image
+    from mnist_cnn.data.imagefile import decode_image
 
     assert max(decode_image(buffer.getvalue()).size) < max(image.shape)  # decoded at 1/2 scale or less
     from_jpeg = read_number(predictor, buffer.getvalue())
@@ -216,7 +218,7 @@ def test_tiny_and_flat_marks_are_read_without_crashing(predictor, shape):
 def test_a_fashion_model_does_not_read_numbers(predictor, mnist_test):
     from dataclasses import replace
 
-    from mnist_cnn.predict import Predictor
+    from mnist_cnn.inference.predict import Predictor
 
     fashion = Predictor(predictor.model, replace(predictor.info, dataset="fashion-mnist", style="fashion"))
     with pytest.raises(MnistCnnError, match="needs a digit model"):
@@ -254,9 +256,9 @@ def test_cli_predict_number_json(trained_model, predictor, mnist_test, tmp_path,
 def client(predictor):
     pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
     import httpx
-
-    from mnist_cnn.serve import create_app
     from servers import running_server
+
+    from mnist_cnn.serving.app import create_app
 
     with running_server(create_app(predictor)) as url, httpx.Client(base_url=url, timeout=60) as c:
         yield c

@@ -12,12 +12,15 @@ from typing import Iterator
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
-from conftest import SHARED_DATA
-from mnist_cnn import data
-from mnist_cnn.predict import Predictor
+pass  # (moved import)
 from servers import running_server
+
+from mnist_cnn.data.idx import load_split
+from mnist_cnn.data.registry import get_spec
+from mnist_cnn.inference.predict import Predictor
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +33,7 @@ ANSWER_TIMEOUT_MS = 15_000
 @pytest.fixture(scope="module")
 def base_url(trained_model: Path) -> Iterator[str]:
     pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
-    from mnist_cnn.serve import create_app
+    from mnist_cnn.serving.app import create_app
 
     with running_server(create_app(Predictor.from_path(trained_model))) as url:
         yield url
@@ -113,7 +116,7 @@ def test_undo_and_clear(page):
 
 
 def test_uploading_an_image_reads_it(page, tmp_path):
-    images, labels, _ = data.load_split(data.get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    images, labels, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
     index = int(np.flatnonzero(labels[:50] == 3)[0])
     path = tmp_path / "three.png"
     Image.fromarray(255 - images[index]).resize((140, 140)).save(path)

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
-from conftest import SHARED_DATA
-from mnist_cnn import data
-from mnist_cnn.cli import main
-from mnist_cnn.errors import ModelFileError
-from mnist_cnn.predict import Predictor
+pass  # (moved import)
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import ModelFileError
+from mnist_cnn.data.idx import load_split
+from mnist_cnn.data.registry import get_spec
+from mnist_cnn.inference.predict import Predictor
 
 N_DIGITS = 300  # real test digits per variant
 
@@ -31,7 +33,7 @@ def predictor(trained_model: Path) -> Predictor:
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
     """MNIST test digits 5000.. (not the 2,000 the model's metrics used), uint8, and labels."""
-    images, labels, _ = data.load_split(data.get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    images, labels, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
     return images[5000:5000 + N_DIGITS], labels[5000:5000 + N_DIGITS].astype(int)
 
 
@@ -83,7 +85,7 @@ def test_predictor_reads_class_names_and_metrics_from_the_run(predictor, trained
     bare = Predictor.from_path(alone)
     assert bare.class_names == tuple(str(i) for i in range(10)) and bare.describe()["test_metrics"] is None
     # Fashion-MNIST names from config.json are used as given.
-    fashion = list(data.get_spec("fashion-mnist").class_names)
+    fashion = list(get_spec("fashion-mnist").class_names)
     (tmp_path / "config.json").write_text(json.dumps({"config": {"dataset": "fashion-mnist"},
                                                       "data": {"class_names": fashion}}))
     fashion_predictor = Predictor.from_path(alone)

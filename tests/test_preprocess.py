@@ -12,15 +12,24 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import REPO, SHARED_DATA
 from PIL import Image, ImageDraw
 
-from conftest import REPO, SHARED_DATA
-from mnist_cnn import data
-from mnist_cnn.cli import main
-from mnist_cnn.errors import EmptyImageError, ImageError, ImageTooLargeError, MnistCnnError
-from mnist_cnn.predict import save_preprocessing_steps
-from mnist_cnn.preprocess import (STEP_NAMES, STEPS, decode_image, gray_from_array, preprocess, preprocess_steps,
-                                  stroke_width)
+pass  # (moved import)
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import EmptyImageError, ImageError, ImageTooLargeError, MnistCnnError
+from mnist_cnn.data.idx import load_split
+from mnist_cnn.data.registry import get_spec
+from mnist_cnn.inference.predict import save_preprocessing_steps
+from mnist_cnn.inference.preprocess import (
+    STEP_NAMES,
+    STEPS,
+    decode_image,
+    gray_from_array,
+    preprocess,
+    preprocess_steps,
+    stroke_width,
+)
 
 MNIST_INK_PIXELS = 96  # mean count of pixels > 0.5 in an MNIST test digit (measured)
 
@@ -30,8 +39,8 @@ def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     """The first 200 real MNIST test digits, uint8 (200, 28, 28), and their labels."""
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
-    spec = data.get_spec("mnist")
-    images, labels, _ = data.load_split(spec, SHARED_DATA / "mnist", "test")
+    spec = get_spec("mnist")
+    images, labels, _ = load_split(spec, SHARED_DATA / "mnist", "test")
     return images[:200], labels[:200]
 
 
@@ -107,7 +116,7 @@ def test_transformed_mnist_digits_come_back_as_the_original(mnist_digits, transf
 def test_fashion_items_follow_fashion_mnists_own_recipe():
     if not (SHARED_DATA / "fashion-mnist").is_dir():
         pytest.skip(f"Fashion-MNIST not found at {SHARED_DATA}")
-    images, _, _ = data.load_split(data.get_spec("fashion-mnist"), SHARED_DATA / "fashion-mnist", "test")
+    images, _, _ = load_split(get_spec("fashion-mnist"), SHARED_DATA / "fashion-mnist", "test")
     own, digit_recipe = [], []
     for image in images[:20]:
         # As a product photo: dark item on white, 5x larger, off-centre on a bigger page.

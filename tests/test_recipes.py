@@ -8,12 +8,12 @@ import shlex
 import numpy as np
 import pytest
 
-from mnist_cnn.cli import build_parser, main
-from mnist_cnn.cli_train import config_overrides
-from mnist_cnn.config import TrainConfig
-from mnist_cnn.errors import ConfigError
-from mnist_cnn.models import MODELS
-from mnist_cnn.recipes import RECIPES, recipe_settings, resolve_config, train_command
+from mnist_cnn.cli.main import build_parser, main
+from mnist_cnn.cli.train import config_overrides
+from mnist_cnn.core.errors import ConfigError
+from mnist_cnn.runs.config import TrainConfig
+from mnist_cnn.training.models import MODELS
+from mnist_cnn.training.recipes import RECIPES, recipe_settings, resolve_config, train_command
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -46,7 +46,7 @@ def test_flags_override_the_recipe(tiny_dataset, isolated_env):
 
 def test_augmenter_changes_images_not_shapes_or_range():
     pytest.importorskip("keras")
-    from mnist_cnn.train import augmenter, make_batches
+    from mnist_cnn.training.train import augmenter, make_batches
 
     assert augmenter(TrainConfig()) is None
     augment = augmenter(TrainConfig(augment=True, aug_erasing=0.5, seed=1))
@@ -64,7 +64,7 @@ def test_augmenter_changes_images_not_shapes_or_range():
 
 def test_flip_mirrors_some_images_left_right_only():
     pytest.importorskip("keras")
-    from mnist_cnn.train import augmenter, make_batches
+    from mnist_cnn.training.train import augmenter, make_batches
 
     config = TrainConfig(augment=True, aug_flip=True, aug_shift=0.0, aug_rotation_deg=0.0, aug_zoom=0.0, seed=3)
     images = np.zeros((64, 28, 28, 1), dtype=np.float32)
@@ -81,7 +81,7 @@ def test_crop_shifts_whole_pixels_without_blur():
     """--aug-crop N: each image moves by whole pixels, at most N each way, so no pixel value is
     interpolated (bilinear shifts would blur the texture of clothes)."""
     pytest.importorskip("keras")
-    from mnist_cnn.train import augmenter, make_batches
+    from mnist_cnn.training.train import augmenter, make_batches
 
     config = TrainConfig(augment=True, aug_crop=3, aug_shift=0.0, aug_rotation_deg=0.0, aug_zoom=0.0, seed=4)
     rng = np.random.default_rng(0)

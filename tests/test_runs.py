@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from mnist_cnn.config import TrainConfig
-from mnist_cnn.errors import MnistCnnError, RunFileError
-from mnist_cnn.runs import Run, TrainState, dataset_style, history_columns, read_history
+from mnist_cnn.core.errors import MnistCnnError, RunFileError
+from mnist_cnn.runs.config import TrainConfig
+from mnist_cnn.runs.run import Run, TrainState, dataset_style, history_columns, read_history
 
 
 def make_run(tmp_path, config=None, data=None) -> Run:

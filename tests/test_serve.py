@@ -14,20 +14,23 @@ from typing import Iterator
 import httpx
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
-from conftest import SHARED_DATA
-from mnist_cnn import data
-from mnist_cnn.predict import Predictor
+pass  # (moved import)
 from servers import running_server
 from test_preprocess import png_header_only
+
+from mnist_cnn.data.idx import load_split
+from mnist_cnn.data.registry import get_spec
+from mnist_cnn.inference.predict import Predictor
 
 pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 
 
 @pytest.fixture(scope="module")
 def base_url(trained_model: Path) -> Iterator[str]:
-    from mnist_cnn.serve import create_app
+    from mnist_cnn.serving.app import create_app
 
     with running_server(create_app(Predictor.from_path(trained_model))) as url:
         yield url
@@ -41,7 +44,7 @@ def client(base_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    images, labels, _ = data.load_split(data.get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    images, labels, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
     return images[6000:6020], labels[6000:6020].astype(int)
 
 
@@ -183,7 +186,7 @@ def test_the_body_cap_stops_reading_at_the_limit():
 
     from fastapi.responses import PlainTextResponse
 
-    from mnist_cnn.serve import BodySizeLimit
+    from mnist_cnn.serving.app import BodySizeLimit
 
     pulled = 0
     sent: list[dict] = []
@@ -227,8 +230,8 @@ def test_concurrent_requests_all_succeed_and_health_stays_responsive(base_url, d
 
 
 def test_cli_serve_refuses_a_busy_port_in_one_line(capsys, trained_model):
-    from mnist_cnn.cli import main
-    from mnist_cnn.serve import bind
+    from mnist_cnn.cli.main import main
+    from mnist_cnn.serving.server import bind
 
     taken = bind("127.0.0.1", 0)
     try:
@@ -240,7 +243,7 @@ def test_cli_serve_refuses_a_busy_port_in_one_line(capsys, trained_model):
 
 
 def test_cli_serve_refuses_a_model_it_cannot_load(capsys, tmp_path):
-    from mnist_cnn.cli import main
+    from mnist_cnn.cli.main import main
 
     (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 not a keras file")
     assert main(["serve", str(tmp_path / "model.keras"), "--port", "0"]) == 2
@@ -248,16 +251,24 @@ def test_cli_serve_refuses_a_model_it_cannot_load(capsys, tmp_path):
     assert "cannot load" in err and "\n" not in err
 
 
-def test_cli_serve_runs_the_real_command_and_stops_on_ctrl_c(trained_model):
+PYTHON_SERVE = """
+import sys
+from mnist_cnn.serving import serve
+serve(sys.argv[1], port=0, workers=0, on_ready=lambda server: print("serving on", server.url, flush=True))
+"""
+
+
+def _serve_and_ask(command: list[str], digit_png: bytes) -> tuple[dict, dict]:
+    """Start a server process, wait for its ready line, ask /model and /predict, stop it with Ctrl-C."""
     import os
     import re
     import signal
     import subprocess
     import sys
+    import time
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "serve", str(trained_model), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = process.stdout.readline()  # printed once the model is loaded and the socket bound
         url = re.search(r"http://127\.0\.0\.1:\d+", line)
@@ -268,19 +279,42 @@ def test_cli_serve_runs_the_real_command_and_stops_on_ctrl_c(trained_model):
                     assert c.get("/healthz").json() == {"status": "ok"}
                     break
                 except httpx.TransportError:
-                    import time
                     time.sleep(0.1)
             else:
                 pytest.fail("server did not answer")
+            described = c.get("/model").json()
+            answer = c.post("/predict", files={"file": ("d.png", digit_png, "image/png")}).json()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
     finally:
         process.kill()
         process.wait()
+    return described, answer
+
+
+def test_serve_from_python_and_from_the_cli_behave_the_same(trained_model, digits):
+    import sys
+
+    images, _ = digits
+    body = png(images[0])
+    cli = _serve_and_ask([sys.executable, "-m", "mnist_cnn", "serve", str(trained_model), "--port", "0",
+                          "--workers", "0"], body)
+    python = _serve_and_ask([sys.executable, "-c", PYTHON_SERVE, str(trained_model)], body)
+    assert cli == python  # the same model description and the same answer, to the last digit
+    assert cli[0]["dataset"] == "mnist" and cli[1]["source"] == "d.png"
+
+
+@pytest.mark.parametrize("hosts", ["", ",,,", " , digits.example.org"])
+def test_an_empty_allowed_hosts_value_is_refused_never_switched_off(capsys, trained_model, hosts):
+    from mnist_cnn.cli.main import main
+
+    assert main(["serve", str(trained_model), "--port", "0", "--allowed-hosts", hosts]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--allowed-hosts" in err and "empty host" in err and "\n" not in err
 
 
 def test_bound_sockets_say_tcp_so_responses_are_not_delayed():
-    from mnist_cnn.serve import bind
+    from mnist_cnn.serving.server import bind
 
     # asyncio turns Nagle off (TCP_NODELAY) only for sockets whose proto is TCP; with proto 0
     # every response waited ~40 ms for a delayed ACK (measured: 44 ms vs 0.7 ms per request).

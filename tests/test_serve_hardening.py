@@ -1,6 +1,6 @@
 """The server under hostile clients: slow heads and bodies, idle sockets, floods, disconnects, odd hosts.
 
-Each test runs the server exactly as `mnist-cnn serve` configures it (`serve.server_config`),
+Each test runs the server exactly as `mnist-cnn serve` configures it (`serving.server.Server`),
 with shortened timeouts, and checks it still answers afterwards. Bounded: no test holds
 more than a few hundred sockets or waits more than a few seconds.
 """
@@ -19,9 +19,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
-from mnist_cnn.predict import Predictor
 from servers import running_server
+
+from mnist_cnn.inference.predict import Predictor
 
 pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 
@@ -36,7 +36,7 @@ def predictor(trained_model: Path) -> Predictor:
 
 @pytest.fixture(scope="module")
 def guarded(predictor) -> Iterator[tuple[str, int]]:
-    from mnist_cnn.serve import create_app
+    from mnist_cnn.serving.app import create_app
 
     app = create_app(predictor, body_timeout_s=BODY_TIMEOUT_S)
     with running_server(app, header_timeout_s=HEADER_TIMEOUT_S, max_connections=64) as url:
@@ -138,7 +138,7 @@ def test_a_client_that_disconnects_mid_upload_is_one_quiet_line(guarded, caplog)
 
 
 def test_allowed_hosts(predictor):
-    from mnist_cnn.serve import create_app
+    from mnist_cnn.serving.app import create_app
 
     with running_server(create_app(predictor, allowed_hosts=["digits.example.org"])) as url:
         assert httpx.get(f"{url}/healthz", headers={"host": "evil.example.com"}).status_code == 400

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_cnn import data
-from mnist_cnn.errors import MnistCnnError
-from mnist_cnn.serve_workers import PredictorSpec, WorkerPool, spec_of
+pass  # (moved import)
+from mnist_cnn.core.errors import MnistCnnError
+from mnist_cnn.data.idx import load_split
+from mnist_cnn.data.registry import get_spec
+from mnist_cnn.serving.workers import PredictorSpec, WorkerPool, spec_of
 from tests.conftest import SHARED_DATA
 from tests.servers import running_server
 
@@ -34,14 +36,14 @@ def png(image: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def digits() -> list[bytes]:
-    images, _, _ = data.load_split(data.get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    images, _, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
     return [png(images[i]) for i in range(6)]
 
 
 @pytest.fixture(scope="module")
 def served(trained_model: Path):
     """A LiteRT-served predictor and a started pool of two workers that load the same converted file."""
-    from mnist_cnn.predict import Predictor
+    from mnist_cnn.inference.predict import Predictor
 
     predictor = Predictor.from_path(trained_model)
     predictor.serve_with("litert")
@@ -66,7 +68,7 @@ def children_of(pid: int) -> list[int]:
 
 
 def test_workers_answer_exactly_as_threads_do(served, digits):
-    from mnist_cnn.serve import create_app
+    from mnist_cnn.serving.app import create_app
 
     predictor, pool = served
     requests = [dict(content=digits[0], headers={"content-type": "image/png"}),
@@ -88,7 +90,7 @@ def test_workers_answer_exactly_as_threads_do(served, digits):
 
 
 def test_an_image_over_the_pixel_cap_is_413_from_a_worker(served):
-    from mnist_cnn.serve import create_app
+    from mnist_cnn.serving.app import create_app
 
     predictor, pool = served
     big = png(np.zeros((6000, 6000)))  # a small file of 36 M pixels: over the 25 M cap
@@ -98,7 +100,7 @@ def test_an_image_over_the_pixel_cap_is_413_from_a_worker(served):
 
 
 def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(served, digits):
-    from mnist_cnn.serve import create_app
+    from mnist_cnn.serving.app import create_app
 
     predictor, pool = served
     with running_server(create_app(predictor, pool=pool)) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -131,7 +133,7 @@ def test_a_worker_that_cannot_load_the_model_is_one_line_before_serving(served, 
 def test_a_model_only_in_memory_has_no_spec(trained_model):
     import keras
 
-    from mnist_cnn.predict import Predictor
+    from mnist_cnn.inference.predict import Predictor
 
     assert spec_of(Predictor(keras.models.load_model(trained_model))) is None
 
@@ -173,7 +175,7 @@ def test_bad_workers_flag_is_one_line(trained_model):
 
 
 def test_serve_without_a_model_serves_the_shipped_mnist():
-    from mnist_cnn.cli import build_parser
+    from mnist_cnn.cli.main import build_parser
 
     args = build_parser().parse_args(["serve"])
     assert args.model_path == Path("mnist") and args.workers is None

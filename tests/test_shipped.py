@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 from conftest import load_benchmark_script
 
-from mnist_cnn import backends
-from mnist_cnn.cli import main
-from mnist_cnn.config import TrainConfig
-from mnist_cnn.errors import ModelFileError
-from mnist_cnn.recipes import RECIPES, train_command
+pass  # (moved import)
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import ModelFileError
+from mnist_cnn.inference import shipped
+from mnist_cnn.inference.shipped import BUNDLED_MODELS, bundled_path, resolve_model
+from mnist_cnn.runs.config import TrainConfig
+from mnist_cnn.training.recipes import RECIPES, train_command
 
 
-@pytest.mark.parametrize("name", sorted(backends.BUNDLED_MODELS))
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
 def test_each_shipped_model_has_its_files_and_digest(name):
-    path = backends.resolve_model(name)  # checks the digest
+    path = resolve_model(name)  # checks the digest
     folder = path.parent
     for needed in ("model.keras", "model.keras.sha256", "config.json", "metrics.json", "MODEL_CARD.md",
                    "acceptance.json"):
@@ -42,8 +44,8 @@ def test_each_shipped_model_has_its_files_and_digest(name):
 def tampered(tmp_path, monkeypatch):
     """A copy of the shipped mnist folder that `resolve_model("mnist")` finds instead of the real one."""
     folder = tmp_path / "mnist"
-    shutil.copytree(backends.bundled_path("mnist").parent, folder)
-    monkeypatch.setattr(backends, "bundled_path", lambda name: folder / "model.keras")
+    shutil.copytree(bundled_path("mnist").parent, folder)
+    monkeypatch.setattr(shipped, "bundled_path", lambda name: folder / "model.keras")
     return folder
 
 
@@ -52,7 +54,7 @@ def test_a_changed_shipped_model_is_a_one_line_error(tampered, capsys):
     data[len(data) // 2] ^= 0xFF
     (tampered / "model.keras").write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="fails its SHA-256 check") as caught:
-        backends.resolve_model("mnist")
+        resolve_model("mnist")
     assert "\n" not in str(caught.value) and "reinstall" in str(caught.value)
     assert main(["predict", "mnist", str(tampered / "config.json")]) == 2  # the CLI: exit 2, one line
     err = capsys.readouterr().err
@@ -62,13 +64,13 @@ def test_a_changed_shipped_model_is_a_one_line_error(tampered, capsys):
 def test_a_missing_digest_is_an_error_too(tampered):
     (tampered / "model.keras.sha256").unlink()
     with pytest.raises(ModelFileError, match="missing or unreadable"):
-        backends.resolve_model("mnist")
+        resolve_model("mnist")
 
 
 def test_a_card_rewritten_after_a_recipe_change_quotes_the_command_of_today(tampered, monkeypatch, capsys):
     """A recipe's settings change under a shipped model: `--card-only` makes its card's command
     spell out what the recipe no longer gives, and refuses a model that fails its digest."""
-    ship = load_benchmark_script("ship_pretrained")
+    ship = load_benchmark_script("ship_pretrained", "tools")
     monkeypatch.setattr(ship, "TARGET", tampered.parent)
     settings = TrainConfig(**json.loads((tampered / "config.json").read_text())["config"])
     changed = {**RECIPES[settings.recipe].per_dataset.get(settings.dataset, {}), "epochs": settings.epochs + 1}
@@ -92,23 +94,23 @@ def test_models_lists_the_shipped_models_with_their_accuracy(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     shipped = out[out.index("shipped"):]
-    for name in backends.BUNDLED_MODELS:
-        folder = backends.bundled_path(name).parent
+    for name in BUNDLED_MODELS:
+        folder = bundled_path(name).parent
         accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
         assert any(line.startswith(name + " ") and f"{100 * accuracy:.2f}%" in line for line in shipped.splitlines())
 
 
 def test_a_path_is_not_taken_for_a_name(tmp_path):
-    assert backends.resolve_model(tmp_path / "mnist") == tmp_path / "mnist"
-    assert backends.resolve_model("runs/x/model.keras") == Path("runs/x/model.keras")
+    assert resolve_model(tmp_path / "mnist") == tmp_path / "mnist"
+    assert resolve_model("runs/x/model.keras") == Path("runs/x/model.keras")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(backends.BUNDLED_MODELS))
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
 def test_evaluate_reproduces_the_published_test_accuracy(name, shared_data, tmp_path):
     """The issue's check: `mnist-cnn evaluate NAME --dataset NAME --out DIR` gives the accuracy
     the model card and metrics.json publish, on the real test set."""
-    folder = backends.bundled_path(name).parent
+    folder = bundled_path(name).parent
     published = json.loads((folder / "metrics.json").read_text())["test"]
     assert main(["evaluate", name, "--dataset", name, "--data-dir", str(shared_data), "--out", str(tmp_path)]) == 0
     measured = json.loads((tmp_path / "metrics.json").read_text())["test"]

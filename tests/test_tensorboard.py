@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_cnn.cli import main
-from mnist_cnn.runs import Run
+from mnist_cnn.cli.main import main
+from mnist_cnn.runs.run import Run
 
 EPOCHS = 2
 

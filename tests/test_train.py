@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from mnist_cnn.cli import main
-from mnist_cnn.runs import Run
-
 from conftest import REPO, make_tiny_arrays, write_idx_folder
+
+from mnist_cnn.cli.main import main
+from mnist_cnn.runs.run import Run
 
 pytestmark = pytest.mark.slow
 
@@ -223,7 +222,7 @@ def test_resumed_batches_are_the_uninterrupted_ones():
     """Epoch e's order depends on (seed, e) alone, so a resumed run sees the same batches."""
     import numpy as np
 
-    from mnist_cnn.train import make_batches
+    from mnist_cnn.training.train import make_batches
 
     x = np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1)
 
@@ -256,7 +255,7 @@ def test_batches_cover_the_data_each_epoch_without_autotuning():
     """Every image once per epoch, in a new order; autotuning off (its thread stalled each epoch start)."""
     import numpy as np
 
-    from mnist_cnn.train import make_batches
+    from mnist_cnn.training.train import make_batches
 
     x = np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1)
     batches = make_batches(x, np.arange(100), 32, shuffle_seed=0)
@@ -271,9 +270,9 @@ def test_weight_averaging_keeps_what_validation_saw(tiny_dataset, isolated_env):
     """--ema-momentum: the saved model is the average of the weights that validation scored."""
     import keras
 
-    from mnist_cnn.config import TrainConfig
-    from mnist_cnn.data import load_dataset
-    from mnist_cnn.train import prepare_data
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.data.prepare import prepare_data
+    from mnist_cnn.runs.config import TrainConfig
 
     assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--seed", "5", "--epochs", "3",
                  "--ema-momentum", "0.9", "--patience", "9"]) == 0
@@ -296,7 +295,7 @@ def test_weight_averaging_resumes_from_a_checkpoint_with_the_weights_swapped_bac
     import keras
     import numpy as np
 
-    from mnist_cnn.callbacks import AveragedWeights, load_checkpoint
+    from mnist_cnn.training.callbacks import AveragedWeights, load_checkpoint
 
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 4), dtype=np.float32), rng.integers(0, 3, 64)
@@ -342,7 +341,8 @@ def test_bfloat16_training_saves_a_float32_model_that_scores_as_reported(tiny_da
     import keras
     import numpy as np
 
-    from mnist_cnn.data import load_dataset, normalize
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.data.prepare import normalize
 
     assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--seed", "2", "--epochs", "2",
                  "--precision", "bfloat16", "--fused-batch-norm"]) == 0
@@ -367,9 +367,9 @@ def test_portable_copy_keeps_the_weights_and_computes_in_float32_with_plain_kera
     import keras
     import numpy as np
 
-    from mnist_cnn.batchnorm import FusedBatchNormalization
-    from mnist_cnn.config import TrainConfig
-    from mnist_cnn.train import build_for_training, portable_copy
+    from mnist_cnn.runs.config import TrainConfig
+    from mnist_cnn.training.batchnorm import FusedBatchNormalization
+    from mnist_cnn.training.train import build_for_training, portable_copy
 
     mixed = build_for_training(TrainConfig(model="wide", precision="bfloat16", fused_batch_norm=True), 10)
     assert mixed.get_layer("res1a_conv").compute_dtype == "bfloat16"
@@ -392,8 +392,8 @@ def test_weight_decay_shrinks_kernels_and_spares_normalisation_and_biases():
     import keras
     import numpy as np
 
-    from mnist_cnn.config import TrainConfig
-    from mnist_cnn.train import compile_model
+    from mnist_cnn.runs.config import TrainConfig
+    from mnist_cnn.training.train import compile_model
 
     config = TrainConfig(weight_decay=0.1, learning_rate=0.5, schedule="constant")
     keras.utils.set_random_seed(0)

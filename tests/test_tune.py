@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from mnist_cnn.cli import main
-from mnist_cnn.config import TrainConfig, load_config_file
-from mnist_cnn.recipes import RECIPES, resolve_config
-from mnist_cnn.runs import Run
-from mnist_cnn.tune_space import check_space, default_space, pin, suggest
+from mnist_cnn.cli.main import main
+from mnist_cnn.runs.config import TrainConfig, load_config_file
+from mnist_cnn.runs.run import Run
+from mnist_cnn.training.recipes import RECIPES, resolve_config
+from mnist_cnn.tuning.space import check_space, default_space, pin, suggest
 
 needs_optuna = pytest.mark.skipif(importlib.util.find_spec("optuna") is None,
                                   reason="Optuna is not installed: pip install -e '.[tune]' (the dev extra has it)")
@@ -130,7 +130,7 @@ def test_flags_fixing_every_searched_setting_is_an_error(tmp_path, capsys):
 def test_the_budget_counts_every_worker_and_the_first_of_two_racing_trials_wins():
     from optuna.trial import TrialState, create_trial
 
-    from mnist_cnn.tune import _next_step, _over_budget
+    from mnist_cnn.tuning.study import _next_step, _over_budget
 
     study = optuna_study()
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
@@ -159,7 +159,7 @@ def test_a_dead_local_workers_trial_is_failed_and_queued_again_once(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from mnist_cnn.tune_storage import fail_dead_trials, make_storage, retry_callback
+    from mnist_cnn.tuning.storage import fail_dead_trials, make_storage, retry_callback
 
     storages = [make_storage(None, tmp_path) for _ in range(2)]  # two workers' views of one journal
     study = optuna_study(storages[0], study_name="s")
@@ -181,7 +181,7 @@ def test_a_dead_local_workers_trial_is_failed_and_queued_again_once(tmp_path):
 def test_pruning_reports_validation_accuracy_and_stops_before_the_next_epoch():
     import optuna
 
-    from mnist_cnn.tune import pruning_callback
+    from mnist_cnn.tuning.study import pruning_callback
 
     study = optuna_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     study.add_trial(optuna.trial.create_trial(value=0.98, intermediate_values={1: 0.97, 2: 0.98}))
@@ -201,9 +201,10 @@ def test_pruning_reports_validation_accuracy_and_stops_before_the_next_epoch():
 def test_a_pruned_trial_stops_before_its_next_epoch_leaving_a_resumable_run(tiny_dataset, isolated_env):
     import optuna
 
-    from mnist_cnn.data import load_dataset
-    from mnist_cnn.train import resume, train
-    from mnist_cnn.tune import pruning_callback
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.training.session import resume
+    from mnist_cnn.training.train import train
+    from mnist_cnn.tuning.study import pruning_callback
 
     study = optuna_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={1: 1.0, 2: 1.0, 3: 1.0}))
@@ -219,8 +220,8 @@ def test_a_pruned_trial_stops_before_its_next_epoch_leaving_a_resumable_run(tiny
 
 @needs_optuna
 def test_workers_of_one_study_must_share_its_settings():
-    from mnist_cnn.tune import _check_same_settings
-    from mnist_cnn.tune_storage import TuneError
+    from mnist_cnn.tuning.storage import TuneError
+    from mnist_cnn.tuning.study import _check_same_settings
 
     study = optuna_study(study_name="s")
     base, space = resolve_config("fast"), default_space("fast")
@@ -236,7 +237,7 @@ def test_workers_of_one_study_must_share_its_settings():
 
 
 def test_best_settings_toml_reads_back_as_the_same_config(tmp_path):
-    from mnist_cnn.tune_report import config_toml
+    from mnist_cnn.tuning.report import config_toml
 
     config = resolve_config("strong", overrides={"dataset": "fashion-mnist", "learning_rate": 1.5e-05,
                                                  "aug_erasing": 0.25, "deterministic": True})
@@ -283,10 +284,11 @@ def test_an_unreachable_database_is_one_line_without_the_password(capsys, closed
     assert "cannot open storage postgresql+psycopg2://tuner:***@127.0.0.1" in err and "s3cret" not in err
 
 
+
 @pytest.mark.slow
 @needs_optuna
 def test_tune_run_best_and_show_end_to_end(tiny_dataset, isolated_env, capsys):
-    from mnist_cnn.tune_storage import load_study
+    from mnist_cnn.tuning.storage import load_study
 
     argv = ["tune", "run", "--study", "tiny1", "--recipe", "fast", "--dataset", "tiny", "--data-dir",
             str(tiny_dataset), "--epochs", "2", "--pruner", "none"]
@@ -375,7 +377,7 @@ def finish(worker: subprocess.Popen, timeout_s: float = 300) -> str:
 
 
 def load(study: str, storage: str | None, runs_dir: Path):
-    from mnist_cnn.tune_storage import load_study
+    from mnist_cnn.tuning.storage import load_study
 
     return load_study(study, storage, runs_dir)
 
@@ -411,7 +413,7 @@ def test_two_workers_finish_exactly_the_studys_trials_between_them(storage, work
 def test_a_killed_workers_trial_is_run_again_and_the_study_completes(storage, workers, shared_data, isolated_env):
     import optuna
 
-    from mnist_cnn.tune_storage import make_storage
+    from mnist_cnn.tuning.storage import make_storage
 
     study, runs = f"kill-{uuid.uuid4().hex[:8]}", isolated_env / "runs"
     workers += [start_worker(study, storage, 2, shared_data, runs) for _ in range(2)]

@@ -3,31 +3,30 @@
 The Python API mirrors the CLI. Importing this package is cheap: Keras and TensorFlow are
 loaded only when a function that needs them is first called.
 
-The modules, by stage of the pipeline (one module, one job; the CLI only calls them):
+The subpackages follow the pipeline; each imports only from the ones below it (a layers
+contract in pyproject.toml, checked by `lint-imports` in the test suite):
 
-- data:      data (registry, IDX, splits), custom (your own data), fetch (mirrors), cards,
-             imagefile (the one capped image reader)
-- settings:  config (TrainConfig), recipes (resolve_config: defaults -> recipe -> file -> flags),
-             messages (every figure's and summary's words, per language)
-- training:  models, train, callbacks, runs (the owner of a run folder), evaluate, report,
-             plots, tensorboard_logs; tune, tune_space, tune_storage, tune_report (Optuna)
-- using:     preprocess, predict (Predictor), backends (Keras / ONNX Runtime / LiteRT),
-             segment and numbers (whole numbers), acceptance, calibrate and negatives
-             ("not a digit"), explain, export, modelcard, serve and api_schema (HTTP),
-             pretrained/ (shipped models, by name)
-- interface: cli (+ cli_train, cli_data, cli_use, cli_export, cli_tune); nothing imports it
-- shared:    errors, atomic (every write goes through a temporary file and a rename)
+- cli         the `mnist-cnn` command: parse, call, print
+- serving     `serve()`: the HTTP API, the draw-a-digit page, worker processes
+  tuning      Optuna studies over training settings
+  export      ONNX, SavedModel and LiteRT files, checked against Keras, with a model card
+- training    architectures, recipes, augmentation, the training loop
+- evaluation  metrics, plots, the run report, pictures of what a model sees
+  refusal     fitting the "not a digit" rule
+- inference   preprocessing, runtimes, shipped models, `open_model`, `Predictor`, whole numbers
+- runs        `TrainConfig` and `Run`, the owner of a run folder
+- data        datasets: registry, fetching, IDX and custom formats, model-ready arrays
+- core        errors, atomic writes, the settings reader, hashing, messages, version, machine facts
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
-from .config import TrainConfig  # noqa: E402
-from .data import load_dataset  # noqa: E402
-from .errors import MnistCnnError  # noqa: E402
+from .core.errors import MnistCnnError
+from .core.version import __version__
+from .data.load import load_dataset
+from .runs.config import TrainConfig
 
 __all__ = ["TrainConfig", "load_dataset", "MnistCnnError", "build_model", "train", "load_saved_model",
            "Predictor", "__version__"]
@@ -36,15 +35,15 @@ __all__ = ["TrainConfig", "load_dataset", "MnistCnnError", "build_model", "train
 def __getattr__(name: str) -> Any:
     # Lazy: these pull in Keras/TensorFlow (several seconds), so only on first use.
     if name == "build_model":
-        from .models import build_model
+        from .training.models import build_model
         return build_model
     if name == "train":
-        from .train import train
+        from .training.train import train
         return train
     if name == "load_saved_model":
-        from .models import load_saved_model
+        from .inference.keras_file import load_saved_model
         return load_saved_model
     if name == "Predictor":  # Keras loads only when a model does (Predictor.from_path)
-        from .predict import Predictor
+        from .inference.predict import Predictor
         return Predictor
     raise AttributeError(f"module 'mnist_cnn' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The `mnist-cnn` command: parse, call the library, print. Nothing imports this package."""

@@ -1,0 +1,165 @@
+"""The `mnist-cnn train` and `mnist-cnn evaluate` subcommands.
+
+Part of the CLI (it prints); `cli/main.py` wires it in. Train's setting flags are generated
+from `TrainConfig`'s fields (type, choices, help from each field's comment), so every
+setting is reachable and the list is written nowhere else. Handlers parse, call the
+library (`recipes`, `data`, `train`, `evaluate`) and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
+
+from ..core.errors import MnistCnnError
+from ..core.messages import DEFAULT_LANG, LANGUAGES
+from ..core.system import quiet_tensorflow
+from ..runs.config import RESUMABLE_FIELDS, TrainConfig, field_help
+from ..training.recipes import RECIPES
+from . import data as cli_data
+
+EPILOGS = {
+    "train": "example:\n  mnist-cnn train --data-dir DATA --epochs 12\n"
+             "  mnist-cnn train --dataset fashion-mnist --model keras-example --config my.toml\n"
+             "  mnist-cnn train --recipe strong --no-augment --label-smoothing 0\n"
+             "  mnist-cnn train --dataset my_letters.npz --train-limit 2000\n"
+             "  mnist-cnn train --offline --mirror file:///media/usb/datasets/\n"
+             "  mnist-cnn train --resume runs/20261127T120000Z-mnist-cnn --epochs 20",
+    "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/\n"
+                "  mnist-cnn evaluate model.keras --dataset my_images/ --offline",
+}
+TRAIN_HELP = "Train a model and write a run folder (model, metrics, plots, report)."
+EVALUATE_HELP = "Recompute test metrics, plots and report for a saved model."
+# Flags whose metavar says more than the type would.
+METAVARS = {"dataset": "NAME|PATH", "model": "NAME", "train_limit": "N", "seed": "N"}
+RECIPE_FIELD = "recipe"  # a field set by --recipe, which also applies the preset
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `TrainConfig` field: `--x N`, `--x {a,b}`, or `--x/--no-x` for booleans.
+
+    Every flag defaults to None ("not given"), so the config's defaults, recipe and config
+    file decide unless a flag is on the command line.
+    """
+    helps = field_help()
+    hints = get_type_hints(TrainConfig)
+    group = parser.add_argument_group("settings (any TrainConfig field; default: recipe, then --config file)")
+    for f in fields(TrainConfig):
+        if f.name == RECIPE_FIELD:
+            continue
+        kind, default = hints[f.name], f"default {f.default!r}"
+        if get_origin(kind) in (Union, types.UnionType):  # `int | None`: None is the default, not an input
+            kind = next(a for a in get_args(kind) if a is not type(None))
+            default = "default: off" if f.default is None else default
+        help_text = f"{helps.get(f.name, '')} ({default})".strip()
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        if f.name in RESUMABLE_FIELDS:
+            help_text += "; may change with --resume"
+        if kind is bool:
+            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif get_origin(kind) is Literal:
+            group.add_argument(flag(f.name), choices=get_args(kind), help=help_text)
+        else:
+            group.add_argument(flag(f.name), type=_parser_for(kind), metavar=METAVARS.get(f.name, _metavar(kind)),
+                               help=help_text)
+
+
+def _metavar(kind: Any) -> str:
+    return {int: "N", float: "X"}.get(kind, "TEXT")
+
+
+def _parser_for(kind: Any) -> Callable[[str], Any]:
+    if kind is float:
+        return _number
+    return kind
+
+
+def _number(text: str) -> float:
+    """A float flag: `nan`/`inf` are refused here (argparse's float takes them)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (None: not given)."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != RECIPE_FIELD}
+
+
+def add_train_arguments(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--recipe", help=f"start from a named preset: {', '.join(RECIPES)} (see `mnist-cnn models`)")
+    t.add_argument("--config", type=Path, metavar="FILE",
+                   help="a .toml or .json file of settings (same keys as the flags, with _; flags override it)")
+    cli_data.add_source_flags(t)
+    t.add_argument("--runs-dir", type=Path, help="where run folders go (default $MNIST_CNN_RUNS_DIR or ./runs)")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="finish an interrupted run in RUN_DIR (or train it longer with --epochs)")
+    add_config_flags(t)
+
+
+def add_evaluate_arguments(e: argparse.ArgumentParser) -> None:
+    e.add_argument("model_path", type=Path, metavar="MODEL.keras")
+    e.add_argument("--dataset", metavar="NAME|PATH",
+                   help="dataset to test on (default: the one the model's run used, else mnist)")
+    cli_data.add_source_flags(e)
+    e.add_argument("--out", type=Path, help="output folder (default: beside the model, evaluate-<dataset>-<time>)")
+    add_lang_flag(e)
+
+
+def add_lang_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANG,
+                        help=f"language of the plots and report (default {DEFAULT_LANG})")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..data.load import load_dataset
+    from ..training.session import plan_training
+
+    if args.resume is not None:
+        extra = [name for name in ("recipe", "config", "runs_dir") if getattr(args, name) is not None]
+        if extra:
+            raise MnistCnnError(f"{', '.join(flag(n) for n in extra)} cannot be used with --resume: a resumed "
+                                f"run keeps its folder and settings")
+    plan = plan_training(recipe=args.recipe, config_file=args.config, overrides=config_overrides(args),
+                         resume=args.resume)
+    # Before the slow imports: fail fast (and fetch on first use).
+    dataset = load_dataset(plan.config.dataset, args.data_dir, **cli_data.source_kwargs(args))
+    quiet_tensorflow()
+    from ..evaluation.report import results_lines
+    from ..runs.run import Run
+    from ..training.session import start_or_resume
+
+    def started(run: Any) -> None:
+        print(f"{'resuming' if plan.resuming else 'run folder:'} {run.path}", flush=True)
+        for name, (old, new) in plan.changed.items():
+            print(f"  {name}: {old} -> {new}")
+
+    result = start_or_resume(plan, dataset, args.runs_dir, verbose=1 if sys.stdout.isatty() else 2,
+                             on_start=started)
+    print("\n".join(results_lines(result.metrics, plan.config.lang)))
+    print(f"report: {Run(result.run_dir).report}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    quiet_tensorflow()
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.report import results_lines
+
+    result = evaluate(args.model_path, args.dataset, args.out, data_dir=args.data_dir, lang=args.lang,
+                      **cli_data.source_kwargs(args))
+    print("\n".join(results_lines(result.metrics, args.lang)))
+    print(f"written to {result.out_dir}")
+    return 0

@@ -1,0 +1,78 @@
+"""Facts about the machine and the process: usable cores, the CPU's name, package versions, and
+TensorFlow imported with its start-up noise silenced. Nothing runs at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from importlib import metadata
+from typing import Iterator
+
+MAX_THREADS = 4  # a tiny model's batch gains little past this, and a server has other threads
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: honours taskset and cgroup CPU sets, where os.cpu_count() does not."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Threads for one model call: the usable cores, at most MAX_THREADS."""
+    return max(1, min(usable_cores(), MAX_THREADS))
+
+
+def version_of(package: str) -> str | None:
+    """An installed distribution's version, or None."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str | None:
+    """The processor's name (Linux), marked "(AMX)" where it has bfloat16 matrix units: results differ by it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read(200_000).splitlines()
+    except OSError:
+        return platform.processor() or None
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    return f"{name} (AMX)" if name and "amx_bf16" in flags else name
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null: C++ libraries (TensorFlow, tf2onnx) log there, past Python's control."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow and Keras with their C++ start-up chatter silenced (once; a no-op after).
+
+    TF 2.2x prints oneDNN and absl notes straight to file descriptor 2 while importing,
+    before TF_CPP_MIN_LOG_LEVEL is honoured, so the descriptor itself is silenced for the
+    import and the first op. Python exceptions still surface after it is restored.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    with quiet_stderr():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.constant(0)  # the second batch of notes comes with the first op

@@ -1,0 +1,1 @@
+"""Stage 7 and beyond: a trained model written as ONNX, SavedModel or LiteRT, checked against Keras, with a model card."""

@@ -1,0 +1,1 @@
+"""Using a trained model: image decoding and preprocessing, runtimes (Keras, LiteRT, ONNX Runtime), shipped models, opening a model, predicting, applying the "not a digit" rule, reading whole numbers."""

@@ -1,0 +1,255 @@
+""""Not a digit": whether an input looks like one of the model's classes at all, and why not.
+
+The rule is a small second model, a logistic regression over four measurements of each
+preprocessed image (what the model saw) and the model's answer for it:
+
+- margin: the largest log-probability minus the mean of all of them, i.e. how far the
+  winning logit stands above the others (softmax is shift-invariant, so this is the same
+  as max logit - mean logit, yet needs only probabilities: any backend, Keras or ONNX);
+- coverage: the share of the 28x28 input brighter than 0.5. Digits are pen strokes (about
+  15%); a photo of a thing (Fashion-MNIST) prepared as a digit becomes a filled shape;
+- stroke: the typical width of those bright parts (`preprocess.stroke_width`), about 2-3 px
+  for a digit at MNIST's scale, far more for a filled shape;
+- core: the mean brightness of the ink's core, the inked pixels (above INK_FLOOR) whose
+  whole 3x3 neighbourhood is inked. A pen stroke's core is solid, however blurred its rim
+  (a photographed or resampled digit); a photographed thing keeps its shading inside.
+
+It is fitted on digits of the model's own training split against Fashion-MNIST's
+*training* images (MNIST's for a Fashion-MNIST model) plus generated scribbles, and its
+threshold is set so that TARGET_REFUSED of the *validation* digits are refused. Why
+these and not maximum softmax probability, energy or a Mahalanobis distance on the
+penultimate layer: scores from the model alone tell things from digits less well, and a
+label-smoothed model's probabilities say less still, while coverage, stroke and core
+measure the image itself, whatever the model. The core rather than all the ink's mean
+brightness: a rescaled or slanted digit's blurred rim would read as shading
+(measurements: benchmarks/README.md, "Not a digit"). All four need only what every
+backend gives.
+
+The fitted numbers live in the run folder as `acceptance.json` (`Run.acceptance`),
+written by `mnist-cnn calibrate` (`refusal.calibrate.calibrate_model`) and at the end of training.
+Files of the previous format (the first three features) are still read and applied.
+Without that file, everything is accepted and answers say `calibrated: false`.
+NumPy here; scikit-learn only while fitting. No I/O at import.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.atomic import write_json
+from ..core.errors import RunFileError
+from ..core.hashing import sha256_file
+from ..runs.run import Run
+from .preprocess import SIDE, erode3, stroke_width
+
+FORMAT = "mnist-cnn acceptance 3"  # bump when the file's meaning changes (2: stroke; 3: core)
+FEATURES = ("margin", "coverage", "stroke", "core")
+# What each format's files hold; older ones are still applied (their rule uses fewer features).
+READABLE = {"mnist-cnn acceptance 2": FEATURES[:3], FORMAT: FEATURES}
+COVERAGE_LEVEL = 0.5  # pixels of the 28x28 input above this count as covered
+INK_FLOOR = 0.1  # pixels of the 28x28 input above this count as inked (for `core`)
+# Share of validation digits the threshold refuses: under the 1% goal, with room for the
+# difference between validation and test (a binomial s.d. of ~0.13 points at 6,000 digits).
+TARGET_REFUSED = 0.009
+FILLED_QUANTILE = 0.99  # coverage above this quantile of validation digits is called a filled shape
+LOG_FLOOR = 1e-30  # probabilities are clipped here before the log (float32 softmax underflows to 0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one input looks like one of the model's classes; a one-line reason when not."""
+
+    accepted: bool
+    reason: str | None = None
+    score: float | None = None  # the rule's score (None when uncalibrated); accepted iff >= threshold
+
+
+ACCEPTED_UNCALIBRATED = Verdict(True)
+
+
+def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str] = FEATURES) -> np.ndarray:
+    """float (N, 28, 28) model inputs + (N, classes) probabilities -> float64 (N, len(names)), in `names` order."""
+    log_p = np.log(np.maximum(np.asarray(probabilities, dtype=np.float64), LOG_FLOOR))
+    pixels = np.asarray(images, dtype=np.float64).reshape(len(log_p), SIDE, SIDE)
+    covered = pixels > COVERAGE_LEVEL
+    columns = {
+        "margin": lambda: log_p.max(axis=1) - log_p.mean(axis=1),
+        "coverage": lambda: covered.reshape(len(log_p), -1).mean(axis=1),
+        "stroke": lambda: np.array([stroke_width(mask) for mask in covered], dtype=np.float64),
+        "core": lambda: np.array([core_brightness(image) for image in pixels], dtype=np.float64),
+    }
+    return np.column_stack([columns[name]() for name in names]) if len(log_p) else np.zeros((0, len(names)))
+
+
+def core_brightness(image: np.ndarray) -> float:
+    """Mean brightness of the inked pixels whose 3x3 neighbourhood is all inked; 1.0 if none (thin strokes)."""
+    core = erode3(image > INK_FLOOR)
+    return float(image[core].mean()) if core.any() else 1.0
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """A fitted rule: score = bias + weights . (features - mean) / scale; accepted iff score >= threshold."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+    filled_coverage: float  # coverage above this reads as a filled shape (for the reason)
+    target_refused: float = TARGET_REFUSED
+    details: dict[str, Any] = field(default_factory=dict)  # what it was fitted on, what it refuses (measured)
+    feature_names: tuple[str, ...] = FEATURES  # which `features` the vectors above are of (older files: fewer)
+
+    def scores(self, images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """(N,) scores; higher looks more like the training classes."""
+        return self._scores(features(images, probabilities, self.feature_names))
+
+    def _scores(self, found: np.ndarray) -> np.ndarray:
+        x = (found - np.asarray(self.mean)) / np.asarray(self.scale)
+        return self.bias + x @ np.asarray(self.weights)
+
+    def verdicts(self, images: np.ndarray, probabilities: np.ndarray,
+                 class_names: Sequence[str]) -> list[Verdict]:
+        """One Verdict per image; a refused one says which measurement gave it away most."""
+        found = features(images, probabilities, self.feature_names)
+        scores = self._scores(found)
+        # Each feature's share of the score: the most negative one names the reason.
+        shares = (found - np.asarray(self.mean)) / np.asarray(self.scale) * np.asarray(self.weights)
+        verdicts = []
+        for score, values, share, p in zip(scores, found, shares, probabilities):
+            if score >= self.threshold:
+                verdicts.append(Verdict(True, None, float(score)))
+                continue
+            measured = dict(zip(self.feature_names, values))
+            why = self._reason(self.feature_names[int(np.argmin(share))], measured, p, class_names)
+            verdicts.append(Verdict(False, f"does not look like any of the model's classes: {why}", float(score)))
+        return verdicts
+
+    def _reason(self, feature: str, measured: dict[str, float], p: np.ndarray, class_names: Sequence[str]) -> str:
+        coverage = measured["coverage"]
+        if coverage > self.filled_coverage:
+            return (f"a filled shape, not pen strokes: ink covers {coverage:.0%} of the 28x28 image, the model's "
+                    f"classes at most {self.filled_coverage:.0%}")
+        if feature == "stroke":
+            return (f"strokes about {measured['stroke']:.0f} px wide in the 28x28 image, wider than the model's "
+                    f"classes' usually are")
+        if feature == "core":
+            return (f"shading, not pen strokes: the inside of the ink averages {measured['core']:.0%} brightness, "
+                    f"where a stroke is solid")
+        best = int(np.argmax(p))
+        return f"no class stands out (the closest, {class_names[best]}, at {float(p[best]):.0%})"
+
+    # -- the file ------------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        record = asdict(self)
+        names = record.pop("feature_names")
+        record = {"format": next(f for f, n in READABLE.items() if n == tuple(names)), "features": list(names),
+                  **record}
+        for key in ("mean", "scale", "weights"):
+            record[key] = list(record[key])
+        return record
+
+    @classmethod
+    def from_json(cls, record: Any, path: Path) -> "Acceptance":
+        """Validate a parsed acceptance.json; RunFileError naming `path` for anything off."""
+        def bad(what: str) -> RunFileError:
+            return RunFileError(f"{path} is damaged ({what}); delete it or run `mnist-cnn calibrate MODEL` again")
+
+        if not isinstance(record, dict):
+            raise bad(f"a JSON {type(record).__name__}, not an object")
+        names = READABLE.get(record.get("format"))  # type: ignore[arg-type]
+        if names is None or record.get("features") != list(names):
+            raise bad(f"format {record.get('format')!r}, features {record.get('features')!r}; this version "
+                      f"reads {FORMAT!r} with {list(FEATURES)}")
+        values: dict[str, Any] = {"feature_names": names}
+        for key in ("mean", "scale", "weights"):
+            vector = record.get(key)
+            if not (isinstance(vector, list) and len(vector) == len(names) and all(_finite(v) for v in vector)):
+                raise bad(f"{key!r} must be {len(names)} finite numbers")
+            values[key] = tuple(float(v) for v in vector)
+        if min(values["scale"]) <= 0:
+            raise bad("'scale' must be positive")
+        for key in ("bias", "threshold", "filled_coverage", "target_refused"):
+            if not _finite(record.get(key)):
+                raise bad(f"{key!r} must be a finite number")
+            values[key] = float(record[key])
+        details = record.get("details", {})
+        if not isinstance(details, dict):
+            raise bad("'details' must be an object")
+        return cls(**values, details=details)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fit(digit_features: np.ndarray, negative_features: np.ndarray, validation_features: np.ndarray,
+        target_refused: float = TARGET_REFUSED) -> Acceptance:
+    """Fit the rule: digits (the classes) against negatives, threshold from held-out validation digits.
+
+    Each argument is `features(...)` of a set: (N, len(FEATURES)). The logistic regression weights both
+    sets equally (balanced), so the threshold, not the sets' sizes, sets the trade-off.
+    """
+    from sklearn.linear_model import LogisticRegression  # slow to import: only when fitting
+
+    mean = np.concatenate([digit_features, negative_features]).mean(axis=0)
+    scale = np.concatenate([digit_features, negative_features]).std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)  # a constant feature carries no weight either way
+    x = (np.concatenate([digit_features, negative_features]) - mean) / scale
+    y = np.r_[np.ones(len(digit_features)), np.zeros(len(negative_features))]
+    model = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x, y)
+    weights, bias = model.coef_[0], float(model.intercept_[0])
+    validation_scores = bias + ((validation_features - mean) / scale) @ weights
+    # "lower" picks an actual validation score, so at most target_refused of them fall below it.
+    threshold = float(np.quantile(validation_scores, target_refused, method="lower"))
+    filled = float(np.quantile(validation_features[:, 1], FILLED_QUANTILE))
+    return Acceptance(tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, weights)), bias,
+                      threshold, filled, target_refused)
+
+
+def read(path: Path) -> Acceptance | None:
+    """The rule stored at `path`; None if there is none; RunFileError (naming it) if it is damaged."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        raise RunFileError(f"cannot read {path} ({reason}); delete it or run `mnist-cnn calibrate MODEL` "
+                           f"again") from None
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RunFileError(f"{path} is damaged (not valid JSON); delete it or run `mnist-cnn calibrate MODEL` "
+                           f"again") from None
+    return Acceptance.from_json(record, Path(path))
+
+
+def write(rule: Acceptance, model_path: Path) -> Path:
+    """Store `rule` beside `model_path` (its run folder's acceptance.json), with the model's digest."""
+    model_path = Path(model_path)
+    details = {**rule.details, "model_file": model_path.name, "model_sha256": sha256_file(model_path)}
+    path = model_path.parent / Run.acceptance
+    write_json(path, replace(rule, details=details).to_json())
+    return path
+
+def for_model(model_path: Path) -> Acceptance | None:
+    """The calibration stored beside `model_path`; None if none; RunFileError if damaged or stale."""
+    model_path = Path(model_path)
+    path = model_path.parent / Run.acceptance
+    rule = read(path)
+    if rule is not None and rule.details.get("model_file") == model_path.name \
+            and rule.details.get("model_sha256") != sha256_file(model_path):
+        raise RunFileError(f"{path} was calibrated for another {model_path.name} (its digest differs: "
+                           f"retrained?); run `mnist-cnn calibrate {model_path}` again, or delete it")
+    return rule
+
+

@@ -1,0 +1,213 @@
+"""Finding the separate digits of a number in an ink image: connected components plus measured rules.
+
+Input is `preprocess.find_ink`'s image (white ink on black, noise and specks already at
+0); output is one `Segment` per digit, left to right, each holding only its own ink. The
+rules and their constants were chosen by measurement on numbers composed from MNIST
+*training* digits (`benchmarks/read_numbers.py --tune`; the table is in
+benchmarks/README.md, "Reading numbers"), never on the test digits the goals are scored on:
+
+1. label the ink's 8-connected components (scipy.ndimage);
+2. drop specks: components with under SPECK_SHARE of the largest one's ink;
+3. merge parts of one digit: components whose column ranges overlap by at least
+   MERGE_OVERLAP of the narrower one's width (the dot over an i-like 1, a stroke broken
+   by a light pen, a 5's bar written straight above), repeated until nothing changes;
+4. attach fragments: a group shorter than FRAGMENT_HEIGHT of the median height (a 5's top
+   bar written apart and leaning right, sharing no column with the body) joins its
+   nearest neighbour within ATTACH_GAP median heights;
+5. drop what is still small: groups under SMALL_SHARE of the largest group's ink (a stray
+   mark is not a digit, while the smallest real digit, a 1, is far above it);
+6. split touching digits: a group wider than SPLIT_CANDIDATE median heights is cut at the
+   columns of least ink into 1..N pieces, and the model (`judge`) picks the count whose
+   pieces it reads with the highest mean log-confidence, less SPLIT_PENALTY per extra
+   piece. A single digit is read with high confidence as a whole while touching digits
+   are not, so the model's confidence tells them apart far better than width alone; the
+   penalty keeps a label-smoothed model (`strong`), whose confidences lie close
+   together, from splitting single digits, at some cost on touching ones (measurements:
+   benchmarks/README.md, "Reading numbers"). Without a judge nothing is split.
+
+NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+SPECK_SHARE = 0.02  # components with less ink than this share of the largest are specks
+MERGE_OVERLAP = 0.5  # column overlap (share of the narrower width) that makes two parts one digit
+SMALL_SHARE = 0.08  # groups with less ink than this share of the largest are not digits
+CUT_WINDOW = 0.3  # a cut is sought within this share of one digit's width of its expected column
+FRAGMENT_HEIGHT = 0.5  # groups shorter than this share of the median height are parts of a digit ...
+ATTACH_GAP = 0.3  # ... joined to the nearest group if at most this share of the median height away
+SPLIT_CANDIDATE = 1.1  # with a judge: groups wider than this many median heights may be touching digits ...
+MIN_DIGIT_ASPECT = 0.45  # ... of at most width / (this * height) digits (and at most MAX_PIECES)
+MAX_PIECES = 4
+SPLIT_PENALTY = 0.1  # per extra piece, the pieces' mean log-confidence must beat the whole's by this
+
+# Scores candidate digit images: each an ink crop (float (h, w)), -> (n,) confidences in (0, 1].
+Judge = Callable[[list[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
+class Segment:
+    """One digit's ink, cut out of the whole image."""
+
+    box: tuple[int, int, int, int]  # (left, top, right, bottom) in ink-image pixels; right, bottom exclusive
+    ink: np.ndarray  # float32 (bottom - top, right - left): this digit's ink only, others' set to 0
+
+
+@dataclass
+class _Group:
+    labels: list[int]  # component labels (1-based) making up this group
+    top: int
+    bottom: int  # exclusive
+    left: int
+    right: int  # exclusive
+    mass: float  # total ink
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def absorb(self, other: "_Group") -> None:
+        self.labels += other.labels
+        self.top, self.bottom = min(self.top, other.top), max(self.bottom, other.bottom)
+        self.left, self.right = min(self.left, other.left), max(self.right, other.right)
+        self.mass += other.mass
+
+
+def _components(ink: np.ndarray) -> tuple[np.ndarray, list[_Group]]:
+    from scipy import ndimage  # SciPy is slow to import: only when a number is read
+
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), dtype=bool))  # 8-connected
+    masses = ndimage.sum_labels(ink, labels, index=np.arange(1, count + 1))
+    groups = [_Group([i + 1], rows.start, rows.stop, cols.start, cols.stop, float(masses[i]))
+              for i, (rows, cols) in enumerate(ndimage.find_objects(labels))]
+    return labels, groups
+
+
+def _overlap(a: _Group, b: _Group) -> float:
+    """Shared columns of a and b as a share of the narrower one's width."""
+    shared = min(a.right, b.right) - max(a.left, b.left)
+    return max(shared, 0) / min(a.width, b.width)
+
+
+def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
+    merged = True
+    while merged:  # a merge widens a group, which may then overlap another
+        merged = False
+        groups.sort(key=lambda g: g.left)
+        for i, a in enumerate(groups):
+            for b in groups[i + 1:]:
+                if _overlap(a, b) >= MERGE_OVERLAP:
+                    a.absorb(b)
+                    groups.remove(b)
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _cut_columns(profile: np.ndarray, pieces: int) -> list[int]:
+    """Columns (into `profile`) at which to cut a group holding `pieces` touching digits."""
+    width = len(profile)
+    step = width / pieces
+    window = max(1, round(CUT_WINDOW * step))
+    cuts = []
+    for k in range(1, pieces):
+        expected = round(k * step)
+        low, high = max(1, expected - window), min(width - 1, expected + window + 1)
+        if high > low:  # a group a few pixels wide has no room for this cut
+            cuts.append(low + int(np.argmin(profile[low:high])))  # least ink: where the digits touch
+    return sorted(set(cuts))
+
+
+def _attach_fragments(groups: list[_Group]) -> list[_Group]:
+    """Join each fragment (a group much shorter than a digit) to its nearest neighbour, if near.
+
+    A 5's top bar written apart and leaning right need not share a column with the body,
+    and a broken stroke may sit beside its digit; but it is short, which a whole digit,
+    even a 1, is not.
+    """
+    digit_height = float(np.median([g.height for g in groups]))
+    changed = True
+    while changed and len(groups) > 1:
+        changed = False
+        for fragment in sorted(groups, key=lambda g: g.mass):
+            if fragment.height >= FRAGMENT_HEIGHT * digit_height:
+                continue
+            others = [g for g in groups if g is not fragment]
+            gaps = [max(g.left, fragment.left) - min(g.right, fragment.right) for g in others]
+            nearest = int(np.argmin(gaps))
+            if gaps[nearest] <= ATTACH_GAP * digit_height:
+                others[nearest].absorb(fragment)
+                groups = others
+                changed = True
+                break
+    return groups
+
+
+def segment_digits(ink: np.ndarray, judge: Judge | None = None) -> list[Segment]:
+    """An ink image (float (H, W), white on black, 0 = no ink) -> one Segment per digit, left to right.
+
+    `judge` (optional) scores candidate digit images for splitting touching digits (see
+    `Judge`); without it, touching digits stay one segment. [] when there is no ink.
+    """
+    ink = np.asarray(ink, dtype=np.float32)
+    labels, groups = _components(ink)
+    if not groups:
+        return []
+    largest = max(g.mass for g in groups)
+    groups = [g for g in groups if g.mass >= SPECK_SHARE * largest]
+    groups = _attach_fragments(_merge_overlapping(groups))
+    largest = max(g.mass for g in groups)
+    groups = [g for g in groups if g.mass >= SMALL_SHARE * largest]
+    digit_height = float(np.median([g.height for g in groups]))
+
+    segments: list[Segment] = []
+    for group in sorted(groups, key=lambda g: g.left):
+        rows, cols = slice(group.top, group.bottom), slice(group.left, group.right)
+        own = np.where(np.isin(labels[rows, cols], group.labels), ink[rows, cols], 0.0).astype(np.float32)
+        for left, top, piece in _split(own, digit_height, judge):
+            segments.append(Segment((group.left + left, group.top + top, group.left + left + piece.shape[1],
+                                     group.top + top + piece.shape[0]), piece))
+    return segments
+
+
+def _pieces(own: np.ndarray, count: int) -> list[tuple[int, int, np.ndarray]]:
+    """`own` cut into `count` pieces at least-ink columns: (left, top, ink cropped to its ink) each."""
+    width = own.shape[1]
+    edges = [0, *_cut_columns(own.sum(axis=0), count), width] if count > 1 else [0, width]
+    pieces = []
+    for start, stop in zip(edges[:-1], edges[1:]):
+        piece = own[:, start:stop]
+        rows_inked, cols_inked = np.flatnonzero(piece.any(axis=1)), np.flatnonzero(piece.any(axis=0))
+        if rows_inked.size == 0:
+            continue
+        top, bottom = int(rows_inked[0]), int(rows_inked[-1]) + 1
+        left, right = int(cols_inked[0]), int(cols_inked[-1]) + 1
+        pieces.append((start + left, top, piece[top:bottom, left:right]))
+    return pieces
+
+
+def _split(own: np.ndarray, digit_height: float, judge: Judge | None) -> list[tuple[int, int, np.ndarray]]:
+    """One group's ink -> its digits: itself, or pieces of it when it is touching digits."""
+    width = own.shape[1]
+    if judge is None or width <= SPLIT_CANDIDATE * digit_height:
+        return _pieces(own, 1)
+    most = max(2, min(MAX_PIECES, round(width / (MIN_DIGIT_ASPECT * digit_height))))
+    best, best_score = _pieces(own, 1), -np.inf
+    for count in range(1, most + 1):
+        pieces = _pieces(own, count)
+        scores = judge([piece for _, _, piece in pieces])
+        score = float(np.mean(np.log(np.maximum(scores, 1e-9)))) - (count - 1) * SPLIT_PENALTY
+        if score > best_score:
+            best, best_score = pieces, score
+    return best

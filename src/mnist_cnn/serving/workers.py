@@ -1,0 +1,293 @@
+"""Worker processes for `serve`: each request's image work runs outside the HTTP process.
+
+A request for one 28x28 digit is mostly Python and NumPy work (decoding, the
+preprocessing steps, the "not a digit" rule, the JSON) plus the model call. In one
+process all of that holds the interpreter lock that the event loop needs too, so the
+server would use one core and spend much of it handing work between threads. Here the HTTP
+process only parses requests and writes answers; `WorkerPool` sends each image (bytes or
+a pixel array) to one of N processes, each with its own copy of the model, which
+returns the finished JSON body (measurements: benchmarks/README.md, "Serving throughput
+with ApacheBench").
+
+Workers are started with "spawn" (never fork: the parent has TensorFlow's threads
+running) and load the model from its file: a `.keras` model that serves on LiteRT or
+ONNX Runtime sends the converted file (`convert.for_serving`), so the conversion
+happens once. A worker that dies is replaced; its request gets a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+
+from ..core.errors import MnistCnnError, first_line
+from ..inference.acceptance import Acceptance
+from ..inference.predict import Predictor
+from ..runs.run import ModelInfo
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 300.0  # a worker imports NumPy, Pillow and its runtime (TensorFlow for LiteRT)
+
+
+MAX_DEFAULT_WORKERS = 4  # each holds a model and its runtime (~60 MB with ai-edge-litert); past this, HTTP limits
+
+
+def default_workers() -> int:
+    """`serve --workers` unless given: one per core this process may use plus one, at most 4; 0 on one core.
+
+    The extra worker has the next image ready while the HTTP process hands an answer over
+    (benchmarks/README.md, "Serving throughput with ApacheBench"). On one core a
+    worker would only add the hand-over to the same core's work.
+    """
+    from ..core.system import default_threads  # the usable cores, honouring taskset and cgroups
+
+    cores = default_threads()
+    return 0 if cores < 2 else min(cores + 1, MAX_DEFAULT_WORKERS)
+
+
+class WorkerDied(MnistCnnError):
+    """A worker process ended while it held a request (killed, out of memory); another replaces it."""
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """What a worker needs to build the same Predictor: picklable, no model object inside."""
+
+    source_file: tuple[str, Path]  # (kind, file): backends.reload
+    info: ModelInfo
+    max_bytes: int
+    max_pixels: int
+    acceptance: Acceptance | None
+    file: str | None
+
+
+def spec_of(predictor: Predictor) -> PredictorSpec | None:
+    """The spec of `predictor`, or None when its model exists only in memory (no file to load)."""
+    source = getattr(predictor.backend, "source_file", None)
+    if source is None:
+        return None
+    return PredictorSpec(source, predictor.info, predictor.max_bytes, predictor.max_pixels,
+                         predictor.acceptance, predictor.file)
+
+
+# -- the work, as run in a worker (or in a thread of the server when there are no workers) --------------
+
+def _json(document: dict[str, Any]) -> bytes:
+    # Compact UTF-8, as Starlette's JSONResponse writes; orjson is far faster than json.dumps
+    # on the 784 pixels. It would write NaN as null, but the predictor refuses NaN first.
+    return orjson.dumps(document)
+
+
+def predict_json(predictor: Predictor, source: bytes | np.ndarray, name: str, top_k: int) -> bytes:
+    """The /predict answer for one image, as a JSON body."""
+    return _json(predictor.predict([source], top_k, [name])[0].to_dict(include_image=True))
+
+
+def read_json(predictor: Predictor, source: bytes | np.ndarray, name: str) -> bytes:
+    """The /read answer (every digit of a number), as a JSON body."""
+    from ..inference.numbers import read_number
+
+    return _json(read_number(predictor, source, name).to_dict(include_images=True))
+
+
+def _build(spec: PredictorSpec) -> Predictor:
+    from ..inference.runtimes import reload
+
+    predictor = Predictor(reload(spec.source_file, threads=1), spec.info, spec.max_bytes, spec.max_pixels)
+    predictor.acceptance, predictor.file = spec.acceptance, spec.file
+    predictor.probabilities(np.zeros((1, 28, 28), np.float32))  # the first call allocates: do it now
+    return predictor
+
+
+def _worker_main(conn: Connection, spec: PredictorSpec) -> None:
+    """A worker process: build the Predictor, say ready (or why not), then answer tasks until the pipe closes.
+
+    Messages are pickles of (task, args) in and ("ok", bytes) or ("error", MnistCnnError) out.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the server stops us
+    try:
+        predictor = _build(spec)
+    except Exception as e:  # noqa: BLE001  (reported by the server, in one line)
+        conn.send(("error", f"a worker could not load the model: {first_line(e)}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            task, args = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):  # the server closed the pipe or died: stop
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", task(predictor, *args))
+        except MnistCnnError as e:
+            answer = ("error", e)
+        except Exception as e:  # noqa: BLE001  (a bug: the server answers 500, the worker lives on)
+            log.exception("task %s failed", getattr(task, "__name__", task))
+            answer = ("error", RuntimeError(f"{type(e).__name__} in {getattr(task, '__name__', task)}"))
+        try:
+            message = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001  (an exception that does not pickle: say so in its place)
+            message = pickle.dumps(("error", RuntimeError(f"unpicklable {type(answer[1]).__name__}")))
+        try:
+            conn.send_bytes(message)
+        except OSError:  # the server closed the pipe while this image was read (shutting down): stop
+            return
+
+
+class _Worker:
+    def __init__(self, process: BaseProcess, conn: Connection, pid: int) -> None:
+        self.process, self.conn, self.pid = process, conn, pid
+        self.pending: asyncio.Future[bytes] | None = None
+
+
+class WorkerPool:
+    """N worker processes, each with the model of `spec`; `run` sends one task and awaits its bytes.
+
+    Hand-written rather than a ProcessPoolExecutor, for speed: the executor moves every
+    task through two helper threads and a queue, which costs the HTTP process much of its
+    time per request. Here each worker has its own pipe, read by the
+    event loop itself (`add_reader`), and a request takes an idle worker or waits for one.
+    """
+
+    def __init__(self, spec: PredictorSpec, workers: int) -> None:
+        if workers < 1:
+            raise MnistCnnError(f"--workers {workers}: a pool needs at least one worker")
+        self.spec, self.workers = spec, workers
+        self._context = multiprocessing.get_context("spawn")
+        self._all: list[_Worker] = []
+        self._idle: asyncio.Queue[_Worker] | None = None  # made on the event loop, at the first request
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> list[int]:
+        """Start every worker and wait until each has loaded the model; their process ids.
+
+        MnistCnnError (one line) if a worker cannot load it, before the server takes requests.
+        """
+        starting = [self._spawn() for _ in range(self.workers)]  # all start at once, then each is awaited
+        try:
+            self._all = [self._wait_ready(*pair) for pair in starting]
+        except BaseException:
+            for process, conn in starting:
+                conn.close()
+                process.kill()
+            raise
+        return self.pids()
+
+    def _spawn(self) -> tuple[BaseProcess, Connection]:
+        ours, theirs = self._context.Pipe(duplex=True)
+        process = self._context.Process(target=_worker_main, args=(theirs, self.spec), daemon=True,
+                                        name="mnist-cnn-worker")
+        process.start()
+        theirs.close()  # the worker holds its end; ours alone must see EOF when it dies
+        return process, ours
+
+    def _wait_ready(self, process: BaseProcess, conn: Connection) -> _Worker:
+        if not conn.poll(STARTUP_TIMEOUT_S):
+            raise MnistCnnError(f"a worker did not load the model within {STARTUP_TIMEOUT_S:g} s; try --workers 0")
+        try:
+            kind, value = conn.recv()
+        except (EOFError, OSError):
+            raise MnistCnnError(f"a worker process ended while starting (exit code {process.exitcode}); "
+                                f"try --workers 0") from None
+        if kind != "ready":
+            raise MnistCnnError(f"{value}; try --workers 0")
+        return _Worker(process, conn, value)
+
+    def _attach(self) -> None:
+        """Bind to the running event loop: readers on every pipe, the idle queue (once per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._loop, self._idle = loop, asyncio.Queue()
+        for worker in self._all:
+            loop.add_reader(worker.conn.fileno(), self._on_answer, worker)
+            self._idle.put_nowait(worker)
+
+    def _on_answer(self, worker: _Worker) -> None:
+        try:
+            answer = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):  # the worker died (killed, out of memory)
+            self._replace(worker)
+            return
+        except Exception as e:  # noqa: BLE001  (an answer that does not unpickle: its request fails, not the loop)
+            answer = ("error", RuntimeError(f"unreadable answer from a worker ({type(e).__name__})"))
+        future, worker.pending = worker.pending, None
+        if future is None or future.done():  # its request was cancelled (client gone): the worker is free
+            if future is not None:
+                self._idle.put_nowait(worker)  # type: ignore[union-attr]
+            return
+        kind, value = answer
+        if kind == "ok":
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+        self._idle.put_nowait(worker)  # type: ignore[union-attr]
+
+    def _replace(self, worker: _Worker) -> None:
+        assert self._loop is not None
+        log.error("worker process %d died; starting another", worker.pid)
+        self._loop.remove_reader(worker.conn.fileno())
+        worker.conn.close()
+        if worker.pending is not None and not worker.pending.done():
+            worker.pending.set_exception(WorkerDied("a worker process stopped while reading this image; send it again"))
+        self._all.remove(worker)
+        # Starting one is slow: a thread waits for it while the others keep serving.
+        self._loop.run_in_executor(None, self._respawn)
+
+    def _respawn(self) -> None:
+        try:
+            fresh = self._wait_ready(*self._spawn())
+        except MnistCnnError as e:
+            log.error("could not replace the worker: %s", e)
+            return
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._adopt, fresh)
+
+    def _adopt(self, worker: _Worker) -> None:
+        self._all.append(worker)
+        assert self._loop is not None and self._idle is not None
+        self._loop.add_reader(worker.conn.fileno(), self._on_answer, worker)
+        self._idle.put_nowait(worker)
+
+    async def run(self, task: Callable[..., bytes], *args: Any) -> bytes:
+        """`task(predictor, *args)` in an idle worker. MnistCnnError as the worker raised it; WorkerDied if it died."""
+        self._attach()
+        assert self._idle is not None and self._loop is not None
+        worker = await self._idle.get()
+        while worker not in self._all:  # it died while idle: its replacement is on its way
+            worker = await self._idle.get()
+        worker.pending = self._loop.create_future()
+        try:
+            worker.conn.send_bytes(pickle.dumps((task, args), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:  # its pipe is gone: the reader sees the EOF and replaces it
+            worker.pending = None
+            raise WorkerDied("a worker process stopped while reading this image; send it again") from None
+        return await worker.pending
+
+    def pids(self) -> list[int]:
+        """Process ids of the running workers (for tests and diagnostics)."""
+        return sorted(w.pid for w in self._all)
+
+    def close(self) -> None:
+        """Close every pipe (a worker stops when its pipe closes) and wait for the processes."""
+        for worker in self._all:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(worker.conn.fileno())
+            worker.conn.close()
+        for worker in self._all:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+        self._all = []

@@ -1,0 +1,211 @@
+"""Architectures: one builder per model and the name -> builder registry.
+
+Every model uses only built-in Keras layers, so a saved `.keras` file loads under any
+Keras backend with no custom objects. Builders take the number of classes and return an
+uncompiled `keras.Model` whose output is a softmax over classes (float32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import layers
+
+from ..core.errors import ConfigError
+from ..data.registry import INPUT_SHAPE
+
+
+def keras_example(num_classes: int = 10) -> keras.Model:
+    """The keras-io MNIST convnet exactly as published (examples/vision/mnist_convnet.py)."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),  # -> (26, 26, 32)
+            layers.MaxPooling2D(pool_size=(2, 2)),  # -> (13, 13, 32)
+            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),  # -> (11, 11, 64)
+            layers.MaxPooling2D(pool_size=(2, 2)),  # -> (5, 5, 64)
+            layers.Flatten(),  # -> (1600,)
+            layers.Dropout(0.5),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="keras_example",
+    )
+
+
+def _conv_bn_relu(filters: int, kernel_size: int, name: str, strides: int = 1) -> list[layers.Layer]:
+    # No bias before batch norm: BN's own shift makes it redundant.
+    return [
+        layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"),
+        # momentum 0.9 (Keras default 0.99): the moving statistics settle within ~50 steps,
+        # so short runs and small datasets evaluate sensibly too.
+        layers.BatchNormalization(momentum=0.9, name=f"{name}_bn"),
+        layers.ReLU(name=f"{name}_relu"),
+    ]
+
+
+def cnn(num_classes: int = 10) -> keras.Model:
+    """The default model: three conv + batch-norm stages, dropout, one dense softmax.
+
+    Batch norm lets a high peak learning rate train fast; dropout before the classifier
+    keeps the large flattened layer from memorising. The third stage is a large share of
+    each step but is kept: without it the model is faster but clearly less accurate
+    (benchmarks/README.md, "Where the time goes").
+    """
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            *_conv_bn_relu(32, 3, "block1"),  # -> (28, 28, 32)
+            layers.MaxPooling2D(name="block1_pool"),  # -> (14, 14, 32)
+            *_conv_bn_relu(64, 3, "block2"),  # -> (14, 14, 64)
+            layers.MaxPooling2D(name="block2_pool"),  # -> (7, 7, 64)
+            *_conv_bn_relu(128, 3, "block3"),  # -> (7, 7, 128)
+            layers.Flatten(name="flatten"),  # -> (6272,)
+            layers.Dropout(0.4, name="dropout"),
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier"),
+        ],
+        name="cnn",
+    )
+
+
+def fast(num_classes: int = 10) -> keras.Model:
+    """The `fast` recipe's model: a strided stem, two narrow conv + batch-norm stages, no dropout.
+
+    On CPU a 28x28 conv + BN + pool stage costs far more of a step than its share of the
+    arithmetic (likely the memory traffic of 28x28 activations through BN, ReLU and
+    pooling), so a 4x4 stride-2 stem goes to 14x14 at once. The stages are as narrow as
+    still passes 99% in one epoch: narrower ones are cheaper but miss it on some seeds.
+    No dropout: in so short a run it only slows learning. The measurements behind each
+    choice: benchmarks/README.md, "How `fast` got to one epoch".
+    """
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            *_conv_bn_relu(24, 4, "stem", strides=2),  # -> (14, 14, 24)
+            *_conv_bn_relu(32, 3, "block1"),  # -> (14, 14, 32)
+            layers.MaxPooling2D(name="block1_pool"),  # -> (7, 7, 32)
+            *_conv_bn_relu(64, 3, "block2"),  # -> (7, 7, 64)
+            layers.MaxPooling2D(name="block2_pool"),  # -> (3, 3, 64)
+            layers.Flatten(name="flatten"),  # -> (576,)
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier"),
+        ],
+        name="fast",
+    )
+
+
+def strong(num_classes: int = 10) -> keras.Model:
+    """The `strong` recipe's model: two convs per stage at 14x14 and 7x7, global pooling.
+
+    Deeper stages see larger shapes (strokes, loops) at little extra cost because the
+    resolution is already reduced; global average pooling keeps the classifier small so
+    capacity goes into the convs. Meant to be trained with augmentation for many epochs.
+    """
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            *_conv_bn_relu(32, 3, "block1"),  # -> (28, 28, 32)
+            layers.MaxPooling2D(name="block1_pool"),  # -> (14, 14, 32)
+            *_conv_bn_relu(64, 3, "block2a"),
+            *_conv_bn_relu(64, 3, "block2b"),  # -> (14, 14, 64)
+            layers.MaxPooling2D(name="block2_pool"),  # -> (7, 7, 64)
+            *_conv_bn_relu(128, 3, "block3a"),
+            *_conv_bn_relu(128, 3, "block3b"),  # -> (7, 7, 128)
+            layers.GlobalAveragePooling2D(name="pool"),  # -> (128,)
+            layers.Dropout(0.3, name="dropout"),
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier"),
+        ],
+        name="strong",
+    )
+
+
+def _residual(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    """Two 3x3 conv + batch-norm layers and a shortcut around them (same shape in and out)."""
+    shortcut = x
+    for layer in _conv_bn_relu(filters, 3, f"{name}a") + _conv_bn_relu(filters, 3, f"{name}b")[:2]:  # ReLU after the add
+        x = layer(x)
+    x = layers.Add(name=f"{name}_add")([x, shortcut])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+def _residual_net(name: str, widths: tuple[int, int, int], num_classes: int, dropout: float,
+                  blocks: int = 1) -> keras.Model:
+    """A stem conv at 28x28, then at 14x14 and at 7x7 a stride-2 conv and `blocks` residual
+    blocks, global pooling. `widths`: channels of the three stages."""
+    stem, mid, top = widths
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = inputs
+    for layer in _conv_bn_relu(stem, 3, "stem"):  # -> (28, 28, stem)
+        x = layer(x)
+    for stage, filters in ((1, mid), (2, top)):  # -> (14, 14, mid), then (7, 7, top)
+        for layer in _conv_bn_relu(filters, 3, f"down{stage}", strides=2):
+            x = layer(x)
+        for block in range(blocks):  # the first block keeps the name one-block models were saved with
+            x = _residual(x, filters, f"res{stage}" + (f"_{block + 1}" if block else ""))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)  # -> (top,)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def resnet(num_classes: int = 10) -> keras.Model:
+    """A small residual network: 32 channels at 28x28, 64 at 14x14, 128 at 7x7.
+
+    Twice `strong`'s width where the image is small, for Fashion-MNIST, where `strong` fits
+    its training set no better than its validation set (capacity-bound). Shortcuts let the
+    deeper stack train as fast as a shallow one. Experimental: `wide` is its successor.
+    """
+    return _residual_net("resnet", (32, 64, 128), num_classes, dropout=0.2)
+
+
+def wide(num_classes: int = 10) -> keras.Model:
+    """`resnet` 1.5x wider where the image is small: 24 channels at 28x28, 96 at 14x14, 192 at 7x7.
+
+    ~1 M parameters and ~77 M multiply-adds per image: meant for bfloat16 training on CPUs
+    with bf16 matrix units (AMX), where an epoch costs about what `strong`'s costs in float32.
+    """
+    return _residual_net("wide", (24, 96, 192), num_classes, dropout=0.2)
+
+
+def deep(num_classes: int = 10) -> keras.Model:
+    """Experimental: twice `wide`'s residual blocks at two-thirds its width: two blocks at 14x14
+    (64 channels) and at 7x7 (128), 11 conv layers, ~64 M multiply-adds per image (`wide`: 7, ~77 M)."""
+    return _residual_net("deep", (24, 64, 128), num_classes, dropout=0.2, blocks=2)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    builder: Callable[[int], keras.Model]
+    description: str
+
+
+MODELS: dict[str, ModelEntry] = {
+    "keras-example": ModelEntry(keras_example, "keras-io MNIST convnet as published: 2 conv + pool, dropout 0.5"),
+    "cnn": ModelEntry(cnn, "default: 3 conv + batch-norm stages (32, 64, 128), dropout 0.4"),
+    "fast": ModelEntry(fast, "strided 4x4 stem to 14x14, then conv + batch-norm stages (32, 64), no dropout"),
+    "strong": ModelEntry(strong, "5 conv + batch-norm layers (32, 64x2, 128x2), global pooling, dropout 0.3"),
+    "resnet": ModelEntry(resnet, "experimental: strided convs to 14x14 (64) and 7x7 (128), a residual block at "
+                                 "each, global pooling, dropout 0.2"),
+    "wide": ModelEntry(wide, "resnet wider: 24, 96 at 14x14, 192 at 7x7, a residual block at each, global pooling, "
+                             "dropout 0.2"),
+    "deep": ModelEntry(deep, "experimental: 24, 64 at 14x14, 128 at 7x7, two residual blocks at each, global pooling, "
+                             "dropout 0.2"),
+}
+
+
+def build_model(name: str, num_classes: int = 10) -> keras.Model:
+    """Build the registered architecture `name` for `num_classes` classes (uncompiled)."""
+    try:
+        entry = MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(MODELS)} "
+                          f"(see `mnist-cnn models`)") from None
+    return entry.builder(num_classes)
+
+
+
+
+
+
+
+

@@ -1,0 +1,1 @@
+"""`mnist-cnn tune`: hyperparameter studies on Optuna (search spaces, storage, trials, reports)."""
