@@ -1,25 +1,28 @@
-"""Throughput of `POST /predict` against `GET /healthz` (the HTTP stack's own ceiling), with ApacheBench.
+"""Throughput and latency of `POST /predict` through the real `mnist-cnn serve`, beside `GET /healthz`.
 
-Starts `mnist-cnn serve MODEL --runtime R --workers W` for each model, runtime and worker
-count asked, then alternates `ab -k -c 8` rounds on /healthz and on /predict (a raw
-`image/png` body: a 28x28 MNIST test digit) so both see the same machine state, and
-reports for each server the median requests/s of each, their ratio, /predict's p50 and
-p99 latency and failed requests.
-Writes benchmarks/results/ab-<UTC time>.json. Needs Debian's `apache2-utils` (ab). Run it
-alone: this machine has 2 cores, and any other load skews it. Nothing here is asserted by tests.
+For each model, runtime and worker count asked, starts `mnist-cnn serve MODEL --runtime R
+--workers W` on a free port and loads it with one of two clients:
+
+- `--client ab` (default; Debian's `apache2-utils`): alternating `ab -k -c C` rounds on
+  /healthz (the HTTP stack's own ceiling) and /predict (a raw `image/png` body: MNIST test
+  digit 0), so both see the same machine state; reports the median requests/s of each,
+  their ratio, /predict's p50 and p99 latency and failed requests.
+- `--client httpx`: an asyncio httpx client timing each request from send to full
+  response at concurrency 1 and C, uploading as the page does (multipart `file`): the
+  page's 280x280 drawing and a 28x28 digit; p50/p99 and requests/s.
+
+Writes benchmarks/results/ab-<UTC time>.json or api-<UTC time>.json (with the CPU model).
+Run it alone: this machine has 2 cores, and any other load skews it. Nothing here is
+asserted by the tests.
 
     python benchmarks/bench_ab.py [--models mnist M.keras M.onnx] [--runtimes auto keras] [--workers 0 2]
-                                  [--requests 4000] [--rounds 3]
+                                  [--requests 4000] [--rounds 3] [--client ab|httpx]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import io
-import json
-import os
-import platform
+import asyncio
 import re
 import shutil
 import signal
@@ -27,30 +30,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from common import digit_png, drawing_png, start_server, write_result
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def digit_png() -> bytes:
-    """A real MNIST test digit (test image 0, a 7) as a 28x28 PNG; a drawn bar if the data is not here."""
-    try:
-        from mnist_cnn.data.idx import load_split
-        from mnist_cnn.data.registry import get_spec
-
-        images, _, _ = load_split(get_spec("mnist"), Path(os.environ.get("MNIST_CNN_DATA_DIR", SHARED_DATA)) / "mnist",
-                                  "test")
-        image = images[0]
-    except Exception:  # noqa: BLE001  (a benchmark input, not a result)
-        image = np.zeros((28, 28), np.uint8)
-        image[4:24, 12:16] = 255
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+WARMUP_REQUESTS = 50  # httpx client: before timing, so graphs are traced and connections open
 
 
 def ab(url: str, requests: int, concurrency: int, body: Path | None = None) -> dict[str, float]:
@@ -72,14 +57,73 @@ def ab(url: str, requests: int, concurrency: int, body: Path | None = None) -> d
             if "Non-2xx" in out else 0.0}
 
 
+async def httpx_load(url: str, body: bytes, concurrency: int, requests: int) -> dict[str, float]:
+    """`requests` uploads of `body` from `concurrency` concurrent clients: p50/p99 ms and requests/s."""
+    import httpx
+    import numpy as np
+
+    latencies: list[float] = []
+    remaining = requests
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                start = time.perf_counter()
+                response = await client.post("/predict", files={"file": ("d.png", body, "image/png")})
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text}")
+
+        for _ in range(WARMUP_REQUESTS):
+            await client.post("/predict", files={"file": ("d.png", body, "image/png")})
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    ms = np.array(latencies) * 1000
+    return {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "requests_per_s": len(ms) / elapsed}
+
+
 def serve(model: str, runtime: str, workers: int | None) -> tuple[subprocess.Popen, str, int]:
     """Start `mnist-cnn serve`; its process, URL and the number of worker processes it reports."""
-    from bench_api import start_server  # noqa: PLC0415  (beside this script)
-
     options = ["--runtime", runtime, *(["--workers", str(workers)] if workers is not None else [])]
     process, url = start_server(model, *options)
     count = re.search(r"(\d+) worker processes", process.first_line)
     return process, url, int(count.group(1)) if count else 0
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def ab_rows(url: str, body: Path, args: argparse.Namespace) -> dict:
+    ab(f"{url}/predict", 200, args.concurrency, body)  # warm-up
+    health, predict = [], []
+    for _ in range(args.rounds):
+        health.append(ab(f"{url}/healthz", args.requests, args.concurrency))
+        predict.append(ab(f"{url}/predict", args.requests, args.concurrency, body))
+    healthz_rps = statistics.median(r["requests_per_s"] for r in health)
+    predict_rps = statistics.median(r["requests_per_s"] for r in predict)
+    return {"healthz_rps": healthz_rps, "predict_rps": predict_rps, "ratio": round(predict_rps / healthz_rps, 3),
+            "predict_p50_ms": statistics.median(r["p50_ms"] for r in predict),
+            "predict_p99_ms": statistics.median(r["p99_ms"] for r in predict),
+            "failed": sum(r["failed"] + r["non_2xx"] for r in predict + health),
+            "rounds": {"healthz": health, "predict": predict}}
+
+
+def httpx_rows(url: str, args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for image, body in (("280x280 drawing PNG", drawing_png()), ("28x28 PNG", digit_png())):
+        for concurrency in sorted({1, args.concurrency}):
+            result = asyncio.run(httpx_load(url, body, concurrency, args.requests))
+            rows.append({"image": image, "bytes": len(body), "concurrency": concurrency, **result})
+    return rows
 
 
 def main() -> int:
@@ -89,11 +133,13 @@ def main() -> int:
     parser.add_argument("--runtimes", nargs="+", default=["auto"], help="serve --runtime values (default auto)")
     parser.add_argument("--workers", nargs="+", type=int, default=None,
                         help="serve --workers values (default: serve's own default)")
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--client", choices=("ab", "httpx"), default="ab")
+    parser.add_argument("--requests", type=int, default=None, help="per round (default: ab 4000, httpx 600)")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="ab rounds per endpoint (median reported)")
     args = parser.parse_args()
-    if shutil.which("ab") is None:
+    args.requests = args.requests or (4000 if args.client == "ab" else 600)
+    if args.client == "ab" and shutil.which("ab") is None:
         print("ab not found: apt-get install apache2-utils", file=sys.stderr)
         return 2
 
@@ -105,35 +151,27 @@ def main() -> int:
         for model, runtime, workers in settings:
             process, url, worker_count = serve(model, runtime, workers)
             try:
-                ab(f"{url}/predict", 200, args.concurrency, body)  # warm-up
-                health, predict = [], []
-                for _ in range(args.rounds):
-                    health.append(ab(f"{url}/healthz", args.requests, args.concurrency))
-                    predict.append(ab(f"{url}/predict", args.requests, args.concurrency, body))
+                found = ab_rows(url, body, args) if args.client == "ab" else {"rows": httpx_rows(url, args)}
             finally:
-                process.send_signal(signal.SIGINT)
-                process.wait(timeout=30)
-            healthz_rps = statistics.median(r["requests_per_s"] for r in health)
-            predict_rps = statistics.median(r["requests_per_s"] for r in predict)
-            rows.append({"model": model, "runtime": runtime, "workers": worker_count,
-                         "healthz_rps": healthz_rps, "predict_rps": predict_rps,
-                         "ratio": round(predict_rps / healthz_rps, 3),
-                         "predict_p50_ms": statistics.median(r["p50_ms"] for r in predict),
-                         "predict_p99_ms": statistics.median(r["p99_ms"] for r in predict),
-                         "failed": sum(r["failed"] + r["non_2xx"] for r in predict + health),
-                         "rounds": {"healthz": health, "predict": predict}})
+                stop(process)
+            rows.append({"model": model, "runtime": runtime, "workers": worker_count, **found})
 
-    print("| model | runtime | workers | /healthz req/s | /predict req/s | ratio | /predict p50 ms | p99 ms | failed |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {r['healthz_rps']:,.0f} | {r['predict_rps']:,.0f} | {r['ratio']:.2f} | "
-              f"{r['predict_p50_ms']:.0f} | {r['predict_p99_ms']:.0f} | {r['failed']:.0f} |")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS_DIR / f"ab-{stamp}.json"
-    out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": platform.platform(),
-                               "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(),
-                               "concurrency": args.concurrency, "requests": args.requests, "rows": rows}, indent=2))
+    if args.client == "ab":
+        print("| model | runtime | workers | /healthz req/s | /predict req/s | ratio | /predict p50 ms | p99 ms | failed |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {r['healthz_rps']:,.0f} | "
+                  f"{r['predict_rps']:,.0f} | {r['ratio']:.2f} | {r['predict_p50_ms']:.0f} | {r['predict_p99_ms']:.0f} | "
+                  f"{r['failed']:.0f} |")
+    else:
+        print("| model | runtime | workers | image | concurrency | p50 ms | p99 ms | requests/s |")
+        print("|---|---|---:|---|---:|---:|---:|---:|")
+        for r in rows:
+            for row in r["rows"]:
+                print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {row['image']} | "
+                      f"{row['concurrency']} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['requests_per_s']:.0f} |")
+    out = write_result("ab" if args.client == "ab" else "api", {
+        "client": args.client, "concurrency": args.concurrency, "requests": args.requests, "rows": rows})
     print(f"written {out}")
     return 0
 

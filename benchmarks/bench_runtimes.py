@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS, write_result
+
 from mnist_cnn.data.load import load_dataset
 from mnist_cnn.data.prepare import normalize
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WARMUP_CALLS = 30
 BATCHES = (1, 1000)  # one API request; a bulk job
 
@@ -42,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--architecture", default="cnn", help="architecture to time without --model (default cnn)")
     parser.add_argument("--calls", type=int, default=500, help="timed calls per runtime at batch 1 (default 500)")
     parser.add_argument("--data-dir", type=Path, help="folder holding mnist/ (default: the usual search)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON result")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON result")
     return parser.parse_args()
 
 
@@ -110,14 +111,8 @@ def main() -> int:
     for row in rows:
         print(f"| {row['runtime']} | {row['batch']} | {row['calls']} | {row['median_ms']:.3f} | {row['p90_ms']:.3f} "
               f"| {row['median_us_per_image']:.1f} |")
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    args.out.mkdir(parents=True, exist_ok=True)
-    result = args.out / f"runtimes-{stamp}.json"
-    result.write_text(json.dumps({
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "utc": stamp,
-        "model": str(args.model or args.architecture), "machine": platform.processor() or platform.machine(),
-        "python": platform.python_version(), "rows": rows,
-        "parity": {fmt: r.parity.max_abs_diff for fmt, r in exports.items()}}, indent=2) + "\n")
+    result = write_result("runtimes", {"model": str(args.model or args.architecture), "rows": rows,
+                                       "parity": {fmt: r.parity.max_abs_diff for fmt, r in exports.items()}}, args.out)
     print(f"written to {result}")
     return 0
 

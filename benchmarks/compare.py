@@ -36,10 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS
 
-RESULTS = Path(__file__).parent / "results"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 TARGET = 0.99
 QUICK_TRAIN_LIMIT = 5000
 QUICK_TEST_LIMIT = 2000  # a smoke test scores the first 2,000 test images, in every contender

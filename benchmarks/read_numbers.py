@@ -22,16 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compose import GAP, TOUCHING_GAP, Composed, random_numbers  # noqa: E402
+from common import RESULTS, model_record, write_result
+from compose import GAP, TOUCHING_GAP, Composed, random_numbers
 
 from mnist_cnn.data.load import load_dataset
-from mnist_cnn.inference import segment  # noqa: E402
-from mnist_cnn.inference.numbers import read_number  # noqa: E402
-from mnist_cnn.inference.predict import Predictor  # noqa: E402
-from mnist_cnn.runs.run import utc_stamp  # noqa: E402
+from mnist_cnn.inference import segment
+from mnist_cnn.inference.numbers import read_number
+from mnist_cnn.inference.predict import Predictor
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # The grid --tune walks: each constant's candidates (the others at their defaults).
 GRID = {
     "MERGE_OVERLAP": [0.3, 0.5, 0.7],
@@ -185,10 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['exact']:.2%} read exactly, digit count right {result['digit_count_right']:.2%}, "
                   f"digits right {result['digits_right_where_count_right']:.2%}, all digits accepted "
                   f"{result['all_digits_accepted']:.2%}; by length {result['exact_by_length']}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     kind = "-split-evidence" if args.split_evidence else "-tune" if args.tune else ""
-    path = args.out / f"read-numbers-{utc_stamp()}{kind}.json"
-    path.write_text(json.dumps(report, indent=2))
+    path = write_result("read-numbers", {**model_record(args.model), **report}, args.out, suffix=kind)
     print(f"wrote {path}")
     return 0
 

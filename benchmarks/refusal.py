@@ -30,9 +30,8 @@ from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference import acceptance
 from mnist_cnn.inference.predict import Predictor
 from mnist_cnn.refusal import negatives
-from mnist_cnn.runs.run import utc_stamp
+from common import RESULTS, model_record, utc_stamp, write_result
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 1  # generated negatives: not the calibration's seed (0)
 GOALS = {"mnist test": 0.01, "fashion-mnist test": 0.95}  # most digits refused; fewest Fashion items refused
 
@@ -147,14 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         from compare_rules import compare  # noqa: PLC0415  (Keras internals: only when asked)
 
         report["compare_rules"] = compare(args.model, args.data_dir, measured)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"refusal-{utc_stamp()}"
-    plot(curves, stem.with_suffix(".png"))
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    print(f"wrote {stem}.json and .png")
+    path = write_result("refusal", {**model_record(args.model), **report}, args.out)
+    plot(curves, path.with_suffix(".png"))
+    print(f"wrote {path} and {path.with_suffix('.png').name}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

@@ -3,7 +3,7 @@
     python benchmarks/time_request.py [MODEL] [--runtime auto|keras|litert|onnx] [--calls 3000]
 
 Loads MODEL (default: the shipped mnist) as `serve` does, builds the Predictor a worker
-process builds (one thread), and times `serve_workers.predict_json` on a 28x28 PNG of
+process builds (one thread), and times `serving.workers.predict_json` on a 28x28 PNG of
 MNIST test digit 0 (a drawn bar if the data is not found), then its parts: preprocessing
 alone and the model call alone. Prints medians of 5 repeats, in ms. Run it alone.
 """
@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ab import digit_png  # noqa: E402
+from common import digit_png
 
-from mnist_cnn.inference.predict import Predictor  # noqa: E402
-from mnist_cnn.inference.runtimes import reload  # noqa: E402
-from mnist_cnn.serving.workers import predict_json  # noqa: E402
+from mnist_cnn.inference.predict import Predictor
+from mnist_cnn.inference.runtimes import reload
+from mnist_cnn.serving.workers import predict_json
 
 
 def per_call_ms(function, calls: int) -> float:

@@ -1,7 +1,7 @@
 """The multi-seed results table: one row per kept training run, then mean and spread per group.
 
-    python benchmarks/seed_table.py                       # every run under results/training/
-    python benchmarks/seed_table.py wide-fashion-mnist    # runs whose folder starts so
+    python tools/seed_table.py                       # every run under results/training/
+    python tools/seed_table.py wide-fashion-mnist    # runs whose folder starts so
 
 Reads each run folder's `config.json` and `metrics.json` (copied from a finished run:
 `cp RUN/{config.json,metrics.json,history.csv,curves.png,report.md} results/training/NAME-seedN/`)
@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-TRAINING = Path(__file__).resolve().parent / "results" / "training"
+TRAINING = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "training"
 
 
 def rows(prefix: str = "") -> list[dict]:

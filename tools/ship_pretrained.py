@@ -1,7 +1,7 @@
 """Copy a finished run's model into the package as a pretrained model: `mnist-cnn predict NAME ...`.
 
-    python benchmarks/ship_pretrained.py RUN_DIR NAME      # NAME: mnist or fashion-mnist
-    python benchmarks/ship_pretrained.py --card-only NAME  # rewrite a shipped model's card
+    python tools/ship_pretrained.py RUN_DIR NAME      # NAME: mnist or fashion-mnist
+    python tools/ship_pretrained.py --card-only NAME  # rewrite a shipped model's card
 
 Writes src/mnist_cnn/pretrained/NAME/: `model.keras` (without optimizer state), `config.json`
 and `metrics.json` (what `runs.Run.model_info` reads: dataset, class names, preprocessing,
@@ -16,13 +16,13 @@ already shipped as NAME from its own files: after a recipe's settings change, it
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-from mnist_cnn.config import TrainConfig
-from mnist_cnn.recipes import train_command
+from mnist_cnn.core.hashing import sha256_file
+from mnist_cnn.runs.config import TrainConfig
+from mnist_cnn.training.recipes import train_command
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
@@ -83,7 +83,7 @@ def rewrite_card(name: str) -> int:
         record = json.loads((target / "config.json").read_text())
         metrics = json.loads((target / "metrics.json").read_text())
         digest = (target / "model.keras.sha256").read_text().split()[0]
-        actual = hashlib.sha256((target / "model.keras").read_bytes()).hexdigest()
+        actual = sha256_file(target / "model.keras")
     except (OSError, ValueError, IndexError) as error:
         print(f"no shipped {name} model to rewrite the card of: {error} (ship one first)", file=sys.stderr)
         return 2
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     strip_optimizer(args.run_dir / "model.keras", target / "model.keras")
     (target / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    digest = hashlib.sha256((target / "model.keras").read_bytes()).hexdigest()
+    digest = sha256_file(target / "model.keras")
     (target / "model.keras.sha256").write_text(f"{digest}  model.keras\n")  # checked by resolve_model
     (target / "MODEL_CARD.md").write_text(card(args.name, record, metrics, digest))
     calibration = args.run_dir / "acceptance.json"  # the "not a digit" rule, if the run was calibrated
