@@ -90,11 +90,19 @@ def _is_blank_display(output: nbformat.NotebookNode) -> bool:
 
 
 def local_folders() -> dict[str, str]:
-    """Absolute folders of this machine as they may appear in outputs, and what stands for them."""
-    folders = {str(HERE) + os.sep: "", str(HERE.parent) + os.sep: "", str(Path.home()) + os.sep: "~/"}
+    """Absolute folders of this machine as they may appear in outputs, and what stands for them.
+
+    Each folder in both spellings, as given and with symbolic links resolved: a data folder
+    reached through a link is printed either way, depending on who resolved it.
+    """
+    named = [(HERE, ""), (HERE.parent, ""), (Path.home(), "~/")]
     for variable in ("MNIST_CNN_DATA_DIR", "MNIST_CNN_RUNS_DIR"):
         if os.environ.get(variable):
-            folders[str(Path(os.environ[variable]).resolve()) + os.sep] = f"${variable}/"
+            named.append((Path(os.environ[variable]), f"${variable}/"))
+    folders = {}
+    for folder, stand_in in named:
+        for spelling in (Path(os.path.abspath(folder)), folder.resolve()):
+            folders.setdefault(str(spelling).rstrip(os.sep) + os.sep, stand_in)
     return dict(sorted(folders.items(), key=lambda item: -len(item[0])))  # the longest prefix first
 
 

@@ -278,11 +278,23 @@ def test_tune_mistakes_are_one_line_errors(capsys, argv, message):
 @needs_optuna
 def test_an_unreachable_database_is_one_line_without_the_password(capsys, closed_port_url):
     port = closed_port_url.rsplit(":", 1)[1].strip("/")
-    url = f"postgresql+psycopg2://tuner:s3cret@127.0.0.1:{port}/optuna"
+    url = f"postgresql://tuner:s3cret@127.0.0.1:{port}/optuna"  # plain, as the README writes it
     assert main(["tune", "show", "--study", "s", "--storage", url]) == 2
     err = one_line_error(capsys, "tune show")
-    assert "cannot open storage postgresql+psycopg2://tuner:***@127.0.0.1" in err and "s3cret" not in err
+    assert "cannot open storage postgresql://tuner:***@127.0.0.1" in err and "s3cret" not in err
+    assert "no database driver" not in err  # the [tune] extra's psycopg 3 runs a plain URL
 
+
+@pytest.mark.parametrize("given, used", [
+    ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+    ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),  # a named driver is kept
+    ("sqlite:///x.db", "sqlite:///x.db"),
+])
+def test_a_plain_postgresql_url_runs_on_psycopg_3(given, used):
+    from mnist_cnn.tuning.storage import database_url
+
+    assert database_url(given) == used
 
 
 @pytest.mark.slow

@@ -131,3 +131,15 @@ def test_the_portuguese_notebook_runs_top_to_bottom_in_quick_mode(shared_data, i
     explained = list((isolated_env / "runs").glob("*/my_digit-explained.png"))
     assert len(explained) == 1  # in the runs folder, not beside the notebook
     assert set((REPO / "notebooks").glob("runs/*")) == beside_before
+
+
+def test_outputs_write_a_data_folder_reached_through_a_link_relative(tmp_path, monkeypatch):
+    real = tmp_path / "real" / "data"
+    (real / "fashion-mnist").mkdir(parents=True)
+    link = tmp_path / "shared"
+    link.symlink_to(tmp_path / "real")
+    monkeypatch.setenv("MNIST_CNN_DATA_DIR", str(link / "data"))
+    for printed in (f"de {link / 'data' / 'fashion-mnist'}", f"de {real / 'fashion-mnist'}"):
+        tidied = builder._relative(printed)
+        assert tidied == "de $MNIST_CNN_DATA_DIR/fashion-mnist", tidied
+        assert str(tmp_path) not in tidied

@@ -73,6 +73,16 @@ def describe_storage(url: str | None, runs_dir: Path) -> str:
         return "the --storage URL"
 
 
+POSTGRES_DRIVER = "postgresql+psycopg"  # psycopg 3: what the [tune] extra installs
+
+
+def database_url(url: str) -> str:
+    """A plain `postgresql://` (or `postgres://`) URL names psycopg 3, the driver the [tune] extra installs,
+    whatever SQLAlchemy's own default is (psycopg2 before 2.1). A URL naming its driver is kept."""
+    scheme, sep, rest = url.partition("://")
+    return f"{POSTGRES_DRIVER}://{rest}" if sep and scheme in ("postgresql", "postgres") else url
+
+
 def make_storage(url: str | None, runs_dir: Path, heartbeat_s: int | None = None, create: bool = True) -> Any:
     """The embedded journal of `runs_dir` (url None), or an RDBStorage, with heartbeats if `heartbeat_s`.
 
@@ -108,7 +118,7 @@ def make_storage(url: str | None, runs_dir: Path, heartbeat_s: int | None = None
             try:
                 with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **retry)
+                    return optuna.storages.RDBStorage(database_url(url), engine_kwargs={"pool_pre_ping": True}, **retry)
             except IntegrityError:
                 # Workers started together on an empty database race to create Optuna's
                 # tables; the loser's CREATE fails, and its next attempt finds them made.
@@ -117,7 +127,7 @@ def make_storage(url: str | None, runs_dir: Path, heartbeat_s: int | None = None
                 time.sleep(0.5 * (attempt + 1))
     except ImportError:
         raise TuneError(f"no database driver for {describe_storage(url, runs_dir)}: pip install "
-                        f"'mnist-cnn[tune]' (PostgreSQL's psycopg2) or the driver your URL names") from None
+                        f"'mnist-cnn[tune]' (PostgreSQL's psycopg 3) or the driver your URL names") from None
     except Exception as e:  # noqa: BLE001  (SQLAlchemy: a bad URL, a refused connection, a login)
         first = first_line(e, 300)
         raise TuneError(f"cannot open storage {describe_storage(url, runs_dir)}: {first}; check the URL and that "
