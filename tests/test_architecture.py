@@ -92,3 +92,19 @@ def test_layers_contract_holds():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "1 kept, 0 broken" in result.stdout
+
+
+def test_one_version_everywhere(capsys):
+    from importlib import metadata
+
+    import mnist_cnn
+    from mnist_cnn.cli.main import main
+    from mnist_cnn.core.version import __version__
+
+    assert mnist_cnn.__version__ == __version__ == metadata.version("mnist-cnn")  # pyproject reads it too
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"mnist-cnn {__version__}"
+    stray = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+             if p.name != "version.py" and __version__ in p.read_text(encoding="utf-8")]
+    assert stray == []  # nobody spells the version out again

@@ -34,7 +34,6 @@ NumPy here; scikit-learn only while fitting. No I/O at import.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -217,20 +216,10 @@ def fit(digit_features: np.ndarray, negative_features: np.ndarray, validation_fe
 
 def read(path: Path) -> Acceptance | None:
     """The rule stored at `path`; None if there is none; RunFileError (naming it) if it is damaged."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        reason = getattr(e, "strerror", None) or type(e).__name__
-        raise RunFileError(f"cannot read {path} ({reason}); delete it or run `mnist-cnn calibrate MODEL` "
-                           f"again") from None
-    try:
-        record = json.loads(text)
-    except (ValueError, RecursionError):
-        raise RunFileError(f"{path} is damaged (not valid JSON); delete it or run `mnist-cnn calibrate MODEL` "
-                           f"again") from None
-    return Acceptance.from_json(record, Path(path))
+    path = Path(path)
+    record = Run(path.parent).read_json(path.name, required=False,
+                                        fix="delete it or run `mnist-cnn calibrate MODEL` again")
+    return None if record is None else Acceptance.from_json(record, path)
 
 
 def write(rule: Acceptance, model_path: Path) -> Path:

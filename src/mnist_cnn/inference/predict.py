@@ -35,6 +35,7 @@ from .preprocess import (
     preprocess_steps,
     to_uint8,
 )
+from .runtimes import predict_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class Predictor:
         """float32 (N, 28, 28) preprocessed images -> (N, num_classes) probabilities."""
         batch = model_input(images)  # (N, 28, 28) -> (N, 28, 28, 1)
         with self._lock:  # one model call at a time; the runtime parallelises inside it
-            probabilities = np.asarray(self.backend(batch), dtype=np.float64)
+            probabilities = np.asarray(predict_probabilities(self.backend, batch), dtype=np.float64)
         if not np.isfinite(probabilities).all():  # never a NaN in an answer (nor in the API's JSON)
             raise ModelOutputError("the model gave non-finite probabilities for this image; it cannot score "
                                    "it (try another image, or retrain the model)")

@@ -36,7 +36,6 @@ FIT_NEGATIVES = 5000  # negative images of the other dataset it is fitted agains
 FIT_SCRIBBLES = 500  # ... and generated scribbles
 MIN_VALIDATION = 1000  # fewer validation images cannot place a threshold near 1% (10 images below it)
 MEASURE_GENERATED = 500  # noise and scribble images each, measured (not fitted on)
-BATCH = 500  # images per model call
 SEED = 0
 
 
@@ -52,9 +51,7 @@ def run_model(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarra
     if not images:
         return np.zeros((0, 28, 28), np.float32), np.zeros((0, predictor.num_classes)), blank
     stacked = np.stack(images)  # (N, 28, 28)
-    probabilities = np.concatenate([predictor.probabilities(stacked[i:i + BATCH])
-                                    for i in range(0, len(stacked), BATCH)])
-    return stacked, probabilities, blank
+    return stacked, predictor.probabilities(stacked), blank  # the predictor runs it in bounded batches
 
 
 def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, int]:

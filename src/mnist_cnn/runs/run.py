@@ -27,10 +27,12 @@ from typing import Any, Iterator
 from ..core.atomic import TEMP_PREFIX, write_json, write_text
 from .config import TrainConfig
 from ..data.registry import DATASETS, Style
+from ..core.system import cpu_model, usable_cores, version_of
 from ..core.errors import ConfigError, MnistCnnError, RunFileError
 
 log = logging.getLogger(__name__)
 
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # a run writes kilobytes of JSON; anything far larger is not ours
 TEST_METRIC_KEYS = ("accuracy", "loss", "errors", "num_images")  # the run's test scores shown by /model
 
 
@@ -160,23 +162,30 @@ class Run:
 
     # -- one reading and writing policy ----------------------------------------------------------
 
-    def read_json(self, name: str, required: bool = True) -> dict[str, Any] | None:
-        """A JSON object file of the run; None if absent and not `required`; RunFileError otherwise."""
+    def read_json(self, name: str, required: bool = True, fix: str | None = None) -> dict[str, Any] | None:
+        """A JSON object file of the run; None if absent and not `required`; RunFileError otherwise.
+
+        The one reader of run records (acceptance.json included): capped in size, and every
+        problem one line naming the file and `fix` (default: restore it or resume the run).
+        """
         path = self.path / name
+        fix = fix or f"the file is damaged: restore it, or delete it and run `mnist-cnn train --resume {self.path}`"
         try:
+            if path.stat().st_size > MAX_RECORD_BYTES:
+                raise RunFileError(f"{path} is over {MAX_RECORD_BYTES:,} bytes, far more than a run writes; {fix}")
             value = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             if not required:
                 return None
             raise RunFileError(f"{path} is missing; the run folder is incomplete (`mnist-cnn train "
                                f"--resume {self.path}` rewrites what a finished training can)") from None
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        except (OSError, UnicodeDecodeError) as e:
             reason = getattr(e, "strerror", None) or type(e).__name__
-            raise RunFileError(f"cannot read {path} ({reason}); the file is damaged: restore it, or "
-                               f"delete it and run `mnist-cnn train --resume {self.path}`") from None
+            raise RunFileError(f"cannot read {path} ({reason}); {fix}") from None
+        except (ValueError, RecursionError):
+            raise RunFileError(f"{path} is damaged (not valid JSON); {fix}") from None
         if not isinstance(value, dict):
-            raise RunFileError(f"{path} holds a JSON {type(value).__name__}, not an object; the file is "
-                               f"damaged: restore it, or delete it and resume the run")
+            raise RunFileError(f"{path} holds a JSON {type(value).__name__}, not an object; {fix}")
         return value
 
     def write_json(self, name: str, value: Any) -> Path:
@@ -364,13 +373,6 @@ def history_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
     return {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -385,26 +387,15 @@ def environment() -> dict[str, Any]:
     import keras  # noqa: PLC0415  (only when a run is written)
 
     return {
-        "mnist_cnn": _version("mnist-cnn"),
+        "mnist_cnn": version_of("mnist-cnn"),
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
-        "tensorflow": _version("tensorflow") or _version("tensorflow-cpu"),
-        "numpy": _version("numpy"),
+        "tensorflow": version_of("tensorflow") or version_of("tensorflow-cpu"),
+        "numpy": version_of("numpy"),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "git_commit": _git_commit(),
     }
-
-
-def _cpu_model() -> str | None:
-    """The processor's name (Linux), e.g. to tell which runs had bfloat16 matrix units (AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            lines = f.read(200_000).splitlines()
-    except OSError:
-        return platform.processor() or None
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-    return f"{name} (AMX)" if name and "amx_bf16" in flags else name

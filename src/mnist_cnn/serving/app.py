@@ -36,6 +36,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import ImageTooLargeError, MnistCnnError, first_line
+from ..core.version import __version__
 from ..inference.predict import DEFAULT_TOP_K, Predictor
 from .schema import ImageJSON, NumberJSON, PredictionJSON
 from .workers import WorkerDied, WorkerPool, predict_json, read_json
@@ -167,7 +168,7 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
     """
     max_image_bytes = predictor.max_bytes
     workers = anyio.CapacityLimiter(MAX_CONCURRENT_IMAGES)
-    app = FastAPIOffline(title="mnist-cnn", version="0.1.0",
+    app = FastAPIOffline(title="mnist-cnn", version=__version__,
                          description="Read handwritten digits (or Fashion-MNIST items) with a trained CNN. "
                                      "The page at / lets you draw one.")
     app.add_middleware(BodySizeLimit, max_bytes=max_image_bytes + MULTIPART_OVERHEAD_BYTES, timeout_s=body_timeout_s)
