@@ -108,3 +108,18 @@ def test_one_version_everywhere(capsys):
     stray = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
              if p.name != "version.py" and __version__ in p.read_text(encoding="utf-8")]
     assert stray == []  # nobody spells the version out again
+
+
+def test_every_package_file_is_one_git_would_commit():
+    """A .gitignore pattern must not hide package code (a `runs/` pattern once hid runs/__init__.py,
+    which Python forgave as a namespace package and setuptools would have left out of the wheel)."""
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    files = [str(p.relative_to(REPO)) for p in PACKAGE.rglob("*")
+             if p.is_file() and (p.suffix == ".py" or {"static", "pretrained"} & set(p.parts))
+             and "__pycache__" not in p.parts]
+    result = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO, input="\n".join(files),
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == []  # check-ignore prints the ignored ones
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    assert all((folder / "__init__.py").is_file() for folder in folders)
