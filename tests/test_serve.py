@@ -186,7 +186,7 @@ def test_the_body_cap_stops_reading_at_the_limit():
 
     from fastapi.responses import PlainTextResponse
 
-    from mnist_cnn.serving.app import BodySizeLimit
+    from mnist_cnn.serving.guards import BodySizeLimit
 
     pulled = 0
     sent: list[dict] = []

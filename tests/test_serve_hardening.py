@@ -140,9 +140,36 @@ def test_a_client_that_disconnects_mid_upload_is_one_quiet_line(guarded, caplog)
 def test_allowed_hosts(predictor):
     from mnist_cnn.serving.app import create_app
 
-    with running_server(create_app(predictor, allowed_hosts=["digits.example.org"])) as url:
-        assert httpx.get(f"{url}/healthz", headers={"host": "evil.example.com"}).status_code == 400
-        assert httpx.get(f"{url}/healthz", headers={"host": "digits.example.org"}).status_code == 200
+    with running_server(create_app(predictor, allowed_hosts=["digits.example.org", "*.example.net"])) as url:
+        refused = httpx.get(f"{url}/healthz", headers={"host": "evil.example.com"})
+        assert refused.status_code == 400  # in the API's own form, as every other refusal
+        assert refused.headers["content-type"] == "application/json"
+        assert "evil.example.com" in refused.json()["detail"] and "digits.example.org" in refused.json()["detail"]
+        for host in ("digits.example.org", "digits.example.org:8000", "a.example.net", "DIGITS.example.org"):
+            assert httpx.get(f"{url}/healthz", headers={"host": host}).status_code == 200, host
+        assert httpx.get(f"{url}/healthz", headers={"host": "example.net"}).status_code == 400
+
+
+def test_an_empty_host_list_never_means_any_host(predictor):
+    from mnist_cnn.core.errors import MnistCnnError
+    from mnist_cnn.serving.app import create_app
+
+    with pytest.raises(MnistCnnError, match="allowed_hosts is empty"):
+        create_app(predictor, allowed_hosts=[])
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "empty host"), (",,,", "empty host"), ("a.org,", "empty host"),
+    ("a b.org", "not a host name"), ("http://a.org", "not a host name"), ("a.org/x", "not a host name"),
+])
+def test_malformed_allowed_hosts_are_one_line_errors(value, message):
+    from mnist_cnn.core.errors import MnistCnnError
+    from mnist_cnn.serving.guards import parse_hosts
+
+    with pytest.raises(MnistCnnError, match=message):
+        parse_hosts(value)
+    assert parse_hosts(" digits.example.org , *.example.net,[::1],192.0.2.7") == [
+        "digits.example.org", "*.example.net", "[::1]", "192.0.2.7"]
 
 
 def test_lab_tiff_is_read_and_nan_never_reaches_json(guarded):

@@ -147,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # A library's warning (Pillow, zipfile, Keras) is a log record here, shown with -v: the
+    # user of a command sees its answer or one line of error, nothing before it.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     try:
         return args.handler(args)
     except MnistCnnError as e:

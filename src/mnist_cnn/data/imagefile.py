@@ -9,6 +9,7 @@ before decoding when the header claims too many pixels. Nothing runs at import.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,14 @@ def decode_image(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES,
     # could shrink them: raise its limit to what a 1/8-scale draft can bring under ours.
     # Safe: every image's header size is checked against `max_pixels` below, before decoding.
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels * JPEG_MAX_REDUCTION ** 2 // 2)
+    with warnings.catch_warnings():
+        # Pillow warns (to stderr) about images between its limit and twice it; the check below
+        # against `max_pixels` is stricter, so its warning would only print a line before ours.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _decode(data, max_pixels)
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:  # Pillow's own cap (far above ours) fires inside open()

@@ -224,7 +224,7 @@ def read(path: Path) -> Acceptance | None:
 
 def write(rule: Acceptance, model_path: Path) -> Path:
     """Store `rule` beside `model_path` (its run folder's acceptance.json), with the model's digest."""
-    model_path = Path(model_path)
+    model_path = Path(model_path).resolve()  # beside the file itself, not beside a link to it
     details = {**rule.details, "model_file": model_path.name, "model_sha256": sha256_file(model_path)}
     path = model_path.parent / Run.acceptance
     write_json(path, replace(rule, details=details).to_json())
@@ -232,7 +232,7 @@ def write(rule: Acceptance, model_path: Path) -> Path:
 
 def for_model(model_path: Path) -> Acceptance | None:
     """The calibration stored beside `model_path`; None if none; RunFileError if damaged or stale."""
-    model_path = Path(model_path)
+    model_path = Path(model_path).resolve()  # a link keeps the rule of the file it points to
     path = model_path.parent / Run.acceptance
     rule = read(path)
     if rule is not None and rule.details.get("model_file") == model_path.name \

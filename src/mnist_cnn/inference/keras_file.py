@@ -48,10 +48,18 @@ def _check_archive(path: Path) -> None:
     """A .keras file is a zip: refuse one whose members declare more than the cap, unread."""
     try:
         with zipfile.ZipFile(path) as archive:
-            declared = sum(member.file_size for member in archive.infolist())
+            members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise ModelFileError(f"cannot load {path}: not a valid .keras (zip) file ({type(e).__name__}); pass a "
                              f"model.keras written by `mnist-cnn train`") from None
+    # Keras writes a handful of flat names; a member leaving the archive's folder ("../x", "/x")
+    # is an attack on whoever unpacks it (zipfile would only warn and skip it).
+    escaping = [m.filename for m in members
+                if m.filename.startswith(("/", "\\")) or ".." in m.filename.replace("\\", "/").split("/")]
+    if escaping:
+        raise ModelFileError(f"{path} holds a member named {escaping[0][:80]!r}, outside the archive; it is not a "
+                             f"model of this package")
+    declared = sum(member.file_size for member in members)
     if declared > MAX_MODEL_UNPACKED_BYTES:
         raise ModelFileError(f"{path} would unpack to {declared:,} bytes, over the {MAX_MODEL_UNPACKED_BYTES:,}-byte "
                              f"limit for a model; it is not a model of this package")

@@ -72,4 +72,9 @@ def open_model(name_or_path: str | Path, *, rule: bool = True, keras_only: bool 
     run_info = run.model_info() if run is not None else None  # a damaged run is an error before the load
     model = load_model(path)
     info = model.info or run_info or ModelInfo(dataset=None, class_names=(), style=dataset_style(None))
+    if info.class_names and len(info.class_names) != model.num_classes:
+        where = "its metadata" if model.info else f"its run ({run.config if run else '?'})"
+        raise ModelFileError(f"{path} predicts {model.num_classes} classes but {where} names "
+                             f"{len(info.class_names)}; the model and its run do not belong together: pass "
+                             f"the model.keras of that run, or train again")
     return OpenedModel(path, model, run, info, for_model(path) if rule else None)

@@ -156,9 +156,14 @@ class Run:
 
     @classmethod
     def of_model(cls, model_path: Path) -> "Run | None":
-        """The run folder a model file sits in (one holding config.json), or None for a loose model."""
-        folder = Path(model_path).parent
-        return cls(folder) if (folder / cls.config).is_file() else None
+        """The run folder a model file sits in (one holding config.json), or None for a loose model.
+
+        A model reached through a symbolic link belongs to the run beside the file it points to
+        (or, failing that, beside the link)."""
+        for folder in (Path(model_path).resolve().parent, Path(model_path).parent):
+            if (folder / cls.config).is_file():
+                return cls(folder)
+        return None
 
     # -- one reading and writing policy ----------------------------------------------------------
 

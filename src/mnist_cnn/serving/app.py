@@ -31,13 +31,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.errors import ImageTooLargeError, MnistCnnError, first_line
 from ..core.version import __version__
 from ..inference.predict import DEFAULT_TOP_K, Predictor
+from .guards import BODY_TIMEOUT_S, BodySizeLimit, HostCheck
 from .schema import ImageJSON, NumberJSON, PredictionJSON
 from .workers import WorkerDied, WorkerPool, predict_json, read_json
 
@@ -49,78 +48,11 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundary and part headers on top of the 
 # a few hundred MB while decoded, so this also bounds memory (others wait their turn).
 MAX_CONCURRENT_IMAGES = 4
 # Connection hygiene (uvicorn has no header or body timeout of its own; see GuardedH11Protocol).
-BODY_TIMEOUT_S = 30.0  # ... and its body within this (5 MB at ~170 kB/s)
-
-class BodyTooLarge(Exception):
-    """Raised from `receive` when a request body passes the cap."""
 
 
-class BodyTooSlow(Exception):
-    """Raised from `receive` when a request body is not complete within BODY_TIMEOUT_S."""
 
 
-class BodySizeLimit:
-    """ASGI middleware: refuse bodies over `max_bytes` while they stream in, before buffering them.
 
-    A declared Content-Length over the cap is refused before reading anything; a chunked
-    body is counted as it arrives and cut off at the cap.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = BODY_TIMEOUT_S) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.timeout_s = timeout_s
-
-    def _refusal(self) -> JSONResponse:
-        return JSONResponse({"detail": f"request body over the {self.max_bytes:,}-byte limit; "
-                                       f"send a smaller image"}, status_code=413)
-
-    def _too_slow(self) -> JSONResponse:
-        return JSONResponse({"detail": f"request body not complete after {self.timeout_s:g} s; send it "
-                                       f"again on a faster connection"}, status_code=408,
-                            headers={"connection": "close"})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refusal()(scope, receive, send)
-            return
-        received = 0
-        started = False
-        body_done = False
-        deadline = anyio.current_time() + self.timeout_s
-
-        async def counting_receive() -> Message:
-            nonlocal received, body_done
-            if body_done:  # after the body, receive only waits for a disconnect: no deadline
-                return await receive()
-            try:
-                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTooSlow from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                body_done = not message.get("more_body", False)
-                if received > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except (BodyTooLarge, BodyTooSlow) as e:
-            if started:
-                raise
-            refusal = self._refusal() if isinstance(e, BodyTooLarge) else self._too_slow()
-            await refusal(scope, receive, send)
 
 
 def _reject_constant(name: str) -> float:
@@ -172,8 +104,10 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
                          description="Read handwritten digits (or Fashion-MNIST items) with a trained CNN. "
                                      "The page at / lets you draw one.")
     app.add_middleware(BodySizeLimit, max_bytes=max_image_bytes + MULTIPART_OVERHEAD_BYTES, timeout_s=body_timeout_s)
-    if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    if allowed_hosts is not None:  # an empty list is an error, never "any host"
+        if not list(allowed_hosts):
+            raise MnistCnnError("allowed_hosts is empty: name at least one host, or pass None to accept any")
+        app.add_middleware(HostCheck, allowed_hosts=list(allowed_hosts))
 
     @app.exception_handler(RequestValidationError)
     async def one_line_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -30,6 +30,7 @@ from ..core.system import quiet_tensorflow
 from ..inference.convert import RUNTIMES
 from ..inference.predict import Predictor
 from .app import create_app
+from .guards import parse_hosts
 from .workers import WorkerPool, default_workers, spec_of
 
 log = logging.getLogger(__name__)
@@ -42,17 +43,6 @@ MAX_WORKERS = 64  # --workers' ceiling: each worker holds a model
 STARTUP_TIMEOUT_S = 60.0  # `Server.in_thread` waits this long for uvicorn to listen
 
 
-def parse_hosts(allowed_hosts: str | Sequence[str] | None) -> list[str] | None:
-    """`--allowed-hosts` as a list; None (any host) only when not given. An empty or blank value is an
-    error: the Host check never switches itself off."""
-    if allowed_hosts is None:
-        return None
-    items = allowed_hosts.split(",") if isinstance(allowed_hosts, str) else list(allowed_hosts)
-    hosts = [h.strip() for h in items]
-    if not hosts or any(not h for h in hosts):
-        raise MnistCnnError(f"--allowed-hosts {','.join(items)!r} names an empty host; pass host names separated "
-                            f"by commas (e.g. digits.example.org), or leave the flag out to accept any host")
-    return hosts
 
 
 def check_settings(max_upload_mb: float, max_connections: int, workers: int | None) -> None:
