@@ -94,3 +94,98 @@ def test_a_model_reached_through_a_link_keeps_its_run_and_its_refusal_rule(tmp_p
     assert linked.info.dataset == "mnist" and linked.calibrated and linked.acceptance == direct.acceptance
     noise = (np.random.default_rng(0).random((1000, 1000)) > 0.5).astype(np.uint8) * 255
     assert not linked.predict([noise])[0].accepted  # the rule is on: random noise is not a digit
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--epochs", str(10**30)], "epochs"),
+    (["train", "--batch-size", str(10**30)], "batch_size"),
+    (["train", "--patience", str(10**30)], "patience"),
+    (["train", "--train-limit", str(10**30)], "train_limit"),
+    (["train", "--warmup-epochs", "1e30"], "warmup_epochs"),
+    (["tune", "run", "--study", "s", "--trials", str(10**30)], "--trials"),
+    (["data", "samples", "mnist", "-o", "x.png", "--per-class", str(10**30)], "--per-class"),
+])
+def test_values_with_no_sane_upper_bound_are_one_line_errors(capsys, tmp_path, argv, words):
+    code = None
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own one-line refusal
+        code = stop.code
+    assert code == 2
+    line = one_line_error(capsys)
+    assert words in line and "Traceback" not in line
+
+
+def test_a_search_space_reaching_past_the_bounds_or_nested_deep_is_one_line(capsys, tmp_path):
+    pytest.importorskip("optuna")
+    huge, deep = tmp_path / "huge.toml", tmp_path / "deep.toml"
+    huge.write_text(f"epochs = {{ low = 1, high = {10**30} }}\n")
+    deep.write_text("epochs = " + "[" * 5000 + "]" * 5000 + "\n")
+    for space, words in ((huge, "epochs"), (deep, "nested")):
+        assert main(["tune", "run", "--study", "s", "--space", str(space), "--runs-dir", str(tmp_path)]) == 2
+        line = one_line_error(capsys)
+        assert words in line and str(space) in line, line
+
+
+def test_without_a_calibrated_rule_plain_ink_checks_still_refuse_what_is_not_writing(trained_model):
+    from mnist_cnn.data.idx import load_split
+    from mnist_cnn.data.registry import get_spec
+    from mnist_cnn.inference.numbers import read_number
+    from mnist_cnn.inference.predict import Predictor
+
+    predictor = Predictor.from_path(trained_model)
+    assert not predictor.calibrated
+    rng = np.random.default_rng(0)
+    noise = ((rng.random((1000, 1000)) > 0.5) * 255).astype(np.uint8)
+    prediction = predictor.predict([noise])[0]
+    assert not prediction.accepted and not prediction.calibrated
+    assert "no calibrated" in prediction.reason and "\n" not in prediction.reason
+    reading = read_number(predictor, noise)
+    assert reading.digits and not any(digit.accepted for digit in reading.digits)
+    # ... while real digits pass them: the limits lie beyond every MNIST training digit.
+    images, _, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    accepted = [p.accepted for p in predictor.predict(list(images[:2000]))]
+    assert np.mean(accepted) >= 0.999
+
+
+def test_a_training_refused_at_its_first_batch_leaves_no_run_folder(capsys, tmp_path, tiny_dataset, monkeypatch):
+    from mnist_cnn.core.errors import MnistCnnError
+    from mnist_cnn.training import train as training
+
+    def refuse(*args, **kwargs):
+        raise MnistCnnError("refused at the first batch")
+
+    monkeypatch.setattr(training, "make_batches", refuse)
+    runs = tmp_path / "runs"
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--model", "keras-example",
+                 "--epochs", "1", "--runs-dir", str(runs)]) == 2
+    assert "refused at the first batch" in capsys.readouterr().err
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_a_killed_evaluation_leaves_nothing_and_a_rerun_replaces_only_its_own_folder(tmp_path, trained_model,
+                                                                                     monkeypatch):
+    from mnist_cnn.core.errors import MnistCnnError
+    from mnist_cnn.evaluation import evaluate as evaluation
+    from mnist_cnn.evaluation import report
+
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "eval"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(report, "write_report", killed)
+        with pytest.raises(KeyboardInterrupt):
+            evaluation.evaluate(trained_model, out=out, data_dir=SHARED_DATA, offline=True)
+    assert list(work.iterdir()) == []  # no half folder, no staging, no .tmp-* file
+    first = evaluation.evaluate(trained_model, out=out, data_dir=SHARED_DATA, offline=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(evaluation.EVALUATION_FILES)
+    again = evaluation.evaluate(trained_model, out=out, data_dir=SHARED_DATA, offline=True)  # replaced whole
+    assert again.metrics["test"] == first.metrics["test"] and sorted(p.name for p in work.iterdir()) == ["eval"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(MnistCnnError, match="holds other files .notes.txt"):
+        evaluation.evaluate(trained_model, out=out, data_dir=SHARED_DATA, offline=True)
+    assert (out / "notes.txt").read_text() == "mine"

@@ -83,14 +83,18 @@ def add_lang_flag(parser: argparse.ArgumentParser) -> None:
                         help=f"language of the printed card or the picture (default {DEFAULT_LANG})")
 
 
+MAX_PER_CLASS = 100  # `data samples --per-class`: images in one row of the picture
+MAX_COUNT = 1_000_000_000  # the ceiling of every count flag (trials, seconds, top-k, images per class)
+
+
 def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
+    """An argparse type: an integer from 1 to MAX_COUNT."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be an integer from 1 to {MAX_COUNT:,}")
     return value
 
 
@@ -199,8 +203,9 @@ def _cmd_samples(args: argparse.Namespace) -> int:
     from ..data.load import load_dataset
     from ..evaluation.plots import plot_samples
 
-    if args.per_class < 1:
-        raise ConfigError(f"invalid --per-class {args.per_class}: expected an integer >= 1")
+    if not 1 <= args.per_class <= MAX_PER_CLASS:
+        raise ConfigError(f"invalid --per-class {str(args.per_class)[:40]}: expected an integer from 1 to "
+                          f"{MAX_PER_CLASS} (one row of a picture)")
     if args.out.suffix.lower() != ".png":
         raise ConfigError(f"{args.out} must end in .png")
     dataset = load_dataset(args.name, args.data_dir, **source_kwargs(args))

@@ -7,6 +7,8 @@ is `mnist-cnn evaluate` as a function. Keras is imported only by `evaluate`.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from ..core.atomic import TEMP_PREFIX
 from ..core.errors import MnistCnnError
 from ..core.messages import DEFAULT_LANG, check_lang
 from ..data.load import load_dataset
@@ -102,14 +105,64 @@ def evaluate(model_path: Path, dataset: str | None = None, out: Path | None = No
     data = load_dataset(opened.dataset(dataset), data_dir, **source)
     opened.check_classes(data.num_classes, data.name)
     out_dir = Path(out) if out is not None else model_path.parent / f"evaluate-{data.name}-{utc_stamp()}"
+    check_output_folder(out_dir)
+    probabilities = predict_probabilities(model, normalize(data.test_images))
+    staging = stage_folder(out_dir)  # written whole, then moved into place: a kill leaves no half folder
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        report_to = Run(staging)
+        metrics = write_evaluation(report_to, data, probabilities,
+                                   extra={"model": model.name, "model_file": str(model_path.resolve())}, lang=lang)
+        write_report(report_to, lang=lang)
+        commit_folder(staging, out_dir)
+    except OSError as e:
+        raise MnistCnnError(f"cannot write {out_dir}: {e.strerror or e}; free some disk space or pass --out to a "
+                            f"writable folder") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Evaluation(out_dir, metrics)
+
+
+STAGING_PREFIX = ".partial-"  # beside the output folder: an evaluation being written
+REPLACED_PREFIX = ".replaced-"  # beside it: the earlier evaluation, until the new one is in place
+EVALUATION_FILES = {Run.metrics, Run.classification_report, Run.confusion, Run.misclassified, Run.report}
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """`--out` may be new, empty or an earlier evaluation (replaced whole); anything else is refused,
+    so no file of the user's is ever deleted. Leftovers of a killed evaluation are cleaned."""
+    for leftover in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for replaced in out_dir.parent.glob(f"{REPLACED_PREFIX}{out_dir.name}-*"):
+        if out_dir.is_dir():  # the new one made it into place before the kill
+            shutil.rmtree(replaced, ignore_errors=True)
+        else:  # killed between the two renames: the earlier evaluation comes back
+            replaced.rename(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MnistCnnError(f"--out {out_dir} is a file; pass a folder for the evaluation")
+    if out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir()
+                         if p.name not in EVALUATION_FILES and not p.name.startswith(TEMP_PREFIX))
+        if foreign:
+            raise MnistCnnError(f"--out {out_dir} holds other files ({', '.join(foreign[:3])}); pass a new or empty "
+                                f"folder (an earlier evaluation there is replaced)")
+
+
+def stage_folder(out_dir: Path) -> Path:
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
     except OSError as e:
         raise MnistCnnError(f"cannot create output folder {out_dir}: {e.strerror}; pass --out to a writable "
                             f"folder") from None
-    probabilities = predict_probabilities(model, normalize(data.test_images))
-    report_to = Run(out_dir)
-    metrics = write_evaluation(report_to, data, probabilities,
-                               extra={"model": model.name, "model_file": str(model_path.resolve())}, lang=lang)
-    write_report(report_to, lang=lang)
-    return Evaluation(out_dir, metrics)
+
+
+def commit_folder(staging: Path, out_dir: Path) -> None:
+    """Put the finished `staging` folder in `out_dir`'s place (renames: the folder is whole or absent)."""
+    if out_dir.is_dir():
+        aside = Path(tempfile.mkdtemp(prefix=f"{REPLACED_PREFIX}{out_dir.name}-", dir=out_dir.parent))
+        aside.rmdir()
+        out_dir.rename(aside)
+        staging.rename(out_dir)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        staging.rename(out_dir)

@@ -71,6 +71,29 @@ class Verdict:
 
 ACCEPTED_UNCALIBRATED = Verdict(True)
 
+# Without a calibrated rule, a digit model still refuses what is plainly not writing. Both
+# limits lie beyond every MNIST training digit (coverage at most 0.40, stroke at most 6.7 px
+# after preprocessing): a filled area or a field of specks, never a pen stroke.
+PLAIN_MAX_COVERAGE = 0.45  # share of the 28x28 input above COVERAGE_LEVEL
+PLAIN_MAX_STROKE_PX = 8.0  # typical width of the covered parts, in pixels of the 28x28 input
+
+
+def plain_ink_verdicts(images: np.ndarray) -> list[Verdict]:
+    """The checks of an uncalibrated digit model: (N, 28, 28) preprocessed images -> a Verdict each."""
+    found = features(images, np.ones((len(images), 2)), ("coverage", "stroke"))
+    verdicts = []
+    for coverage, stroke in found:
+        if coverage > PLAIN_MAX_COVERAGE:
+            why = f"ink covers {coverage:.0%} of the image, more than any handwritten digit"
+        elif stroke > PLAIN_MAX_STROKE_PX:
+            why = f"strokes about {stroke:.0f} px wide in the 28x28 image, wider than any pen's"
+        else:
+            verdicts.append(ACCEPTED_UNCALIBRATED)
+            continue
+        verdicts.append(Verdict(False, f"not a digit: {why} (the model has no calibrated \"not a digit\" rule; "
+                                       f"only these plain checks apply)"))
+    return verdicts
+
 
 def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str] = FEATURES) -> np.ndarray:
     """float (N, 28, 28) model inputs + (N, classes) probabilities -> float64 (N, len(names)), in `names` order."""

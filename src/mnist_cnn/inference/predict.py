@@ -24,7 +24,7 @@ from PIL import Image
 from ..core.atomic import write_bytes
 from ..core.errors import ImageError, MnistCnnError, ModelOutputError
 from ..runs.run import ModelInfo
-from .acceptance import ACCEPTED_UNCALIBRATED, Acceptance, Verdict
+from .acceptance import ACCEPTED_UNCALIBRATED, Acceptance, Verdict, plain_ink_verdicts
 from .preprocess import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -153,8 +153,8 @@ class Predictor:
 
     def acceptance_of(self, images: np.ndarray, probabilities: np.ndarray) -> list[Verdict]:
         """Whether each preprocessed image (N, 28, 28) looks like one of the classes; all accepted if uncalibrated."""
-        if self.acceptance is None:
-            return [ACCEPTED_UNCALIBRATED] * len(probabilities)
+        if self.acceptance is None:  # a digit model still refuses what is plainly not writing
+            return plain_ink_verdicts(images) if self.style == "digit" else [ACCEPTED_UNCALIBRATED] * len(probabilities)
         return self.acceptance.verdicts(images, probabilities, self.class_names)
 
     def preprocess(self, source: Any) -> np.ndarray:

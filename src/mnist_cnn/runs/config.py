@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +25,13 @@ Precision = Literal["float32", "bfloat16"]
 LABEL_MODES: tuple[str, ...] = ("onehot", "sparse")
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+
+
+# Upper bounds of the integer settings: far beyond any real run, low enough that no value
+# overflows a tensor shape, a schedule's step count or an int64 on its way through TF.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_IMAGES = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -71,17 +76,19 @@ class TrainConfig:
         for f in fields(self):  # nan and inf pass range checks like `x >= 0`: refuse them first
             value = getattr(self, f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f.name, value, "a finite number")
-        _check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(1 <= self.epochs <= MAX_EPOCHS, "epochs", self.epochs, f"an integer from 1 to {MAX_EPOCHS:,}")
+        _check(1 <= self.batch_size <= MAX_BATCH_SIZE, "batch_size", self.batch_size,
+               f"an integer from 1 to {MAX_BATCH_SIZE:,}")
         _check(0 < self.learning_rate < 10, "learning_rate", self.learning_rate, "a number in (0, 10)")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
-        _check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, "a number >= 0")
+        _check(0 <= self.warmup_epochs <= MAX_EPOCHS, "warmup_epochs", self.warmup_epochs,
+               f"a number from 0 to {MAX_EPOCHS:,}")
         _check(self.labels in LABEL_MODES, "labels", self.labels, f"one of {', '.join(LABEL_MODES)}")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "a number in [0, 1)")
         _check(self.label_smoothing == 0 or self.labels == "onehot", "label_smoothing",
                self.label_smoothing, "0 with --labels sparse (Keras smooths one-hot targets only)")
         _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a number in (0, 1)")
-        _check(self.patience >= 1, "patience", self.patience, "an integer >= 1")
+        _check(1 <= self.patience <= MAX_EPOCHS, "patience", self.patience, f"an integer from 1 to {MAX_EPOCHS:,}")
         _check(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
         _check(0 <= self.adam_beta_1 < 1, "adam_beta_1", self.adam_beta_1, "a number in [0, 1)")
         _check(0 <= self.adam_beta_2 < 1, "adam_beta_2", self.adam_beta_2, "a number in [0, 1)")
@@ -95,8 +102,8 @@ class TrainConfig:
         _check(0 <= self.aug_elastic <= 1, "aug_elastic", self.aug_elastic, "a strength in [0, 1]")
         _check(0 <= self.aug_erasing <= 1, "aug_erasing", self.aug_erasing, "a probability in [0, 1]")
         _check(self.lang in LANGUAGES, "lang", self.lang, f"one of {', '.join(LANGUAGES)}")
-        _check(self.train_limit is None or self.train_limit >= 20, "train_limit", self.train_limit,
-               "an integer >= 20 (enough for a stratified split)")
+        _check(self.train_limit is None or 20 <= self.train_limit <= MAX_IMAGES, "train_limit", self.train_limit,
+               f"an integer from 20 (enough for a stratified split) to {MAX_IMAGES:,}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,17 +18,17 @@ import logging
 import math
 import os
 import platform
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass, fields
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.atomic import TEMP_PREFIX, write_json, write_text
-from .config import TrainConfig
-from ..data.registry import DATASETS, Style
-from ..core.system import cpu_model, usable_cores, version_of
 from ..core.errors import ConfigError, MnistCnnError, RunFileError
+from ..core.system import cpu_model, usable_cores, version_of
+from ..data.registry import DATASETS, Style
+from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,23 @@ class Run:
         for path in removed:
             path.unlink(missing_ok=True)
         return removed
+
+    def discard_uncommitted(self) -> bool:
+        """After a training that failed before committing its first epoch: remove what it wrote
+        (config, history, checkpoints, event files, temporary files) and the folder if that leaves it
+        empty, so no half run is left to trip over. Nothing else is touched. Whether it was removed."""
+        if self.state.exists():
+            return False
+        for name in (Run.config, Run.history):
+            (self.path / name).unlink(missing_ok=True)
+        for folder in (self.checkpoints, self.tensorboard):
+            shutil.rmtree(folder, ignore_errors=True)
+        self.clean_temp_files()
+        try:
+            self.path.rmdir()  # only if empty: a folder holding the user's own files stays
+        except OSError:
+            return False
+        return True
 
     def training_left(self, config: TrainConfig) -> bool:
         """Whether `config` asks for epochs this run has not trained (nor stopped early before)."""

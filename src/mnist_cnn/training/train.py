@@ -228,43 +228,47 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
     except OSError as e:
         raise MnistCnnError(f"cannot create run folder {run.path}: {e.strerror}; pass --runs-dir to a "
                             f"writable folder") from None
-    seed_everything(config)
-    data = prepare_data(config, dataset)
-    steps = steps_per_epoch(config, len(data.x_train))
-    model = compile_model(build_for_training(config, dataset.num_classes), config, steps)
-    state: TrainState | None = None
-    rows: list[dict[str, float]] = []
-    state, rows = run.resume_point(config, dataset.name, dataset.source, dataset.sha256, changed) if resume else (None, [])
-    if state is not None:
-        load_checkpoint(model, run.path / state.last_checkpoint)
-        log.info("resuming %s after epoch %d", run.path, state.epoch)
-    if not resume:
-        run.write_config(config, data_info(config, dataset, data))
-    if state is None:
-        run.prune_checkpoints(set())  # an epoch killed before its first commit
-        state = TrainState(epoch=0, best_epoch=0, best_val_loss=None, last_checkpoint=None,
-                           best_checkpoint=None, shuffle_seed=config.seed)
-    summary_before = model_summary(model)
+    try:
+        seed_everything(config)
+        data = prepare_data(config, dataset)
+        steps = steps_per_epoch(config, len(data.x_train))
+        model = compile_model(build_for_training(config, dataset.num_classes), config, steps)
+        state, rows = (run.resume_point(config, dataset.name, dataset.source, dataset.sha256, changed) if resume
+                       else (None, []))
+        if state is not None:
+            load_checkpoint(model, run.path / state.last_checkpoint)
+            log.info("resuming %s after epoch %d", run.path, state.epoch)
+        if not resume:
+            run.write_config(config, data_info(config, dataset, data))
+        if state is None:
+            run.prune_checkpoints(set())  # an epoch killed before its first commit
+            state = TrainState(epoch=0, best_epoch=0, best_val_loss=None, last_checkpoint=None,
+                               best_checkpoint=None, shuffle_seed=config.seed)
+        summary_before = model_summary(model)
 
-    start = time.perf_counter()
-    if state.epoch < config.epochs and state.wait < config.patience:
-        model.fit(
-            make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=state.shuffle_seed,
-                         augment=augmenter(config), epochs=config.epochs, first_epoch=state.epoch),
-            steps_per_epoch=steps,  # one stream over all epochs: Keras keeps its iterator
-            validation_data=make_batches(data.x_val, data.y_val, config.batch_size),
-            epochs=config.epochs, initial_epoch=state.epoch, verbose=verbose,
-            shuffle=False,  # the dataset orders each epoch itself
-            callbacks=[*extra_callbacks,
-                       # first: validation, the history, checkpoints and early stopping see the average
-                       *([AveragedWeights(from_checkpoint=state.last_checkpoint is not None,
-                                          images=recalibration_sample(data.x_train, config.seed),
-                                          batch_size=config.batch_size)]
-                         if config.ema_momentum > 0 else []),
-                       HistoryLogger(run, rows), RunCheckpoint(run, state),
-                       ResumableEarlyStopping(state, patience=config.patience),
-                       *([tensorboard_logs.tensorboard_callback(run)] if config.tensorboard else [])],
-        )
+        start = time.perf_counter()
+        if state.epoch < config.epochs and state.wait < config.patience:
+            model.fit(
+                make_batches(data.x_train, data.y_train, config.batch_size, shuffle_seed=state.shuffle_seed,
+                             augment=augmenter(config), epochs=config.epochs, first_epoch=state.epoch),
+                steps_per_epoch=steps,  # one stream over all epochs: Keras keeps its iterator
+                validation_data=make_batches(data.x_val, data.y_val, config.batch_size),
+                epochs=config.epochs, initial_epoch=state.epoch, verbose=verbose,
+                shuffle=False,  # the dataset orders each epoch itself
+                callbacks=[*extra_callbacks,
+                           # first: validation, the history, checkpoints and early stopping see the average
+                           *([AveragedWeights(from_checkpoint=state.last_checkpoint is not None,
+                                              images=recalibration_sample(data.x_train, config.seed),
+                                              batch_size=config.batch_size)]
+                             if config.ema_momentum > 0 else []),
+                           HistoryLogger(run, rows), RunCheckpoint(run, state),
+                           ResumableEarlyStopping(state, patience=config.patience),
+                           *([tensorboard_logs.tensorboard_callback(run)] if config.tensorboard else [])],
+            )
+    except BaseException:
+        if not resume and run.discard_uncommitted():  # failed before its first epoch: no half run left
+            log.info("removed %s: training stopped before its first epoch was committed", run.path)
+        raise
     fit_seconds = time.perf_counter() - start
     return finish(run, dataset, model, summary_before, fit_seconds, len(data.x_train), resumed=resume,
                   lang=config.lang)
