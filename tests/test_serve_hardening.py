@@ -182,3 +182,85 @@ def test_lab_tiff_is_read_and_nan_never_reaches_json(guarded):
                         headers={"content-type": "image/tiff"}, timeout=10)
     assert answer.status_code == 200
     assert all(np.isfinite(answer.json()["probabilities"]))
+
+
+def test_a_chunked_multipart_body_over_the_cap_is_413_not_400(guarded):
+    host, port = guarded
+    boundary = "x" * 16
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode()
+
+    def chunks():  # 20 MB, no Content-Length: the cap must count what streams in
+        yield head
+        for _ in range(20):
+            yield b"\0" * (1024 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = httpx.post(f"http://{host}:{port}/predict", content=chunks(), timeout=30,
+                          headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413, response.text
+    assert "limit" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("headers", [
+    {"x-big": "a" * 100_000},  # one header of 100 KB
+    {f"x-h{i}": "1" for i in range(10_000)},  # ten thousand headers
+])
+def test_oversized_request_heads_get_431(guarded, headers):
+    host, port = guarded
+    sock = connect((host, port))
+    head = "GET /healthz HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    try:
+        sock.sendall(head.encode())
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    sock.settimeout(10)
+    answer = b""
+    try:
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    except (ConnectionResetError, socket.timeout):
+        pass
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert healthy(guarded)
+
+
+def test_requests_past_the_limit_get_a_json_503_with_retry_after_and_none_a_closed_connection(predictor):
+    import io
+    import threading
+
+    from PIL import Image
+
+    from mnist_cnn.serving.app import create_app
+
+    noise = (np.random.default_rng(0).random((700, 700)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")  # ~500 KB: uploads overlap
+    body = buffer.getvalue()
+    results: list[object] = []
+
+    def upload(url: str) -> None:
+        try:
+            response = httpx.post(f"{url}/predict", files={"file": ("n.png", body, "image/png")}, timeout=60)
+            results.append((response.status_code, response.headers.get("retry-after"),
+                            response.headers.get("content-type")))
+        except httpx.TransportError as e:  # what the audit saw: a reset instead of an answer
+            results.append(e)
+
+    with running_server(create_app(predictor), max_connections=4) as url:
+        threads = [threading.Thread(target=upload, args=(url,)) for _ in range(60)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert healthy(tuple(urlsplit(url)[1].split(":")[0:1]) + (urlsplit(url).port,))
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == [] and len(results) == 60
+    shed = [r for r in results if r[0] == 503]
+    assert shed, results  # 60 uploads at once against 4 in flight: some are shed...
+    assert all(r == (503, "1", "application/json") for r in shed), shed  # ... each with a JSON answer and Retry-After
+    assert all(r[0] in (200, 422, 503) for r in results), results  # noise may be refused as "not a digit" (422) or read

@@ -77,7 +77,8 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
                    help="what runs a .keras model's calls: auto (LiteRT if its answers match Keras on a probe, "
                         "else Keras), keras, litert, onnx (needs the [export] extra); default auto")
     s.add_argument("--max-connections", type=int, default=200, metavar="N",
-                   help="concurrent connections before new ones get 503 (default 200)")
+                   help="requests in progress before new ones get a JSON 503 with Retry-After (default 200); "
+                        "open connections are capped at 4 times that (at least 256)")
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes that read the images, each with its own copy of the model; 0: threads of "
                         "the server process (default: one per core plus one, at most 4)")

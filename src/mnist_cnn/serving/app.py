@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 from ..core.errors import ImageTooLargeError, MnistCnnError, first_line
 from ..core.version import __version__
 from ..inference.predict import DEFAULT_TOP_K, Predictor
-from .guards import BODY_TIMEOUT_S, BodySizeLimit, HostCheck
+from .guards import BODY_TIMEOUT_S, BodySizeLimit, HeadLimit, HostCheck
 from .schema import ImageJSON, NumberJSON, PredictionJSON
 from .workers import WorkerDied, WorkerPool, predict_json, read_json
 
@@ -108,6 +108,7 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
         if not list(allowed_hosts):
             raise MnistCnnError("allowed_hosts is empty: name at least one host, or pass None to accept any")
         app.add_middleware(HostCheck, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(HeadLimit)  # added last, so it runs first
 
     @app.exception_handler(RequestValidationError)
     async def one_line_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -40,6 +40,74 @@ def parse_hosts(allowed_hosts: str | Sequence[str] | None) -> list[str] | None:
     return hosts
 
 
+MAX_HEADERS = 100  # a browser sends about 20; an API client fewer
+MAX_HEAD_BYTES = 32 * 1024  # all header names and values together (cookies included)
+
+
+class HeadLimit:
+    """431 for a request with more than MAX_HEADERS headers or MAX_HEAD_BYTES of them.
+
+    The HTTP parser bounds a head that arrives slowly, not one that arrives whole; this
+    bounds what the app is asked to handle either way.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            size = sum(len(name) + len(value) for name, value in headers)
+            if len(headers) > MAX_HEADERS or size > MAX_HEAD_BYTES:
+                detail = (f"request has {len(headers):,} headers of {size:,} bytes, over the limit of {MAX_HEADERS} "
+                          f"headers and {MAX_HEAD_BYTES:,} bytes; send fewer or shorter headers")
+                await JSONResponse({"detail": detail}, status_code=431,
+                                   headers={"connection": "close"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+RETRY_AFTER_S = 1  # what a shed request is told to wait before trying again
+
+
+class LoadShed:
+    """Past `max_requests` requests in flight, answer at once: a JSON 503 with Retry-After.
+
+    The request's body is read (up to `max_body_bytes`, within BODY_TIMEOUT_S) before the
+    answer, so the client, still uploading, reads a response instead of a reset connection.
+    uvicorn's own limit (a plain-text 503) stays as a ceiling on connections, above this one.
+    """
+
+    def __init__(self, app: ASGIApp, max_requests: int, max_body_bytes: int) -> None:
+        self.app, self.max_requests, self.max_body_bytes = app, max_requests, max_body_bytes
+        self.active = 0
+
+    async def _drain(self, receive: Receive) -> None:
+        received = 0
+        with anyio.move_on_after(BODY_TIMEOUT_S):
+            while received <= self.max_body_bytes:
+                message = await receive()
+                received += len(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.max_requests:
+            await self._drain(receive)
+            await JSONResponse({"detail": f"the server is busy ({self.max_requests} requests in progress); try "
+                                          f"again in {RETRY_AFTER_S} s"}, status_code=503,
+                               headers={"retry-after": str(RETRY_AFTER_S)})(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 def host_of(header: str) -> str:
     """A Host header without its port: "a.org:8000" -> "a.org", "[::1]:8000" -> "[::1]"."""
     header = header.strip().lower()

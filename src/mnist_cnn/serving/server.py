@@ -29,8 +29,8 @@ from ..core.errors import MnistCnnError
 from ..core.system import quiet_tensorflow
 from ..inference.convert import RUNTIMES
 from ..inference.predict import Predictor
-from .app import create_app
-from .guards import parse_hosts
+from .app import MULTIPART_OVERHEAD_BYTES, create_app
+from .guards import LoadShed, parse_hosts
 from .workers import WorkerPool, default_workers, spec_of
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 HEADER_TIMEOUT_S = 10.0  # a request's line and headers must arrive within this, from its first byte on
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
 MAX_CONNECTIONS = 200  # more concurrent connections (or requests) are answered 503 at once
+LISTEN_BACKLOG = 1024  # connections the kernel queues before accept: a burst of clients waits, not refused
+CONNECTION_CEILING_MIN = 256  # open connections uvicorn accepts at least, whatever --max-connections
+DRAIN_BYTES = 8 * 1024 * 1024  # a shed request's body read before its 503 (the default upload cap and more)
 MAX_UPLOAD_MB = 1024  # --max-upload-mb's ceiling: a digit is kilobytes; this only stops nonsense
 MAX_WORKERS = 64  # --workers' ceiling: each worker holds a model
 STARTUP_TIMEOUT_S = 60.0  # `Server.in_thread` waits this long for uvicorn to listen
@@ -64,7 +67,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
     except (OSError, OverflowError) as e:
         raise MnistCnnError(f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e}); "
                             f"pass another --port or --host") from None
@@ -125,13 +128,27 @@ def guarded_protocol(header_timeout_s: float = HEADER_TIMEOUT_S) -> type:
 
 
 
+def connection_ceiling(max_requests: int) -> int:
+    """Open connections past which uvicorn refuses new ones: well above the requests in flight
+    (a burst of clients gets LoadShed's JSON 503, not a reset), well below a process's 1,024
+    file descriptors at the default limit."""
+    return max(4 * max_requests, CONNECTION_CEILING_MIN)
+
+
 def server_config(app: FastAPI, log_level: str = "info", access_log: bool = True,
-                  max_connections: int = MAX_CONNECTIONS, header_timeout_s: float = HEADER_TIMEOUT_S) -> Any:
-    """uvicorn's settings for serving `app`: the guarded protocol, keep-alive and connection limits."""
+                  max_connections: int = MAX_CONNECTIONS, header_timeout_s: float = HEADER_TIMEOUT_S,
+                  max_body_bytes: int = DRAIN_BYTES) -> Any:
+    """uvicorn's settings for serving `app`: the guarded protocol, keep-alive, and the limits.
+
+    Past `max_connections` requests in flight, `LoadShed` answers a JSON 503 with Retry-After
+    (after reading the body, so the client gets the answer); uvicorn's own cap, a plain 503
+    and a closed connection, is a ceiling on connections (idle ones too) far above it.
+    """
     import uvicorn
 
-    return uvicorn.Config(app, log_level=log_level, access_log=access_log, http=guarded_protocol(header_timeout_s),
-                          timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=max_connections)
+    shed = LoadShed(app, max_connections, max_body_bytes)
+    return uvicorn.Config(shed, log_level=log_level, access_log=access_log, http=guarded_protocol(header_timeout_s),
+                          timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=connection_ceiling(max_connections))
 
 
 def start_workers(predictor: Predictor, workers: int | None) -> WorkerPool | None:
@@ -163,6 +180,7 @@ class Server:
     log_level: str = "info"
     access_log: bool = True
     description: str = ""  # what is served, for the ready line
+    max_body_bytes: int = DRAIN_BYTES  # the upload cap: how much of a shed request's body is read
     _uvicorn: Any = field(default=None, repr=False)
 
     @property
@@ -180,7 +198,7 @@ class Server:
         import uvicorn
 
         self._uvicorn = uvicorn.Server(server_config(self.app, self.log_level, self.access_log, self.max_connections,
-                                                     self.header_timeout_s))
+                                                     self.header_timeout_s, self.max_body_bytes))
         try:
             self._uvicorn.run(sockets=[self.sock])
         except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises the signal it caught
@@ -255,7 +273,7 @@ def open_server(model: str | Path | Predictor = "mnist", *, host: str = "127.0.0
     gc.freeze()
     where = f"{predictor.backend.runtime}, " + (f"{pool.workers} worker processes" if pool else "no workers")
     return Server(app, sock, pool, max_connections, header_timeout_s, log_level, access_log,
-                  description=f"{name} ({where})")
+                  description=f"{name} ({where})", max_body_bytes=predictor.max_bytes + MULTIPART_OVERHEAD_BYTES)
 
 
 def serve(model: str | Path | Predictor = "mnist", *, on_ready: Callable[[Server], None] | None = None,
