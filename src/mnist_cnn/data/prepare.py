@@ -59,7 +59,8 @@ class PreparedData:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
-
+    train_index: np.ndarray  # rows of the dataset's (limited) training split in x_train, in order
+    val_index: np.ndarray  # ... and in x_val
 
 
 class SplitSettings(Protocol):
@@ -79,6 +80,6 @@ def prepare_data(config: SplitSettings, dataset: Dataset) -> PreparedData:
     train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
     x = normalize(images)  # uint8 (N, 28, 28) -> float32 (N, 28, 28, 1)
     y = encode_labels(labels, dataset.num_classes, config.labels)
-    return PreparedData(x[train_idx], y[train_idx], x[val_idx], y[val_idx])
+    return PreparedData(x[train_idx], y[train_idx], x[val_idx], y[val_idx], train_idx, val_idx)
 
 

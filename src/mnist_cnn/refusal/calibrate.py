@@ -133,8 +133,11 @@ def negative_dataset(style: str) -> str:
 
 def calibrate_split(predictor: "Predictor", x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray,
                     negative_name: str, seed: int = SEED) -> acceptance.Acceptance:
-    """`calibrate` on a training split (float (N, 28, 28[, 1]) in [0, 1], as `data.prepare.prepare_data` gives)."""
-    def as_pixels(x: np.ndarray) -> np.ndarray:  # (N, 28, 28, 1) in [0, 1] -> (N, 28, 28) in 0..255
+    """`calibrate` on a training split: uint8 pixels (N, 28, 28), or float (N, 28, 28[, 1]) in [0, 1] as
+    `data.prepare.prepare_data` gives."""
+    def as_pixels(x: np.ndarray) -> np.ndarray:  # (N, 28, 28[, 1]) uint8, or float in [0, 1] -> (N, 28, 28) 0..255
+        if x.dtype == np.uint8:
+            return x.reshape(len(x), *x.shape[1:3])
         return np.round(np.asarray(x, dtype=np.float32).reshape(len(x), *x.shape[1:3]) * 255.0)
 
     if len(x_val) < MIN_VALIDATION:
@@ -178,7 +181,8 @@ def calibrate_model(model_path: Path, data_dir: Path | None = None,
 
 
 def calibrate_after_training(run: Run, dataset: "Dataset", x_train: np.ndarray, x_val: np.ndarray) -> Path | None:
-    """The end of `train.train`: calibrate the run's model if the negatives are on disk; else say how.
+    """After training (`training.session`): calibrate the run's model on its split (`x_train`, `x_val`:
+    uint8 or [0, 1] images) if the negatives are on disk; else say how.
 
     Never downloads and never fails the training: a problem is logged with the command to run.
     """

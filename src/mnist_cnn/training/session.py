@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 from ..core.errors import MnistCnnError
 from ..data.load import load_dataset
-from ..data.prepare import prepare_data
 from ..data.registry import Dataset
 from ..refusal.calibrate import calibrate_after_training
 from ..runs.config import TrainConfig
@@ -76,8 +75,8 @@ def start_or_resume(plan: TrainingPlan, dataset: Dataset, runs_dir: Path | None 
     result = train(config, dataset, run.path, verbose=verbose, resume=plan.resuming, changed=plan.changed)
     if config.tensorboard:
         tensorboard_logs.write_test_images(run, step=result.metrics["training"]["epochs_run"])
-    data = prepare_data(config, dataset)  # the split train() used: the rule's threshold is set on validation
-    calibrate_after_training(run, dataset, data.x_train, data.x_val)
+    train_rows, val_rows = result.split  # the split train() used: the rule's threshold is set on validation
+    calibrate_after_training(run, dataset, dataset.train_images[train_rows], dataset.train_images[val_rows])
     return result
 
 
