@@ -98,6 +98,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_command(parsers: argparse._SubParsersAction, name: str, help_text: str, epilog: str,
+                handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """One (sub)command: its help, its example epilog, and the handler `main` calls."""
+    p = parsers.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(handler=handler)
+    return p
+
+
 def command_group(sub: argparse._SubParsersAction, name: str, help_text: str, epilogs: dict[str, str],
                   parser_class: type) -> Callable[..., argparse.ArgumentParser]:
     """A command with actions (`mnist-cnn data list`, `mnist-cnn tune run`): returns `action(name,
@@ -108,10 +117,7 @@ def command_group(sub: argparse._SubParsersAction, name: str, help_text: str, ep
     actions.required = True
 
     def action(action_name: str, action_help: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        p = actions.add_parser(action_name, help=action_help, description=action_help, epilog=epilogs[action_name],
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(handler=handler)
-        return p
+        return add_command(actions, action_name, action_help, epilogs[action_name], handler)
     return action
 
 

@@ -53,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def command(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(handler=handler)
-        return p
+        return cli_data.add_command(sub, name, help_text, EPILOGS[name], handler)
 
     cli_train.add_train_arguments(command("train", cli_train.TRAIN_HELP, _cmd_train))
     cli_train.add_evaluate_arguments(command("evaluate", cli_train.EVALUATE_HELP, _cmd_evaluate))
