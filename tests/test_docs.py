@@ -1,0 +1,81 @@
+"""The documentation: the MkDocs site builds without a warning, the README stays a short front
+page, and neither reads as a lab log (session numbers, issue names, machine nicknames)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, load_benchmark_script
+
+README_MAX_LINES = 200
+PAGES = ["README.md"] + sorted(page.relative_to(REPO).as_posix() for page in (REPO / "docs").rglob("*.md"))
+
+# Words of a work log, not of user documentation: where a figure depends on the machine, the
+# pages name its CPU ("Intel Xeon with AMX", "AMD EPYC") instead.
+LAB_LOG = [
+    r"\bsessions?[ -]\d",  # "session 11", "since session 11", an anchor "...-session-11"
+    r"\b(a|the|this|that|previous|later|earlier) session\b",
+    r"\bquiet\b(?! log line)",  # "the quiet VM", "quiet, side by side"
+    r"\bAMX VM\b",
+    r"\b(the shared|the same|this project's) 2-core VM\b",
+    r"\b(performance|accuracy|speed)[ -]issue",  # "the performance issue's goals", its anchor
+    r"(?<![\w&])#\d\d",  # an issue number such as #12
+]
+
+
+def test_readme_is_a_short_front_page():
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines: move detail into docs/"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_lab_log_words(page):
+    text = (REPO / page).read_text(encoding="utf-8")
+    found = [(number, line) for number, line in enumerate(text.splitlines(), 1)
+             if any(re.search(pattern, line, flags=re.IGNORECASE) for pattern in LAB_LOG)]
+    assert found == []
+
+
+def test_every_page_is_in_the_navigation():
+    nav = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    missing = [page for page in PAGES if page != "README.md" and page.removeprefix("docs/") not in nav]
+    assert missing == []
+
+
+def test_mkdocs_builds_the_site_strictly(tmp_path):
+    missing = [name for name in ("mkdocs", "material", "mkdocstrings_handlers.python")
+               if importlib.util.find_spec(name.split(".")[0]) is None
+               or (name.count(".") and importlib.util.find_spec(name) is None)]
+    if missing:
+        pytest.skip(f"the docs builder is not installed ({', '.join(missing)}): pip install -e '.[dev]'")
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
+                           str(REPO / "mkdocs.yml"), "--site-dir", str(site)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNING" not in done.stderr, done.stderr
+    # The API reference was generated from the docstrings, not left as `:::` lines.
+    reference = (site / "reference" / "inference" / "index.html").read_text(encoding="utf-8")
+    assert 'id="mnist_cnn.inference.predict.Predictor"' in reference
+    assert ":::" not in reference
+
+
+def test_shipped_model_figures_in_the_docs_are_the_files_figures(monkeypatch):
+    """README and docs quote the shipped models from metrics.json and the newest results for their digest
+    (`tools/results_tables.py`); a figure changed by hand fails here."""
+    tables = load_benchmark_script("results_tables", "tools")
+    assert tables.differences() == []
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    using = (REPO / "docs" / "using.md").read_text(encoding="utf-8")
+    assert "**99.71%**" in readme and "**98.9%**" in using  # the figures the mutations below change
+    edited = {"README.md": readme.replace("**99.71%**", "**99.72%**")}
+    assert tables.differences(edited) == ["README.md: block 'shipped-models' differs from the files it is made from"]
+    edited = {"using.md": using.replace("**98.9%**", "**99.9%**")}
+    assert tables.differences(edited) == [
+        "docs/using.md: block 'shipped-mnist-measured' differs from the files it is made from"]
