@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SHARED_DATA
+from test_custom import png_header_only
 
 from mnist_cnn.cli.main import main
-from test_custom import png_header_only
 
 
 def one_line_error(capsys) -> str:
@@ -185,7 +185,11 @@ def test_a_killed_evaluation_leaves_nothing_and_a_rerun_replaces_only_its_own_fo
     assert sorted(p.name for p in out.iterdir()) == sorted(evaluation.EVALUATION_FILES)
     again = evaluation.evaluate(trained_model, out=out, data_dir=SHARED_DATA, offline=True)  # replaced whole
     assert again.metrics["test"] == first.metrics["test"] and sorted(p.name for p in work.iterdir()) == ["eval"]
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(MnistCnnError, match="holds other files .notes.txt"):
-        evaluation.evaluate(trained_model, out=out, data_dir=SHARED_DATA, offline=True)
+    (out / "notes.txt").write_text("mine")  # a folder holding the user's own files: they stay
+    evaluation.evaluate(trained_model, out=out, data_dir=SHARED_DATA, offline=True)
     assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*evaluation.EVALUATION_FILES, "notes.txt"])
+    assert sorted(p.name for p in work.iterdir()) == ["eval"]  # no staging left beside it
+    (work / "a-file").write_text("x")
+    with pytest.raises(MnistCnnError, match="is a file"):
+        evaluation.evaluate(trained_model, out=work / "a-file", data_dir=SHARED_DATA, offline=True)

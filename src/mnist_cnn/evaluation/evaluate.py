@@ -128,8 +128,8 @@ EVALUATION_FILES = {Run.metrics, Run.classification_report, Run.confusion, Run.m
 
 
 def check_output_folder(out_dir: Path) -> None:
-    """`--out` may be new, empty or an earlier evaluation (replaced whole); anything else is refused,
-    so no file of the user's is ever deleted. Leftovers of a killed evaluation are cleaned."""
+    """`--out` must be a folder (or not exist yet). Leftovers of a killed evaluation are cleaned, or the
+    earlier evaluation put back if the kill came between the two renames of `commit_folder`."""
     for leftover in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     for replaced in out_dir.parent.glob(f"{REPLACED_PREFIX}{out_dir.name}-*"):
@@ -139,12 +139,6 @@ def check_output_folder(out_dir: Path) -> None:
             replaced.rename(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MnistCnnError(f"--out {out_dir} is a file; pass a folder for the evaluation")
-    if out_dir.is_dir():
-        foreign = sorted(p.name for p in out_dir.iterdir()
-                         if p.name not in EVALUATION_FILES and not p.name.startswith(TEMP_PREFIX))
-        if foreign:
-            raise MnistCnnError(f"--out {out_dir} holds other files ({', '.join(foreign[:3])}); pass a new or empty "
-                                f"folder (an earlier evaluation there is replaced)")
 
 
 def stage_folder(out_dir: Path) -> Path:
@@ -157,7 +151,16 @@ def stage_folder(out_dir: Path) -> Path:
 
 
 def commit_folder(staging: Path, out_dir: Path) -> None:
-    """Put the finished `staging` folder in `out_dir`'s place (renames: the folder is whole or absent)."""
+    """Put the finished `staging` folder in `out_dir`'s place: by renaming folders when `out_dir` is new or
+    holds only an earlier evaluation (it is whole or absent), else file by file into it, the report last,
+    so the user's other files stay and a report is never older than the metrics beside it."""
+    if out_dir.is_dir() and any(p.name not in EVALUATION_FILES and not p.name.startswith(TEMP_PREFIX)
+                                for p in out_dir.iterdir()):
+        for name in sorted(p.name for p in staging.iterdir() if p.name != Run.report) + [Run.report]:
+            (staging / name).replace(out_dir / name)
+        for leftover in out_dir.glob(f"{TEMP_PREFIX}*"):
+            leftover.unlink(missing_ok=True)
+        return
     if out_dir.is_dir():
         aside = Path(tempfile.mkdtemp(prefix=f"{REPLACED_PREFIX}{out_dir.name}-", dir=out_dir.parent))
         aside.rmdir()
