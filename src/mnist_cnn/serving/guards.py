@@ -1,9 +1,11 @@
-"""HTTP guards in front of the app: which hosts are served, how large and how slow a body may be.
+"""HTTP guards in front of the app: which hosts are served, how many requests at once, how large
+a request's head and body may be and how slowly the body may come.
 
 Each is a small ASGI middleware answering in the API's own form, `{"detail": "<one line>"}`
-with a 4xx status, so a refused request reads like every other error. Written by hand
-where Starlette's equivalents answer in plain text (TrustedHostMiddleware) or have no
-such limit (bodies that stream in slowly or past a cap).
+with a 4xx (or 503) status, so a refused request reads like every other error. Written by
+hand where Starlette's and uvicorn's equivalents answer in plain text (TrustedHostMiddleware,
+uvicorn's concurrency limit) or have no such limit (a whole head's size, bodies that stream
+in slowly or past a cap).
 """
 
 from __future__ import annotations
