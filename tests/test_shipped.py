@@ -116,3 +116,23 @@ def test_evaluate_reproduces_the_published_test_accuracy(name, shared_data, tmp_
     measured = json.loads((tmp_path / "metrics.json").read_text())["test"]
     assert measured["num_images"] == published["num_images"] == 10_000
     assert measured["accuracy"] == pytest.approx(published["accuracy"], abs=1e-4)  # at most one image apart
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_model_cards_are_in_the_hugging_face_form_and_quote_the_shipped_files(name):
+    yaml = pytest.importorskip("yaml")
+    folder = bundled_path(name).parent
+    text = (folder / "MODEL_CARD.md").read_text(encoding="utf-8")
+    front, body = text.split("---\n", 2)[1:]
+    meta = yaml.safe_load(front)
+    assert (meta["license"], meta["library_name"], meta["pipeline_tag"]) == ("mit", "keras", "image-classification")
+    accuracy = json.loads((folder / "metrics.json").read_text())["test"]["accuracy"]
+    scored = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert scored["accuracy"] == accuracy and 0 < scored["f1"] <= 1
+    for section in ("## Intended use", "## Limits and out-of-scope use", "## Training procedure", "## Compute",
+                    "## Evaluation", "## Data", "## File"):
+        assert section in body, section
+    assert (folder / "model.keras.sha256").read_text().split()[0] in body
+    assert "over 3 seeds" in body  # the seed spread of the recipe it is one seed of
+    if name == "fashion-mnist":
+        assert "not a digit" not in body and "not one of its ten classes" in body

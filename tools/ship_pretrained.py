@@ -28,23 +28,115 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
 
 
+# The three-seed group of training runs each shipped model is one seed of (benchmarks/results/training/).
+SEED_GROUPS = {"mnist": "wide-fused30-onewarp-mnist", "fashion-mnist": "wide-fused34-fashion-mnist"}
+HF_DATASETS = {"mnist": ("MNIST", "ylecun/mnist"), "fashion-mnist": ("Fashion-MNIST", "zalando-datasets/fashion_mnist")}
+DATA_LICENSES = {
+    "mnist": "MNIST, by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, made from NIST's Special Databases "
+             "1 and 3; its authors state no licence (redistributions commonly list CC BY-SA 3.0). Cite LeCun et al., "
+             "Gradient-based learning applied to document recognition, Proc. IEEE 86(11), 1998.",
+    "fashion-mnist": "Fashion-MNIST: Zalando Research, MIT licence; cite Xiao, Rasul, Vollgraf, Fashion-MNIST: a "
+                     "Novel Image Dataset for Benchmarking Machine Learning Algorithms, arXiv:1708.07747, 2017.",
+}
+HYPERPARAMETERS = ("epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "labels", "label_smoothing",
+                   "weight_decay", "val_fraction", "patience", "precision", "fused_batch_norm", "augment",
+                   "aug_shift", "aug_rotation_deg", "aug_zoom", "aug_one_warp", "aug_crop", "aug_flip", "aug_erasing",
+                   "seed")
+
+
+def seed_spread(name: str) -> str:
+    """The test accuracy of the shipped model's seed group: mean ± std and each seed."""
+    import statistics
+
+    from seed_table import rows  # beside this script
+
+    found = rows(SEED_GROUPS[name] + "-seed")
+    if len(found) < 2:
+        return "one seed only"
+    tests = [100 * r["test"] for r in found]
+    each = ", ".join(f"seed {r['seed']} {100 * r['test']:.2f}%" for r in found)
+    return f"{statistics.mean(tests):.2f}% ± {statistics.stdev(tests):.2f} over {len(found)} seeds ({each})"
+
+
+def refusal_unseen(name: str, digest: str) -> str:
+    """What the "not a digit" rule refuses of data it was not fitted on, from the newest refusal result."""
+    results = REPO / "benchmarks" / "results"
+    for path in sorted(results.glob("refusal-*.json"), reverse=True):
+        record = json.loads(path.read_text())
+        if record.get("model_sha256") == digest:
+            share = {k: v["share"] for k, v in record["refused"].items()}
+            return (f"on data the rule was not fitted on (`benchmarks/results/{path.name}`): refuses "
+                    f"{100 * share['fashion-mnist test']:.1f}% of Fashion-MNIST test images, "
+                    f"{100 * share['noise']:.1f}% of noise, {100 * share['scribbles']:.1f}% of scribbles, "
+                    f"{100 * share['letters']:.1f}% of letters, and {100 * share['mnist test']:.2f}% of MNIST test "
+                    f"digits ({100 * share['mnist test as written']:.1f}% of them rescaled and slanted as written)")
+    return "not yet measured on data the rule was not fitted on (`benchmarks/refusal.py` is digit-oriented)"
+
+
+def numbers_read(digest: str) -> str | None:
+    """Whole numbers of MNIST test digits read exactly, from the newest read_numbers result for `digest`."""
+    for path in sorted((REPO / "benchmarks" / "results").glob("read-numbers-*.json"), reverse=True):
+        record = json.loads(path.read_text())
+        if record.get("model_sha256") == digest and "separate" in record:
+            return (f"{100 * record['separate']['exact']:.1f}% of numbers of 2-6 separate MNIST test digits read "
+                    f"exactly; {100 * record['touching']['exact']:.1f}% when the digits touch "
+                    f"(`benchmarks/results/{path.name}`)")
+    return None
+
+
 def card(name: str, record: dict, metrics: dict, digest: str) -> str:
+    """MODEL_CARD.md in the Hugging Face form: YAML metadata, then use, training, compute, evaluation, limits."""
     config, data, env = record["config"], record["data"], record.get("environment", {})
     test, training = metrics["test"], metrics.get("training", {})
     command = train_command(TrainConfig(**config))  # with every flag the recipe does not give
-    return "\n".join([
-        f"# Pretrained model: {name}", "",
-        f"- architecture `{config['model']}`, recipe `{config.get('recipe')}`, seed {config['seed']}",
-        (f"- trained on {data['num_train']:,} {data['name']} training images, selected on {data['num_val']:,} "
-         f"validation images (best epoch {training.get('best_epoch')} of {training.get('epochs_run')})"),
-        (f"- test accuracy **{100 * test['accuracy']:.2f}%** on the {test['num_images']:,} test images "
-         f"(macro F1 {test['macro']['f1']:.4f}), scored once after training"),
-        f"- preprocessing of people's images: `{data.get('preprocessing', 'digit')}`",
+    title, hf_id = HF_DATASETS[name]
+    other = "a digit" if name == "mnist" else "one of its ten classes"
+    metadata = [
+        "---", "license: mit", "library_name: keras", "pipeline_tag: image-classification",
+        f"tags: [{name}, cnn, keras, tensorflow, image-classification]", f"datasets: [{hf_id}]",
+        "metrics: [accuracy, f1]", "model-index:", f"- name: mnist-cnn-{name}", "  results:",
+        "  - task: {type: image-classification, name: Image classification}",
+        f"    dataset: {{name: {title}, type: {hf_id}, split: test}}", "    metrics:",
+        f"    - {{type: accuracy, value: {test['accuracy']}, name: Test accuracy}}",
+        f"    - {{type: f1, value: {round(test['macro']['f1'], 4)}, name: Macro F1}}", "---", ""]
+    hyper = [f"| `{key}` | `{config[key]}` |" for key in HYPERPARAMETERS if key in config]
+    return "\n".join(metadata + [
+        f"# {name}: a `{config['model']}` CNN for {title}", "",
+        f"Shipped with mnist-cnn; works by name wherever a model file does: `mnist-cnn predict {name} photo.png`, "
+        f"`mnist-cnn serve {name}`, `Predictor.from_path(\"{name}\")`.", "",
+        "## Intended use", "", INTENDED[name], "",
+        "## Limits and out-of-scope use", "", LIMITS[name], "",
+        "## Training procedure", "",
         f"- made with: `{command}` (Keras {env.get('keras')}, TensorFlow {env.get('tensorflow')})",
-        f"- file: `model.keras`, SHA-256 `{digest}` (checked at every use; also in `model.keras.sha256`)", "",
-        "## Limits", "", LIMITS[name], "",
-        "Use it by name: `mnist-cnn predict " + name + " photo.png`, `mnist-cnn evaluate " + name +
-        f" --dataset {config['dataset']}`, `Predictor.from_path(resolve_model(\"{name}\"))`.", ""])
+        (f"- trained on {data['num_train']:,} {data['name']} training images, the best epoch chosen on "
+         f"{data['num_val']:,} held-out validation images (epoch {training.get('best_epoch')} of "
+         f"{training.get('epochs_run')}); the test set was used once, after training"),
+        f"- preprocessing of people's images: `{data.get('preprocessing', 'digit')}` (as `mnist-cnn predict` does)",
+        "", "| hyperparameter | value |", "|---|---|", *hyper, "",
+        "## Compute", "",
+        (f"- {training.get('train_seconds_total', 0):,.0f} s of training ({training.get('epochs_run')} epochs, "
+         f"median {training.get('epoch_time_s_median', 0):.1f} s an epoch) on a 2-core CPU VM: "
+         f"{env.get('cpu') or 'CPU not recorded'}; no GPU"), "",
+        "## Evaluation", "",
+        (f"- test accuracy **{100 * test['accuracy']:.2f}%** on the {test['num_images']:,} {title} test images "
+         f"(macro F1 {test['macro']['f1']:.4f})"),
+        f"- the same recipe over seeds: {seed_spread(name)}",
+        f"- \"not {other}\" rule (`acceptance.json`): {refusal_unseen(name, digest)}",
+        *([f"- whole numbers: {numbers_read(digest)}"] if name == "mnist" and numbers_read(digest) else []), "",
+        "## Data", "", DATA_LICENSES[name], "",
+        "## File", "",
+        f"`model.keras` (Keras 3, safe to load), SHA-256 `{digest}`, checked at every use (also in `model.keras.sha256`).",
+        ""])
+
+
+INTENDED = {
+    "mnist": "Reading handwritten digits 0-9 in images people make (photos, scans, drawings on the page of "
+             "`mnist-cnn serve`), one digit per image or every digit of a number (`--number`), and teaching "
+             "how a CNN does it. Each answer says whether the input looks like a digit at all.",
+    "fashion-mnist": "Sorting product-style photos of one clothing item or shoe into Fashion-MNIST's ten "
+                     "classes, and teaching how a CNN tells clothes apart. Each answer says whether the input "
+                     "looks like one of its ten classes at all.",
+}
 
 
 LIMITS = {
@@ -52,14 +144,16 @@ LIMITS = {
              "prepared MNIST-style: dark or light ink on plain paper, roughly upright. It knows no letters or "
              "other symbols; its \"not a digit\" rule (`acceptance.json`) refuses most things that are not digits "
              "(Fashion-MNIST items, noise, many letters) but not all: a letter shaped like a digit (O, l, S, Z) "
-             "is read as that digit. Measured on MNIST's test set, US census staff and students' handwriting "
-             "of the 1990s: other hands, pens and scanners may do worse.",
+             "is read as that digit. Digits that touch are read poorly (see the evaluation). Measured on MNIST's "
+             "test set, US census staff and students' handwriting of the 1990s: other hands, pens and scanners "
+             "may do worse. Not for decisions about people (forms, exams, identity documents) without a human check.",
     "fashion-mnist": "Photos of one clothing item or shoe on a plain background, of Zalando's ten "
                      "Fashion-MNIST classes, centred and upright as product photos are. It confuses "
                      "shirts, T-shirts, pullovers and coats most (`mnist-cnn evaluate fashion-mnist --dataset "
                      "fashion-mnist --out DIR` draws the confusion matrix); items "
-                     "outside the ten classes are still given one of them unless its \"not a digit\" rule "
-                     "refuses them. Measured on Fashion-MNIST's test set only.",
+                     "outside the ten classes are still given one of them unless its \"not one of its classes\" "
+                     "rule refuses them. Measured on Fashion-MNIST's test set only; not for photos of people "
+                     "wearing clothes, several items at once, or anything but the ten classes.",
 }
 
 
