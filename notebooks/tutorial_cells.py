@@ -73,7 +73,7 @@ from matplotlib.figure import Figure
 
 import mnist_cnn
 from mnist_cnn import load_dataset
-from mnist_cnn.core.messages import text
+from mnist_cnn.core.messages import class_label, text
 from mnist_cnn.training.recipes import resolve_config
 
 LANG = "__LANG__"  # this notebook's language: every figure and summary below takes its words from it
@@ -89,7 +89,7 @@ def show(fig: Figure, dpi: int = 72) -> None:
     display(Image(buffer.getvalue()))
 
 
-print("mnist-cnn", mnist_cnn.__version__, "| quick mode" if QUICK else "| full run")
+print("mnist-cnn", mnist_cnn.__version__, "|", text("quick_mode" if QUICK else "full_run", LANG))
 print(config)
 """),
     md(
@@ -211,7 +211,7 @@ from mnist_cnn.data.prepare import normalize
 
 x_test = normalize(dataset.test_images)
 print(dataset.test_images.dtype, dataset.test_images.shape, "->", x_test.dtype, x_test.shape)
-print("range:", x_test.min(), "to", x_test.max())
+print(text("value_range", LANG, low=x_test.min(), high=x_test.max()))
 """),
     md(
         en="""
@@ -689,7 +689,7 @@ from mnist_cnn.inference.runtimes import predict_probabilities
 probabilities = predict_probabilities(result.model, x_test)
 predicted = probabilities.argmax(axis=1)
 labels = dataset.test_labels.astype(int)
-print(probabilities.shape, "| sum of row 0:", probabilities[0].sum().round(4))
+print(probabilities.shape, "|", text("row_sum", LANG, value=probabilities[0].sum().round(4)))
 print(f"{'#':>3} {text('true', LANG):>11} {text('predicted', LANG):>11} {text('probability', LANG):>14}")
 for i in range(8):
     print(f"{i:>3} {labels[i]:>11} {predicted[i]:>11} {probabilities[i, predicted[i]]:>14.3f}")
@@ -869,7 +869,7 @@ for number, step in enumerate(steps, start=1):
     print(f"{number}. {step_title(step.name, LANG):20} {height:>4} x {width:<4}")
 rows, cols = np.nonzero(digit)
 centre = (np.indices(digit.shape) * digit).sum(axis=(1, 2)) / digit.sum()
-print("28x28:", np.ptp(rows) + 1, "x", np.ptp(cols) + 1, "| (row, column):", centre.round(1))
+print("28x28:", np.ptp(rows) + 1, "x", np.ptp(cols) + 1, "|", text("row_column", LANG) + ":", centre.round(1))
 """),
     md(
         en="""
@@ -1225,7 +1225,7 @@ from mnist_cnn.cli.main import main
 
 exit_code = main(["explain", str(model_path), "my_digit.png", "-o", str(run_dir / "my_digit-explained.png"),
                   "--lang", LANG])
-print("exit code:", exit_code)
+print(text("exit_code", LANG, code=exit_code))
 """),
     md(
         en="""

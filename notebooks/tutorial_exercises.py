@@ -252,7 +252,8 @@ tarde, a partir de partes que foram vistas corretamente.
 confusion = np.array(fashion_test["confusion_matrix"])
 np.fill_diagonal(confusion, 0)  # keep only the mistakes
 true_class, predicted_class = np.unravel_index(confusion.argmax(), confusion.shape)
-print(fashion.class_names[true_class], "->", fashion.class_names[predicted_class], confusion[true_class, predicted_class])
+print(class_label(fashion.class_names[true_class], LANG), "->", class_label(fashion.class_names[predicted_class], LANG),
+      confusion[true_class, predicted_class])
 """,
         en_after="""
 Zeroing the diagonal leaves only mistakes; the largest cell is the most frequent one. After

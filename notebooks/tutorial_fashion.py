@@ -37,7 +37,7 @@ print("\\n".join(card_lines(dataset_card(fashion), LANG)[1:3]))  # line 0 names 
 fig = Figure(figsize=(11, 1.7))
 for label, ax in enumerate(fig.subplots(1, 10)):
     ax.imshow(fashion.train_images[np.flatnonzero(fashion.train_labels == label)[0]], cmap="gray")
-    ax.set_title(fashion.class_names[label], fontsize=8)
+    ax.set_title(class_label(fashion.class_names[label], LANG), fontsize=8)
     ax.axis("off")
 show(fig)
 """),

@@ -116,7 +116,9 @@ def test_the_portuguese_notebook_runs_top_to_bottom_in_quick_mode(shared_data, i
     beside_before = set((REPO / "notebooks").glob("runs/*"))
     nb = builder.execute(builder.build("pt"), quick=True)  # raises CellExecutionError on any error
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "quick mode" in outputs and "exit code: 0" in outputs, outputs[-2000:]
+    from mnist_cnn.core.messages import text
+
+    assert text("quick_mode", "pt-BR") in outputs and text("exit_code", "pt-BR", code=0) in outputs, outputs[-2000:]
     assert "I0000" not in outputs  # TensorFlow's start-up chatter is tidied away
     stored = nbformat.writes(nb)
     for folder in (REPO, shared_data, isolated_env, Path.home()):  # no folder of the machine that ran it
@@ -143,3 +145,4 @@ def test_outputs_write_a_data_folder_reached_through_a_link_relative(tmp_path, m
         tidied = builder._relative(printed)
         assert tidied == "de $MNIST_CNN_DATA_DIR/fashion-mnist", tidied
         assert str(tmp_path) not in tidied
+

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ..core.errors import MnistCnnError
 from ..core.system import quiet_tensorflow
+from ..core.messages import text
 from ..core.version import __version__
 from . import data as cli_data
 from . import export as cli_export
@@ -135,7 +136,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     out = explain(args.model_path, args.out, args.image, args.test_index, args.dataset, data_dir=args.data_dir,
                   lang=args.lang, **cli_data.source_kwargs(args))
-    print(f"written to {out}")
+    print(text("written_to", args.lang, path=out))
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
 
 from ..core.errors import MnistCnnError
-from ..core.messages import DEFAULT_LANG, LANGUAGES
+from ..core.messages import DEFAULT_LANG, LANGUAGES, text
 from ..core.system import quiet_tensorflow
 from ..runs.config import RESUMABLE_FIELDS, TrainConfig, field_help
 from ..training.recipes import RECIPES
@@ -161,5 +161,5 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.model_path, args.dataset, args.out, data_dir=args.data_dir, lang=args.lang,
                       **cli_data.source_kwargs(args))
     print("\n".join(results_lines(result.metrics, args.lang)))
-    print(f"written to {result.out_dir}")
+    print(text("written_to", args.lang, path=result.out_dir))
     return 0

@@ -69,6 +69,10 @@ EN: dict[str, str] = {
     "setting": "setting", "value": "value", "data": "Data",
     "data_lead": "Read from `{source}`: {train} training, {val} validation, {test} test images.",
     "file": "file", "sha256": "SHA-256 of contents", "environment": "Environment", "version": "version",
+    # the tutorial's and the CLI's printed lines
+    "quick_mode": "quick mode", "full_run": "full run", "value_range": "range: {low} to {high}",
+    "row_sum": "sum of row 0: {value}", "row_column": "(row, column)", "exit_code": "exit code: {code}",
+    "written_to": "written to {path}",
 }
 
 PT_BR: dict[str, str] = {
@@ -120,6 +124,18 @@ PT_BR: dict[str, str] = {
     "setting": "opção", "value": "valor", "data": "Dados",
     "data_lead": "Lido de `{source}`: {train} imagens de treino, {val} de validação, {test} de teste.",
     "file": "arquivo", "sha256": "SHA-256 do conteúdo", "environment": "Ambiente", "version": "versão",
+    "quick_mode": "modo rápido", "full_run": "execução completa", "value_range": "intervalo: {low} a {high}",
+    "row_sum": "soma da linha 0: {value}", "row_column": "(linha, coluna)", "exit_code": "código de saída: {code}",
+    "written_to": "escrito em {path}",
+}
+
+# Class names shown in figures and printed lines, per language; a name not listed is shown as it is
+# (digits, custom datasets). Fashion-MNIST's are Zalando's English names.
+CLASS_NAMES: dict[str, dict[str, str]] = {
+    "en": {},
+    "pt-BR": {"T-shirt/top": "camiseta/top", "Trouser": "calça", "Pullover": "pulôver", "Dress": "vestido",
+              "Coat": "casaco", "Sandal": "sandália", "Shirt": "camisa", "Sneaker": "tênis", "Bag": "bolsa",
+              "Ankle boot": "bota"},
 }
 
 TABLES: dict[str, dict[str, str]] = {"en": EN, "pt-BR": PT_BR}
@@ -130,6 +146,15 @@ def check_lang(lang: str) -> str:
     if lang not in TABLES:
         raise ConfigError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
     return lang
+
+
+def class_label(name: str, lang: str = DEFAULT_LANG) -> str:
+    """A class name as `lang` shows it (Fashion-MNIST's in Portuguese for pt-BR; others unchanged)."""
+    return CLASS_NAMES[check_lang(lang)].get(name, name)
+
+
+def class_labels(names: Any, lang: str = DEFAULT_LANG) -> list[str]:
+    return [class_label(str(name), lang) for name in names]
 
 
 def text(key: str, lang: str = DEFAULT_LANG, **values: Any) -> str:

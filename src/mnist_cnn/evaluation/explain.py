@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..core.messages import DEFAULT_LANG, EN, text
+from ..core.messages import DEFAULT_LANG, EN, class_labels, text
 from .plots import save_figure  # the one figure saver; also public here as `explain.save_figure`
 
 NO_CONV_MESSAGE = EN["no_conv"]  # the English text; figures take it from the message table
@@ -191,6 +191,7 @@ def plot_feature_maps(maps: Sequence[tuple[str, np.ndarray]], max_channels: int 
 def plot_saliency(model: keras.Model, images: np.ndarray, labels: Sequence[int],
                   class_names: Sequence[str], lang: str = DEFAULT_LANG) -> Figure:
     """Each image with its saliency for the predicted class overlaid; titles give true/predicted."""
+    class_names = class_labels(class_names, lang)
     images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28)
     probabilities = _predict(model, images[..., np.newaxis])
     fig = Figure(figsize=(1.7 * len(images), 2.1))
@@ -210,6 +211,7 @@ def plot_saliency(model: keras.Model, images: np.ndarray, labels: Sequence[int],
 def explain_figure(model: keras.Model, image: np.ndarray, class_names: Sequence[str],
                    title: str | None = None, lang: str = DEFAULT_LANG) -> Figure:
     """One picture: the input, class probabilities, saliency overlay, and feature maps per conv layer."""
+    class_names = class_labels(class_names, lang)
     image = np.asarray(image, dtype=np.float32).reshape(28, 28)
     probabilities = _predict(model, _as_batch(image))[0]
     predicted = int(probabilities.argmax())

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..core.atomic import atomic_path
-from ..core.messages import DEFAULT_LANG, text
+from ..core.messages import DEFAULT_LANG, class_labels, text
 
 DPI = 100
 
@@ -55,6 +55,7 @@ def plot_curves(history: dict[str, Sequence[float]], path: Path, lang: str = DEF
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path,
                           lang: str = DEFAULT_LANG) -> Path:
     """Counts of true (rows) vs predicted (columns) classes; off-diagonal cells are the mistakes."""
+    class_names = class_labels(class_names, lang)
     cm = np.asarray(matrix)
     n = len(class_names)
     size = max(5.0, 0.6 * n + 2)
@@ -83,6 +84,7 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
 
     `images`: uint8 or float (N, 28, 28[, 1]); `labels`: (N,); `probabilities`: (N, C).
     """
+    class_names = class_labels(class_names, lang)
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
     wrong = np.flatnonzero(predicted != labels)
@@ -110,6 +112,7 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, class_names: Sequence[s
 
     `images`: uint8 (N, 28, 28); `labels`: (N,). A class with fewer images leaves blank cells.
     """
+    class_names = class_labels(class_names, lang)
     rng = np.random.default_rng(seed)
     rows = len(class_names)
     fig = Figure(figsize=(per_class * 0.9 + 1.2, rows * 0.95 + 0.6))
