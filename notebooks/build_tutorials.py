@@ -35,6 +35,9 @@ LANG_TOKEN = "__LANG__"  # in a code cell: replaced by the notebook's language t
 CELL_TIMEOUT_S = 1800  # one cell may train the full model on a slow CPU
 # TensorFlow's C++ start-up notes, written to stderr before its log level applies; they
 # say nothing about the lesson, so stored outputs leave them out.
+# TensorFlow's Python warnings (tf.function retracing, with a memory address): about TensorFlow, not
+# the lesson, and different on every run.
+TF_WARNINGS = re.compile(r"^WARNING:tensorflow:.*\n?", re.MULTILINE)
 TF_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|I0000 |"
                         r"To enable the following instructions:).*\n?", re.MULTILINE)
 
@@ -122,6 +125,7 @@ def tidy_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         for output in cell.outputs:
             if output.output_type == "stream":
                 output.text = _relative(TF_CHATTER.sub("", output.text) if output.name == "stderr" else output.text)
+                output.text = TF_WARNINGS.sub("", output.text)
                 if not output.text.strip():
                     continue
             if _is_blank_display(output):

@@ -121,3 +121,20 @@ def test_portuguese_summary_report_and_card(tmp_path):
                        "test": {"images": 2, "class_counts": {"0": 1, "1": 1}, "pixel_mean": 1.0, "pixel_std": 2.0}}}
     text = "\n".join(card_lines(card, "pt-BR"))
     assert "imagens" in text and leftover_english(text) == set(), text
+
+
+def test_fashion_class_names_are_shown_in_the_figures_language(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from mnist_cnn.core.messages import class_label
+    from mnist_cnn.data.registry import DATASETS
+    from mnist_cnn.evaluation import plots
+
+    names = DATASETS["fashion-mnist"].class_names
+    assert [class_label(n, "pt-BR") for n in names][:2] == ["camiseta/top", "calça"]
+    assert [class_label(n, "en") for n in names] == list(names) and class_label("7", "pt-BR") == "7"
+    captured: list[Figure] = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: captured.append(fig) or path)
+    plots.plot_confusion_matrix(np.eye(10, dtype=int), names, tmp_path / "c.png", lang="pt-BR")
+    labels = [t.get_text() for ax in captured[0].axes for t in ax.get_xticklabels()]
+    assert "camiseta/top" in labels and "T-shirt/top" not in labels

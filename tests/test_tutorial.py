@@ -146,3 +146,40 @@ def test_outputs_write_a_data_folder_reached_through_a_link_relative(tmp_path, m
         assert tidied == "de $MNIST_CNN_DATA_DIR/fashion-mnist", tidied
         assert str(tmp_path) not in tidied
 
+
+def stored_outputs(lang: str) -> tuple[str, str]:
+    """(stdout, stderr) text of every code cell's stored outputs."""
+    nb = nbformat.read(builder.NOTEBOOKS[lang], as_version=4)
+    streams = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+    return ("".join(o.text for o in streams if o.name == "stdout"),
+            "".join(o.text for o in streams if o.name == "stderr"))
+
+
+@pytest.mark.parametrize("lang", ["en", "pt"])
+def test_stored_outputs_state_todays_facts(lang):
+    """What the stored notebooks print agrees with the package as it is: the registered models, every
+    TrainConfig setting, the shipped Fashion-MNIST model's accuracy; and no warning is stored."""
+    import dataclasses
+    import json
+
+    from mnist_cnn.inference.shipped import bundled_path
+    from mnist_cnn.runs.config import TrainConfig
+    from mnist_cnn.training.models import MODELS
+
+    stdout, stderr = stored_outputs(lang)
+    assert str(list(MODELS)) in stdout
+    config_line = next(line for line in stdout.splitlines() if line.startswith("TrainConfig("))
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f"{f.name}=" not in config_line]
+    assert missing == []
+    accuracy = json.loads((bundled_path("fashion-mnist").parent / "metrics.json").read_text())["test"]["accuracy"]
+    assert f"(fashion-mnist): {accuracy:.2%}" in stdout
+    assert not re.search(r"(?i)warning|0x[0-9a-f]{8,}", stdout + stderr), stderr[-1000:]
+
+
+def test_the_stored_portuguese_notebook_prints_no_english():
+    from test_messages import leftover_english
+
+    stdout, _ = stored_outputs("pt")
+    for english in ("full run", "quick mode", "range:", "sum of row", "(row, column)", "written to", "exit code"):
+        assert english not in stdout, english
+    assert leftover_english(stdout) == set()
