@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import digit_png, drawing_png, start_server, write_result
+from common import digit_png, drawing_png, model_record, start_server, write_result
 
 WARMUP_REQUESTS = 50  # httpx client: before timing, so graphs are traced and connections open
 
@@ -42,7 +42,7 @@ def ab(url: str, requests: int, concurrency: int, body: Path | None = None) -> d
     command = ["ab", "-q", "-k", "-n", str(requests), "-c", str(concurrency)]
     if body is not None:
         command += ["-p", str(body), "-T", "image/png"]
-    out = subprocess.run([*command, url], capture_output=True, text=True, timeout=600).stdout
+    out = subprocess.run([*command, url], check=False, capture_output=True, text=True, timeout=600).stdout
 
     def number(pattern: str) -> float:
         match = re.search(pattern, out, re.MULTILINE)
@@ -154,7 +154,7 @@ def main() -> int:
                 found = ab_rows(url, body, args) if args.client == "ab" else {"rows": httpx_rows(url, args)}
             finally:
                 stop(process)
-            rows.append({"model": model, "runtime": runtime, "workers": worker_count, **found})
+            rows.append({**model_record(model), "runtime": runtime, "workers": worker_count, **found})
 
     if args.client == "ab":
         print("| model | runtime | workers | /healthz req/s | /predict req/s | ratio | /predict p50 ms | p99 ms | failed |")

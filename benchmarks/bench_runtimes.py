@@ -17,18 +17,14 @@ thread. Run it alone: any other load on the machine skews it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-from common import RESULTS, write_result
+from common import RESULTS, model_record, write_result
 
 from mnist_cnn.data.load import load_dataset
 from mnist_cnn.data.prepare import normalize
@@ -78,7 +74,6 @@ def main() -> int:
     cpu = one_core()
     import keras
 
-    pass  # (moved import)
     from mnist_cnn.export.export import export_model
     from mnist_cnn.inference.runtimes import KerasModel, LiteRtModel, OnnxModel
     from mnist_cnn.training.models import build_model
@@ -111,7 +106,8 @@ def main() -> int:
     for row in rows:
         print(f"| {row['runtime']} | {row['batch']} | {row['calls']} | {row['median_ms']:.3f} | {row['p90_ms']:.3f} "
               f"| {row['median_us_per_image']:.1f} |")
-    result = write_result("runtimes", {"model": str(args.model or args.architecture), "rows": rows,
+    model = model_record(args.model) if args.model else {"model": f"untrained {args.architecture}"}
+    result = write_result("runtimes", {**model, "rows": rows,
                                        "parity": {fmt: r.parity.max_abs_diff for fmt, r in exports.items()}}, args.out)
     print(f"written to {result}")
     return 0

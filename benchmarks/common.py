@@ -3,7 +3,11 @@ images a request sends, and a real `mnist-cnn serve` to measure.
 
 Every result file records the command, the UTC time and the machine (CPU model with
 "(AMX)" where it has bfloat16 matrix units, core count, versions): numbers differ by CPU.
-Scripts run as `python benchmarks/NAME.py`, so this folder is on `sys.path` already.
+A model is recorded so that anyone can find it again: a shipped model by its name, a file by
+its SHA-256, its path relative to the repository (or, outside it, only its run folder and
+file name: an absolute path names one machine's temporary folder) and the training settings
+of the run folder it sits in. Scripts run as `python benchmarks/NAME.py`, so this folder is
+on `sys.path` already.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = RESULTS.parents[1]
 SERVER_START_TIMEOUT_S = 120.0
 
 
@@ -40,20 +45,51 @@ def environment() -> dict[str, Any]:
     return env()
 
 
-def model_record(model: str | Path) -> dict[str, str]:
-    """A model as a result names it: its name or path as given, and the SHA-256 of the file measured
-    (a shipped name resolved), so a figure can be matched to the model it was measured on."""
-    from mnist_cnn.core.hashing import sha256_file
-    from mnist_cnn.inference.shipped import resolve_model
+def portable_path(path: str | Path) -> str:
+    """`path` as a result file records it: relative to the repository when inside it, else its
+    last two parts (`RUN_FOLDER/model.keras`), never an absolute path of this machine."""
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_relative_to(REPO):
+        return resolved.relative_to(REPO).as_posix()
+    return Path(*resolved.parts[-2:]).as_posix()
 
-    return {"model": str(model), "model_sha256": sha256_file(resolve_model(model))}
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that made a result (`sys.argv` by default), with every absolute path in it
+    made portable as `portable_path` does: `bench_ab.py --models mnist 20261127T214819Z-mnist-cnn/model.keras`."""
+    argv = sys.argv if argv is None else argv
+    words = [Path(argv[0]).name]
+    for word in argv[1:]:
+        flag, equals, value = word.partition("=") if word.startswith("--") else ("", "", word)
+        if value.startswith(("/", "~")):
+            value = portable_path(value)
+        words.append(f"{flag}{equals}{value}")
+    return " ".join(words)
+
+
+def model_record(model: str | Path) -> dict[str, Any]:
+    """A model as a result names it, so that a figure can be matched to the model it was measured on:
+    a shipped name as given, a file by `portable_path`; always the SHA-256 of the file measured; and,
+    when the file sits in a run folder, the settings it was trained with (`config.json`'s `config`)."""
+    from mnist_cnn.core.hashing import sha256_file
+    from mnist_cnn.inference.shipped import BUNDLED_MODELS, resolve_model
+
+    path = resolve_model(model)
+    record: dict[str, Any] = {"model": str(model) if str(model) in BUNDLED_MODELS else portable_path(path),
+                              "model_sha256": sha256_file(path)}
+    config = path.parent / "config.json"
+    try:
+        record["model_settings"] = json.loads(config.read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # a model outside a run folder (an export, a copied file): its digest still names it
+    return record
 
 
 def write_result(stem: str, payload: dict[str, Any], folder: Path = RESULTS, suffix: str = "") -> Path:
     """`folder/<stem>-<UTC time><suffix>.json` holding `payload` plus the command and the machine; its path."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}-{utc_stamp()}{suffix}.json"
-    record = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "environment": environment(),
+    record = {"command": command_line(), "environment": environment(),
               "load_average_before": os.getloadavg(), **payload}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

@@ -93,9 +93,11 @@ def main() -> int:
         print(f"| {name} | {100 * statistics.mean(values):.2f}%{spread} | "
               f"{', '.join(f'{100 * v:.2f}' for v in values)} |")
     if args.out:
-        args.out.write_text(json.dumps({"dataset": args.dataset, "models": [str(p) for p in args.models],
-                                        "shifts": SHIFTS, "flip": args.flip,
-                                        "accuracy": rows}, indent=2) + "\n")
+        from common import command_line, environment, model_record
+
+        args.out.write_text(json.dumps({"command": command_line(), "environment": environment(),
+                                        "dataset": args.dataset, "models": [model_record(p) for p in args.models],
+                                        "shifts": SHIFTS, "flip": args.flip, "accuracy": rows}, indent=2) + "\n")
     return 0
 
 

@@ -25,9 +25,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from common import RESULTS, command_line, portable_path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-RESULTS = Path(__file__).parent / "results"
 QUICK_TRAIN_LIMIT = 2000
 
 
@@ -80,7 +81,7 @@ def main() -> int:
             training = result.metrics["training"]
             runs.append({"contender": name, "seed": seed, "val_accuracy": training["best_val_accuracy"],
                          "test_accuracy": result.metrics["test"]["accuracy"],
-                         "train_seconds": training["train_seconds_total"], "run_dir": str(run_dir)})
+                         "train_seconds": training["train_seconds_total"], "run_dir": portable_path(run_dir)})
             print(f"{name:<16} seed {seed}: val {runs[-1]['val_accuracy']:.4f}  test "
                   f"{runs[-1]['test_accuracy']:.4f}", flush=True)
 
@@ -98,7 +99,7 @@ def main() -> int:
 
     states = [t.state for t in study.trials]
     report = {
-        "quick": args.quick, "command": " ".join(sys.argv), "environment": environment(),
+        "quick": args.quick, "command": command_line(), "environment": environment(),
         "study": {"name": args.study, "complete": states.count(TrialState.COMPLETE),
                   "pruned": states.count(TrialState.PRUNED), "failed": states.count(TrialState.FAIL),
                   "best_trial": best.number, "best_val_accuracy": best.value, "best_params": best.params},
@@ -116,8 +117,8 @@ def main() -> int:
 
 def markdown(report: dict) -> str:
     study = report["study"]
-    lines = [f"# `fast`: hand-tuned vs Optuna's best ({study['name']}: {study['complete']} complete trials, "
-             f"best trial {study['best_trial']}, val {study['best_val_accuracy']:.4f} at seed 0)", "",
+    lines = [(f"# `fast`: hand-tuned vs Optuna's best ({study['name']}: {study['complete']} complete trials, "
+              f"best trial {study['best_trial']}, val {study['best_val_accuracy']:.4f} at seed 0)"), "",
              "| contender | seeds | validation accuracy (mean ± std) | test accuracy (mean ± std) |",
              "|---|---|---|---|"]
     for row in report["summary"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_benchmark_script
+from conftest import REPO, load_benchmark_script
 
 pytestmark = pytest.mark.slow
 COMPARE = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
@@ -25,7 +26,7 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
     asked = ["wide", "fast", "pytorch-example", "keras-example"]
     done = subprocess.run([sys.executable, str(COMPARE), "--quick", "--data-dir", str(shared_data),
                            "--out", str(tmp_path), "--contenders", *asked],
-                          capture_output=True, text=True, timeout=900)
+                          check=False, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     (result,) = tmp_path.glob("compare-*-quick.json")
     report = json.loads(result.read_text())
@@ -47,7 +48,7 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
     done = subprocess.run([sys.executable, str(COMPARE), "--quick", "--data-dir", str(shared_data),
                            "--out", str(tmp_path / "part2"), "--contenders", "fast", "--first-seed", "7",
                            "--include", str(result), "--keep-runs", str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     (kept,) = (tmp_path / "runs").iterdir()
     assert kept.name.endswith("-mnist-fast")
@@ -72,12 +73,12 @@ def test_the_benchmark_runs_every_contender_unless_told_otherwise():
 
 def test_including_a_missing_or_foreign_file_fails_before_training(tmp_path):
     missing = subprocess.run([sys.executable, str(COMPARE), "--include", str(tmp_path / "nope.json")],
-                             capture_output=True, text=True, timeout=120)
+                             check=False, capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "cannot include" in missing.stderr and "nope.json" in missing.stderr
     quick = tmp_path / "quick.json"
     quick.write_text(json.dumps({"quick": True, "runs": []}))
     mixed = subprocess.run([sys.executable, str(COMPARE), "--include", str(quick)],
-                           capture_output=True, text=True, timeout=120)
+                           check=False, capture_output=True, text=True, timeout=120)
     assert mixed.returncode != 0 and "is a quick run and this one is full" in mixed.stderr
 
 
@@ -86,7 +87,7 @@ def test_a_pytorch_contender_without_torch_stops_before_training_with_the_fix(tm
     (tmp_path / "torch.py").write_text("raise ImportError(\"No module named 'torch'\")\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run([sys.executable, str(COMPARE), "--contenders", "fast", "pytorch-example",
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env=env)
+                           "--out", str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=120, env=env)
     message = done.stderr.strip()
     assert done.returncode != 0 and "\n" not in message and "Traceback" not in message
     assert "pytorch-example needs PyTorch" in message and "pip install -e '.[bench]'" in message
@@ -148,9 +149,41 @@ def test_profile_step_sums_a_trace_by_op_type(shared_data, tmp_path):
     """A real trace of two `fit` steps of `fast`: convolutions and their gradients show up by type."""
     done = subprocess.run([sys.executable, str(COMPARE.with_name("profile_step.py")), "--recipe", "fast",
                            "--dataset", "mnist", "--steps", "2", "--data-dir", str(shared_data),
-                           "--logdir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                           "--logdir", str(tmp_path)], check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
     assert any("Conv2DBackpropFilter" in name for name in rows) and any(name.endswith("Conv2D") for name in rows)
     assert "EagerLocalExecute" not in done.stdout  # whole-function wrappers are not ops
     assert list(tmp_path.rglob("*.xplane.pb"))
+
+
+def test_results_name_a_model_by_its_digest_and_a_path_that_means_something_elsewhere(tmp_path, monkeypatch):
+    """A result file names the model it measured by SHA-256, by a path relative to the repository
+    (outside it: the run folder and file name) and by the settings of its run; never by an absolute
+    path such as the temporary folder it sat in. The command is recorded the same way."""
+    common = load_benchmark_script("common")
+    run = tmp_path / "20261127T190744Z-mnist-cnn"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"a model file")
+    (run / "config.json").write_text(json.dumps({"config": {"recipe": "default", "seed": 0}}))
+    record = common.model_record(run / "model.keras")
+    assert record == {"model": "20261127T190744Z-mnist-cnn/model.keras",
+                      "model_sha256": hashlib.sha256(b"a model file").hexdigest(),
+                      "model_settings": {"recipe": "default", "seed": 0}}
+    shipped = common.model_record("mnist")  # a shipped model by its name, with the digest it ships with
+    digest = (REPO / "src" / "mnist_cnn" / "pretrained" / "mnist" / "model.keras.sha256").read_text().split()[0]
+    assert shipped["model"] == "mnist" and shipped["model_sha256"] == digest
+    inside = common.model_record(REPO / "src" / "mnist_cnn" / "pretrained" / "mnist" / "model.keras")
+    assert inside["model"] == "src/mnist_cnn/pretrained/mnist/model.keras"  # in the repository: relative to it
+
+    monkeypatch.setattr(common, "environment", lambda: {"cpu": "a test CPU"})  # no Keras import for this
+    monkeypatch.setattr(sys, "argv", [str(REPO / "benchmarks" / "refusal.py"), str(run / "model.keras"),
+                                      "--data-dir", str(REPO / "data"), f"--out={tmp_path / 'results'}"])
+    written = common.write_result("refusal", record, folder=tmp_path / "results")
+    text = written.read_text()
+    assert str(tmp_path) not in text and not any(f'"/{top}/' in text or f" /{top}/" in text
+                                                  for top in ("tmp", "work", "home", "root", "Users"))
+    saved = json.loads(text)
+    assert saved["command"] == (f"refusal.py 20261127T190744Z-mnist-cnn/model.keras --data-dir data "
+                                f"--out={tmp_path.name}/results")
+    assert saved["model_sha256"] == record["model_sha256"] and saved["environment"] == {"cpu": "a test CPU"}
