@@ -137,7 +137,7 @@ def test_a_damaged_file_is_a_one_line_error_naming_it(tmp_path, damage, words):
 
 def test_a_file_of_the_previous_format_is_still_applied(tmp_path):
     """Run folders calibrated before the ink and edges features keep their three-feature rule."""
-    rule, validation, items = synthetic_rule()
+    rule, _validation, _items = synthetic_rule()
     record = {**rule.to_json(), "format": "mnist-cnn acceptance 2", "features": ["margin", "coverage", "stroke"],
               "mean": list(rule.mean[:3]), "scale": list(rule.scale[:3]), "weights": list(rule.weights[:3])}
     path = tmp_path / Run.acceptance
@@ -206,8 +206,8 @@ def test_a_calibrated_model_refuses_fashion_and_accepts_digits(model_copy, real,
     assert predictor.calibrated and predictor.acceptance.threshold == pytest.approx(rule.threshold)
     fashion = predictor.predict(list(real["fashion_test"]))
     digits = predictor.predict(list(real["digits_test"]))
-    # The session's model is small and briefly trained (a calibrated `cnn` refuses ~96%:
-    # benchmarks/README.md); it still tells most items from digits.
+    # The session's model is small and briefly trained (a calibrated `cnn` refused ~96% of them:
+    # benchmarks/results/refusal-20261127T201350Z.json); it still tells most items from digits.
     assert np.mean([not p.accepted for p in fashion]) > 0.5
     assert np.mean([p.accepted for p in digits]) > 0.95
     refused = next(p for p in fashion if not p.accepted)

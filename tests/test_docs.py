@@ -57,7 +57,7 @@ def test_mkdocs_builds_the_site_strictly(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
                            str(REPO / "mkdocs.yml"), "--site-dir", str(site)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, env=env, check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "WARNING" not in done.stderr, done.stderr
     # The API reference was generated from the docstrings, not left as `:::` lines.
@@ -71,6 +71,8 @@ def test_shipped_model_figures_in_the_docs_are_the_files_figures(monkeypatch):
     (`tools/results_tables.py`); a figure changed by hand fails here."""
     tables = load_benchmark_script("results_tables", "tools")
     assert tables.differences() == []
+    # `--check` is what CI runs: it says nothing and exits 0 while every block matches its files.
+    assert tables.main(["--check"]) == 0
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     using = (REPO / "docs" / "using.md").read_text(encoding="utf-8")
     assert "**99.71%**" in readme and "**98.9%**" in using  # the figures the mutations below change
@@ -79,3 +81,39 @@ def test_shipped_model_figures_in_the_docs_are_the_files_figures(monkeypatch):
     edited = {"using.md": using.replace("**98.9%**", "**99.9%**")}
     assert tables.differences(edited) == [
         "docs/using.md: block 'shipped-mnist-measured' differs from the files it is made from"]
+
+
+# One figure of each kind of source behind docs/results.md, as the generated blocks print it.
+RESULTS_FIGURES = [
+    ("compare-recipes", "| 62.4 s (1/1) |", "| 52.4 s (1/1) |"),  # compare-*.json
+    ("compare-fast", "7.6 s (7.3-7.8; 5/5)", "7.5 s (7.3-7.8; 5/5)"),
+    ("seeds-fast-batch-norm", "7.52-8.08 s", "7.52-7.98 s"),  # run folders under results/training/
+    ("seeds-digits", "averages 99.723%", "averages 99.733%"),
+    ("seeds-clothes", "| 94.61% ± 0.06 (94.56, 94.59, 94.67) |", "| 94.71% ± 0.06 (94.56, 94.59, 94.67) |"),
+    ("test-time-augmentation", "| 95.04% |", "| 95.14% |"),  # tta-*.json
+    ("training-speed", "| 2.60 |", "| 2.70 |"),  # precision-speed-*.txt
+]
+
+
+@pytest.mark.parametrize(("block", "figure", "edited"), RESULTS_FIGURES, ids=[b for b, _, _ in RESULTS_FIGURES])
+def test_results_page_figures_are_the_result_files_figures(block, figure, edited):
+    """Every table on docs/results.md is generated from the result files it names; a figure changed
+    by hand is reported by `results_tables.py --check`, which names the block."""
+    tables = load_benchmark_script("results_tables", "tools")
+    text = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    start, end = text.index(f"<!-- generated: {block} -->"), text.index(f"<!-- end: {block} -->")
+    assert text[start:end].count(figure) == 1, f"{figure!r} is no longer in block {block!r}: update this test"
+    changed = text[:start] + text[start:end].replace(figure, edited) + text[end:]
+    assert tables.differences({"results.md": changed}) == [
+        f"docs/results.md: block {block!r} differs from the files it is made from"]
+
+
+def test_check_names_the_block_that_drifted(monkeypatch, capsys):
+    tables = load_benchmark_script("results_tables", "tools")
+    path = REPO / "docs" / "results.md"
+    text = path.read_text(encoding="utf-8").replace("| 95.04% |", "| 95.14% |")
+    real_read_text = type(path).read_text
+    monkeypatch.setattr(type(path), "read_text",
+                        lambda self, *a, **k: text if self == path else real_read_text(self, *a, **k))
+    assert tables.main(["--check"]) == 1
+    assert "block 'test-time-augmentation' differs" in capsys.readouterr().err

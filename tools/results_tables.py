@@ -1,14 +1,21 @@
-"""The figures the docs quote about the shipped models, generated from the files that hold them.
+"""The figures the docs quote, generated from the files that hold them.
 
     python tools/results_tables.py            # rewrite the generated blocks in README.md and docs/
     python tools/results_tables.py --check    # exit 1 (and say where) if a block differs from the files
 
-Sources: each shipped model's `metrics.json` and `config.json` (accuracy, training time, CPU)
-and its digest (`model.keras.sha256`); the newest `benchmarks/results/refusal-*.json` and
-`read-numbers-*.json` that record that same digest (measured on data the rule was not
-fitted on). A block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; the
-test suite runs `--check`, so a figure edited by hand, or a model shipped without
-measuring it again, fails.
+A block sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->` and names the
+file(s) it was made from and the CPU model recorded in them. Sources:
+
+- the shipped models: each one's `metrics.json`, `config.json` and digest, and the newest
+  `benchmarks/results/refusal-*.json` and `read-numbers-*.json` that record that digest;
+- side by side: the newest full `benchmarks/results/compare-*.json` comparing the
+  contenders a block asks for;
+- seed tables: the run folders `benchmarks/results/training/GROUP-seedN/` (`tools/seed_table.py`);
+- test-time augmentation: every `benchmarks/results/tta-*.json`;
+- training speed: the newest `benchmarks/results/precision-speed-*.txt`.
+
+The test suite runs `--check`, so a figure edited by hand, or a new result not carried into
+the docs, fails.
 """
 
 from __future__ import annotations
@@ -20,10 +27,45 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import benchmark_tables as tables
+
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "src" / "mnist_cnn" / "pretrained"
 RESULTS = REPO / "benchmarks" / "results"
-DOCS = {"shipped-models": REPO / "README.md", "shipped-mnist-measured": REPO / "docs" / "using.md"}
+README, USING, RESULTS_PAGE = REPO / "README.md", REPO / "docs" / "using.md", REPO / "docs" / "results.md"
+
+# The seed tables' rows: (run group under benchmarks/results/training/, what it changed), in order.
+DIGIT_STEPS = [
+    ("cnn-mnist", "`default` recipe (`cnn`, 8 epochs)"),
+    ("strong-mnist", "`strong`: 20 epochs, shift, rotation and zoom as three Keras layers in a row"),
+    ("strong-ema-mnist", "`strong` + weight averaging 0.999, 25 epochs"),
+    ("strong-aug15-mnist", "`strong` with rotation 15 degrees, shift and zoom 15%, 25 epochs"),
+    ("strong-onewarp-mnist", "`strong` with shift, rotation and zoom as one warp"),
+    ("wide-mnist", "`wide`: a wider residual network, bfloat16, AdamW at batch 512, 20 epochs, the three layers"),
+    ("wide-aug20-mnist", "+ rotation 20 degrees, shift 20% (An et al.'s), the three layers"),
+    ("wide-elastic-mnist", "+ elastic distortion after the three layers"),
+    ("wide-onewarp-mnist", "shift, rotation and zoom as one warp (one resampling: sharper strokes)"),
+    ("wide-onewarp-elastic05-mnist", "+ elastic distortion 0.5 inside the warp"),
+    ("wide-fused30-onewarp-mnist", "fused batch norm (cheaper epochs), 30 epochs"),
+    ("wide-fused30-aug15-mnist", "+ rotation 15 degrees, shift and zoom 15% inside the warp"),
+    ("wide-fused30-ema999-mnist", "+ weight averaging 0.999"),
+    ("wide-fused30-ema999-recal-mnist", "+ weight averaging, batch norm re-estimated for the average"),
+    ("wide-fused36-mnist", "36 epochs instead of 30"),
+    ("wide-fused30-val05-mnist", "**5% held out for validation instead of 10%: the `wide` recipe now**"),
+    ("wide-fused30-val05-extra-mnist", "the same recipe, a fourth seed run afterwards"),
+]
+CLOTHES_STEPS = [
+    ("strong-fashion-mnist", "`strong`: flips, shifts, erasing 0.25, 20 epochs"),
+    ("resnet-fashion-mnist", "`resnet`: wider at 14x14 and 7x7, residual blocks, 18 epochs"),
+    ("wide-fashion-mnist", ("`wide`: 1.5x wider again, bfloat16, AdamW at batch 512, whole-pixel shifts, no erasing, "
+                           "20 epochs")),
+    ("wide-erasing-fashion-mnist", "+ erasing 0.25"),
+    ("deep-fashion-mnist", "`deep` instead of `wide`: depth instead of width, about the same cost"),
+    ("wide-fused27-fashion-mnist", "fused batch norm (cheaper epochs), 27 epochs"),
+    ("wide-fused34-fashion-mnist", "**34 epochs: the `wide` recipe now**"),
+]
+FAST_STEPS = [("fast-kerasbn-mnist", "Keras' batch norm layer"),
+              ("fast-fusedbn-mnist", "**fused batch norm: the `fast` recipe now**")]
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -86,21 +128,34 @@ def block_shipped_mnist_measured() -> str:
         "",
         "| | result | goal |",
         "|---|---|---|",
-        f"| numbers of 2-6 separate MNIST test digits read exactly | **{pct(n['separate']['exact'])}** "
-        f"(touching digits: {pct(n['touching']['exact'])}) | >= 97% |",
+        (f"| numbers of 2-6 separate MNIST test digits read exactly | **{pct(n['separate']['exact'])}** "
+        f"(touching digits: {pct(n['touching']['exact'])}) | >= 97% |"),
         f"| Fashion-MNIST test images refused | **{pct(share['fashion-mnist test'])}** | >= 95% |",
-        f"| MNIST test digits refused | **{pct(share['mnist test'], 2)}** (digits rescaled and slanted as written: "
-        f"{pct(share['mnist test as written'])}) | <= 1% |",
-        f"| noise / scribbles / letters refused | {pct(share['noise'])} / {pct(share['scribbles'])} / "
-        f"{pct(share['letters'])} | |",
+        (f"| MNIST test digits refused | **{pct(share['mnist test'], 2)}** (digits rescaled and slanted as written: "
+        f"{pct(share['mnist test as written'])}) | <= 1% |"),
+        (f"| noise / scribbles / letters refused | {pct(share['noise'])} / {pct(share['scribbles'])} / "
+        f"{pct(share['letters'])} | |"),
         "",
-        f"(`benchmarks/results/{reading_path.name}`, `benchmarks/results/{refusal_path.name}`; "
-        f"{_cpu(r['environment'].get('cpu'))})",
+        (f"(`benchmarks/results/{reading_path.name}`, `benchmarks/results/{refusal_path.name}`; "
+        f"{_cpu(r['environment'].get('cpu'))})"),
     ]
     return "\n".join(lines)
 
 
-BLOCKS = {"shipped-models": block_shipped_models, "shipped-mnist-measured": block_shipped_mnist_measured}
+# name -> (the page holding the block, what renders it)
+BLOCKS = {
+    "shipped-models": (README, block_shipped_models),
+    "shipped-mnist-measured": (USING, block_shipped_mnist_measured),
+    "compare-recipes": (RESULTS_PAGE, lambda: tables.compare_table(
+        ["keras-example", "pytorch-example", "fast", "cnn", "strong"])),
+    "compare-wide": (RESULTS_PAGE, lambda: tables.compare_table(["wide"])),
+    "compare-fast": (RESULTS_PAGE, lambda: tables.compare_table(["keras-example", "fast"], exact=True)),
+    "seeds-fast-batch-norm": (RESULTS_PAGE, lambda: tables.seed_groups(FAST_STEPS)),
+    "seeds-digits": (RESULTS_PAGE, lambda: tables.seed_groups(DIGIT_STEPS, goal=("wide-fused30-val05-mnist", 0.9972))),
+    "seeds-clothes": (RESULTS_PAGE, lambda: tables.seed_groups(CLOTHES_STEPS, goal=("wide-fused34-fashion-mnist", 0.945))),
+    "test-time-augmentation": (RESULTS_PAGE, tables.tta_table),
+    "training-speed": (RESULTS_PAGE, tables.precision_speed_table),
+}
 
 
 def pattern(name: str) -> re.Pattern[str]:
@@ -110,8 +165,7 @@ def pattern(name: str) -> re.Pattern[str]:
 def differences(texts: dict[str, str] | None = None) -> list[str]:
     """The blocks whose text differs from what the files say (`texts`: file name -> text, default on disk)."""
     found = []
-    for name, render in BLOCKS.items():
-        path = DOCS[name]
+    for name, (path, render) in BLOCKS.items():
         text = (texts or {}).get(path.name) or path.read_text(encoding="utf-8")
         match = pattern(name).search(text)
         if match is None:
@@ -122,10 +176,10 @@ def differences(texts: dict[str, str] | None = None) -> list[str]:
 
 
 def write() -> None:
-    for name, render in BLOCKS.items():
-        path = DOCS[name]
+    for name, (path, render) in BLOCKS.items():
         text = path.read_text(encoding="utf-8")
-        new, count = pattern(name).subn(lambda m: m.group(1) + render() + m.group(3), text)
+        body = render()
+        new, count = pattern(name).subn(lambda m, body=body: m.group(1) + body + m.group(3), text)
         if count != 1:
             raise SystemExit(f"{path}: expected one block {name!r}, found {count}")
         path.write_text(new, encoding="utf-8")

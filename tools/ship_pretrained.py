@@ -102,8 +102,8 @@ def card(name: str, record: dict, metrics: dict, digest: str) -> str:
     hyper = [f"| `{key}` | `{config[key]}` |" for key in HYPERPARAMETERS if key in config]
     return "\n".join(metadata + [
         f"# {name}: a `{config['model']}` CNN for {title}", "",
-        f"Shipped with mnist-cnn; works by name wherever a model file does: `mnist-cnn predict {name} photo.png`, "
-        f"`mnist-cnn serve {name}`, `Predictor.from_path(\"{name}\")`.", "",
+        (f"Shipped with mnist-cnn; works by name wherever a model file does: `mnist-cnn predict {name} photo.png`, "
+        f"`mnist-cnn serve {name}`, `Predictor.from_path(\"{name}\")`."), "",
         "## Intended use", "", INTENDED[name], "",
         "## Limits and out-of-scope use", "", LIMITS[name], "",
         "## Training procedure", "",

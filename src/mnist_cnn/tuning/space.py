@@ -38,7 +38,7 @@ NOT_SEARCHABLE = {
 }
 
 # Built-in spaces around each recipe's hand-tuned settings (recipes.py), the settings the
-# result is most sensitive to (benchmarks/README.md).
+# result is most sensitive to (docs/training.md, "Why the recipes are as they are").
 DEFAULT_SPACES: dict[str, Space] = {
     "fast": {  # one epoch stays one epoch: the recipe's point is its time budget
         "learning_rate": {"low": 2e-3, "high": 5e-2, "log": True},
@@ -63,7 +63,7 @@ DEFAULT_SPACES: dict[str, Space] = {
         "aug_rotation_deg": {"low": 0.0, "high": 20.0},
         "aug_zoom": {"low": 0.0, "high": 0.2},
     },
-    "wide": {  # regularisation first: the wide model ends ahead on its training data (benchmarks/README.md)
+    "wide": {  # regularisation first: the wide model ends ahead on its training data (docs/training.md, "Why the recipes are as they are")
         "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
         "weight_decay": {"low": 0.0, "high": 0.2},
         "warmup_epochs": {"low": 0.0, "high": 3.0},
