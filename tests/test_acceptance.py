@@ -263,3 +263,27 @@ def test_calibrate_refuses_a_loose_model_in_one_line(tmp_path, capsys):
     assert main(["calibrate", str(tmp_path / "model.keras"), "--offline"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not in a run folder" in err
+
+
+@pytest.mark.slow
+def test_calibration_after_training_uses_the_model_in_memory_and_bounded_samples(model_copy, real, monkeypatch):
+    """`start_or_resume` hands the trained model over (the file is not loaded again), and the
+    rule is fitted on the fixed sample sizes whatever the split's size."""
+    from mnist_cnn.inference.keras_file import load_saved_model
+    from mnist_cnn.inference.predict import Predictor
+
+    model = load_saved_model(model_copy)
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("calibration after training loaded the model file again")
+
+    monkeypatch.setattr(Predictor, "from_path", no_reload)
+    dataset = load_dataset("mnist", SHARED_DATA)
+    x_train, x_val = dataset.train_images[20_000:26_000], dataset.train_images[30_000:34_000]
+    path = calibrate.calibrate_after_training(Run(model_copy.parent), dataset, x_train, x_val, model=model)
+    assert path == model_copy.parent / Run.acceptance
+    details = acceptance.read(path).details
+    assert details["images"]["fit digits"] == calibrate.FIT_DIGITS
+    assert details["images"]["validation"] == calibrate.MAX_VALIDATION  # 4,000 given, a fixed sample used
+    assert details["images"]["fashion-mnist train"] == calibrate.FIT_NEGATIVES
+    assert 0.003 <= details["refused"]["validation"] <= 0.02

@@ -76,7 +76,8 @@ def start_or_resume(plan: TrainingPlan, dataset: Dataset, runs_dir: Path | None 
     if config.tensorboard:
         tensorboard_logs.write_test_images(run, step=result.metrics["training"]["epochs_run"])
     train_rows, val_rows = result.split  # the split train() used: the rule's threshold is set on validation
-    calibrate_after_training(run, dataset, dataset.train_images[train_rows], dataset.train_images[val_rows])
+    calibrate_after_training(run, dataset, dataset.train_images[train_rows], dataset.train_images[val_rows],
+                             model=result.model)
     return result
 
 
