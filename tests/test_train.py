@@ -238,7 +238,7 @@ def test_resumed_batches_are_the_uninterrupted_ones():
     assert whole[0] != whole[1]
 
 
-@pytest.mark.parametrize("flags", [[], ["--fused-batch-norm"]])
+@pytest.mark.parametrize("flags", [["--no-fused-batch-norm"], []])
 def test_deterministic_runs_repeat_exactly(tiny_dataset, isolated_env, flags):
     histories = []
     for runs in ("a", "b"):
@@ -249,6 +249,22 @@ def test_deterministic_runs_repeat_exactly(tiny_dataset, isolated_env, flags):
         histories.append([line.rsplit(",", 1)[0] for line in rows])  # drop the wall-time column
     assert histories[0] == histories[1]
     assert len(histories[0]) == 3  # header + 2 epochs
+
+
+@pytest.mark.parametrize("mode", [{"shuffle_seed": 3, "epochs": 2}, {"shuffle_seed": 3}, {}])
+def test_uint8_images_are_scaled_per_batch_to_exactly_the_normalised_floats(mode):
+    """Training keeps pixels uint8 (a quarter of the memory) and scales each batch: the model must
+    see the very float32 values `normalize` gives, in every kind of pipeline."""
+    import numpy as np
+
+    from mnist_cnn.data.prepare import normalize
+    from mnist_cnn.training.train import make_batches
+
+    pixels = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = np.arange(50)
+    for images, rows in make_batches(pixels[..., np.newaxis], labels, 16, **mode):
+        assert images.dtype.name == "float32"
+        np.testing.assert_array_equal(np.asarray(images), normalize(pixels[np.asarray(rows)]))
 
 
 def test_batches_cover_the_data_each_epoch_without_autotuning():
@@ -381,7 +397,7 @@ def test_portable_copy_keeps_the_weights_and_computes_in_float32_with_plain_kera
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(twin(x), mixed(x), atol=0.05)  # bfloat16 keeps ~3 significant digits
-    plain = build_for_training(TrainConfig(model="cnn"), 10)
+    plain = build_for_training(TrainConfig(model="cnn", fused_batch_norm=False), 10)
     assert portable_copy(plain) is plain
     fused = build_for_training(TrainConfig(model="cnn", fused_batch_norm=True), 10)
     assert portable_copy(fused) is not fused

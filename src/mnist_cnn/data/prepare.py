@@ -53,7 +53,8 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Model-ready arrays: images float32 (N, 28, 28, 1) in [0, 1], labels per `config.labels`."""
+    """Model-ready arrays: images float32 (N, 28, 28, 1) in [0, 1] (uint8 0..255 if prepared with
+    `scale=False`), labels per `config.labels`."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -72,13 +73,17 @@ class SplitSettings(Protocol):
     labels: Literal["onehot", "sparse"]  # label encoding, as the loss expects
 
 
-def prepare_data(config: SplitSettings, dataset: Dataset) -> PreparedData:
-    """Steps 1.1 and 1.2: normalise pixels, encode labels, hold out a stratified validation split."""
+def prepare_data(config: SplitSettings, dataset: Dataset, *, scale: bool = True) -> PreparedData:
+    """Steps 1.1 and 1.2: normalise pixels, encode labels, hold out a stratified validation split.
+
+    `scale=False` keeps the pixels uint8 (N, 28, 28, 1) for a pipeline that scales each batch
+    as it goes (training does: a quarter of the memory, and the same float32 values).
+    """
     images, labels = dataset.train_images, dataset.train_labels
     if config.train_limit is not None:
         images, labels = images[: config.train_limit], labels[: config.train_limit]
     train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
-    x = normalize(images)  # uint8 (N, 28, 28) -> float32 (N, 28, 28, 1)
+    x = normalize(images) if scale else images[..., np.newaxis]  # -> float32 (or uint8) (N, 28, 28, 1)
     y = encode_labels(labels, dataset.num_classes, config.labels)
     return PreparedData(x[train_idx], y[train_idx], x[val_idx], y[val_idx], train_idx, val_idx)
 

@@ -57,7 +57,8 @@ RELOAD_PROBE = 1000  # test images the reloaded model is compared on
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None,
                  augment: keras.Sequential | None = None, autotune: bool = False,
                  epochs: int | None = None, first_epoch: int = 0) -> Any:
-    """An in-memory `tf.data` pipeline of (images, labels) batches.
+    """An in-memory `tf.data` pipeline of (images, labels) batches; uint8 images are scaled to
+    [0, 1] per batch (float32 ones are taken as they are).
 
     With `shuffle_seed` and `epochs`, the batches of epochs `first_epoch`..`epochs - 1`
     follow one another in one stream (`fit` then needs `steps_per_epoch`), and the order of
@@ -75,6 +76,9 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: in
     """
     import tensorflow as tf  # noqa: PLC0415  (the backend; Keras already imported it)
 
+    def scaled(images: Any) -> Any:  # uint8 pixels are kept as such and scaled batch by batch
+        return tf.cast(images, tf.float32) / 255.0 if images.dtype == tf.uint8 else images
+
     if shuffle_seed is not None and epochs is not None:
         images, labels = tf.constant(x), tf.constant(y)
 
@@ -84,12 +88,14 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: in
             return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
         dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).map(
-            lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+            lambda index: (scaled(tf.gather(images, index)), tf.gather(labels, index)))
     elif shuffle_seed is not None:
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
             len(x), seed=shuffle_seed, reshuffle_each_iteration=True).batch(batch_size)
     else:
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    if x.dtype == np.uint8 and not (shuffle_seed is not None and epochs is not None):
+        dataset = dataset.map(lambda images, labels: (scaled(images), labels))
     if augment is not None:
         dataset = dataset.map(lambda images, labels: (augment(images, training=True), labels),
                               num_parallel_calls=tf.data.AUTOTUNE if autotune else usable_cores())
@@ -119,10 +125,11 @@ def learning_rate(config: TrainConfig, steps: int) -> float | keras.optimizers.s
 
 
 def recalibration_sample(x_train: np.ndarray, seed: int, size: int = 4096) -> np.ndarray:
-    """The fixed training images (un-augmented) that re-estimate batch norm for averaged weights."""
-    if len(x_train) <= size:
-        return x_train
-    return x_train[np.sort(np.random.default_rng(seed).choice(len(x_train), size, replace=False))]
+    """The fixed training images (un-augmented, float32 in [0, 1]) that re-estimate batch norm for
+    averaged weights."""
+    if len(x_train) > size:
+        x_train = x_train[np.sort(np.random.default_rng(seed).choice(len(x_train), size, replace=False))]
+    return x_train.astype(np.float32) / 255.0 if x_train.dtype == np.uint8 else x_train
 
 
 def compile_model(model: keras.Model, config: TrainConfig, steps: int) -> keras.Model:
@@ -232,7 +239,7 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
                             f"writable folder") from None
     try:
         seed_everything(config)
-        data = prepare_data(config, dataset)
+        data = prepare_data(config, dataset, scale=False)  # uint8: make_batches scales each batch
         steps = steps_per_epoch(config, len(data.x_train))
         model = compile_model(build_for_training(config, dataset.num_classes), config, steps)
         state, rows = (run.resume_point(config, dataset.name, dataset.source, dataset.sha256, changed) if resume
