@@ -165,3 +165,26 @@ def test_models_lists_parameter_counts(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "keras-example" in out and "34,826" in out and "cnn" in out
+
+
+def test_the_command_ends_at_once_after_tensorflow_with_all_its_output_and_exit_code(tmp_path):
+    """`entry` skips TensorFlow's slow teardown: the answer, a warning-free stderr and the exit code must
+    still all reach a pipe, for success and for an error raised after TensorFlow loaded."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 12:16] = 255
+    Image.fromarray(digit).save(tmp_path / "one.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    command = [sys.executable, "-m", "mnist_cnn", "predict", "mnist"]
+    ok = subprocess.run([*command, str(tmp_path / "one.png"), "--json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["predictions"][0]["predicted"] == "1"
+    bad = subprocess.run([*command, str(tmp_path / "broken.png")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and "broken.png" in bad.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -161,5 +162,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `mnist-cnn` command and `python -m mnist_cnn`: `main`, then end the process.
+
+    Once TensorFlow is loaded, the interpreter's normal exit spends most of a second tearing
+    it down (0.9 s against 0.04 s measured here for a trained model), after every file
+    is written and closed. So, with the output and the logs flushed, the process ends at
+    once; unless child processes are still running, which the normal exit waits for.
+    """
+    code = main()
+    children = "multiprocessing" in sys.modules and sys.modules["multiprocessing"].active_children()
+    if "tensorflow" in sys.modules and not children:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream: nothing left to lose
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
