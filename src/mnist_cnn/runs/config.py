@@ -57,7 +57,7 @@ class TrainConfig:
     adam_beta_2: float = 0.999  # Adam's second-moment decay
     weight_decay: float = 0.0  # decoupled (AdamW) decay per unit of learning rate, e.g. 0.05; batch-norm and bias parameters are spared
     precision: Precision = "float32"  # "bfloat16": mixed precision, faster on CPUs with AMX (bf16 matrix units); model.keras is float32 either way
-    fused_batch_norm: bool = False  # batch norm as one fused TensorFlow op while training: faster (bfloat16 most), same model file
+    fused_batch_norm: bool = True  # batch norm as one fused TensorFlow op while training: faster (a fifth of `cnn`'s epoch in float32), same model file
     ema_momentum: float = 0.0  # 0: off; e.g. 0.999: validation, checkpoints and model.keras use a moving average of the weights
     # Augmentation of training images only (random each step; validation and test untouched).
     augment: bool = False  # turn the settings below on
