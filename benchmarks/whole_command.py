@@ -1,0 +1,111 @@
+"""The whole command as a user meets it: wall time, time outside training and peak memory.
+
+Each contender is one process, started and timed from outside as a shell would: Python and
+TensorFlow start-up, data, training, evaluation, plots, report and the "not a digit"
+calibration all count. Contenders run interleaved (A B A B ...) so that machine noise
+falls on all of them alike; medians are reported, with the ratios to the first contender.
+
+    fast            mnist-cnn train --recipe fast
+    default         mnist-cnn train (what `make train` runs)
+    keras-io-9      the keras-io convnet as its script runs it, stopped at 9 epochs (its first
+                    epoch at 99% test accuracy here): keras_io_convnet.py
+
+For `mnist-cnn train` the run's metrics.json gives the training seconds (the sum of its
+epochs), so "outside training" = wall time - training seconds. Peak RSS is the child's
+own (`os.wait4`).
+
+    python benchmarks/whole_command.py                               # fast vs keras-io-9, 3 rounds
+    python benchmarks/whole_command.py --contenders default --rounds 1
+    python benchmarks/whole_command.py --contenders fast default keras-io-9 --rounds 3
+
+Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import write_result
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the result's environment record imports Keras
+HERE = Path(__file__).resolve().parent
+CONTENDERS = {
+    "fast": ["-m", "mnist_cnn", "train", "--recipe", "fast"],
+    "default": ["-m", "mnist_cnn", "train"],
+    "keras-io-9": [str(HERE / "keras_io_convnet.py"), "--epochs", "9"],
+}
+
+
+def run_once(name: str, runs_dir: Path) -> dict:
+    """One contender in its own process: wall seconds, peak RSS (MB), training seconds and accuracy."""
+    args = [sys.executable, *CONTENDERS[name]]
+    if name != "keras-io-9":
+        args += ["--runs-dir", str(runs_dir)]
+    env = dict(os.environ)
+    start = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{name} failed ({process.returncode}):\n{output[-3000:]}")
+    row = {"contender": name, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    if name == "keras-io-9":
+        row.update(json.loads(output.strip().splitlines()[-1]))  # the script's last line: its own record
+    else:
+        run = max(runs_dir.iterdir(), key=lambda p: p.stat().st_mtime)
+        metrics = json.loads((run / "metrics.json").read_text())
+        row.update(train_s=metrics["training"]["train_seconds_total"], test_accuracy=metrics["test"]["accuracy"],
+                   calibrated=(run / "acceptance.json").exists())
+    row["outside_training_s"] = round(row["wall_s"] - row["train_s"], 2)
+    return row
+
+
+def summarise(rows: list[dict], names: list[str]) -> list[dict]:
+    table = []
+    for name in names:
+        mine = [r for r in rows if r["contender"] == name]
+        table.append({"contender": name, "rounds": len(mine),
+                      **{f"{key}_median": round(statistics.median(r[key] for r in mine), 2)
+                         for key in ("wall_s", "train_s", "outside_training_s", "peak_rss_mb")},
+                      "test_accuracy_mean": round(statistics.fmean(r["test_accuracy"] for r in mine), 4)})
+    first = table[0]["wall_s_median"]
+    for row in table:
+        row["wall_ratio_to_first"] = round(row["wall_s_median"] / first, 2)
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=["fast", "keras-io-9"])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="whole-command-") as tmp:
+        for round_ in range(args.rounds):
+            for name in args.contenders:
+                runs_dir = Path(tmp) / f"{name}-{round_}"
+                runs_dir.mkdir()
+                row = run_once(name, runs_dir)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    table = summarise(rows, args.contenders)
+    for row in table:
+        print(f"{row['contender']:>11}: {row['wall_s_median']:7.1f} s whole ({row['train_s_median']:.1f} s training, "
+              f"{row['outside_training_s_median']:.1f} s outside), peak {row['peak_rss_mb_median']:,.0f} MB, "
+              f"{row['test_accuracy_mean']:.2%}, x{row['wall_ratio_to_first']:.2f} of {args.contenders[0]}")
+    print(write_result("whole-command", {"rows": rows, "table": table}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
