@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pass  # (moved import)
 from mnist_cnn.core.errors import MnistCnnError
 from mnist_cnn.inference.convert import SERVING_TOLERANCE, probe_images
 from mnist_cnn.inference.predict import Predictor
@@ -62,3 +61,51 @@ def test_a_conversion_that_changes_the_answers_is_refused(keras_model, monkeypat
     predictor = Predictor(keras_model)
     predictor.serve_with("auto")  # reversed class order: caught by the probe, Keras keeps serving
     assert predictor.backend.runtime.startswith("keras")
+
+
+def test_a_quantised_model_serves_only_with_a_record_of_test_set_parity_for_its_file(tmp_path):
+    """`quantized.json` counts only for the very file (SHA-256) and at >= 99.9% top-1 agreement."""
+    import json
+
+    from mnist_cnn.core.hashing import sha256_file
+    from mnist_cnn.inference.convert import MIN_AGREEMENT, QUANTIZED_RECORD, quantized_record
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"weights")
+    record = {"model_sha256": sha256_file(model), "top1_agreement": 1.0}
+
+    def with_record(**changes):
+        (tmp_path / QUANTIZED_RECORD).write_text(json.dumps({**record, **changes}))
+        return quantized_record(model)
+
+    assert quantized_record(model) is None  # no record: float
+    assert with_record() is not None
+    assert with_record(top1_agreement=MIN_AGREEMENT - 0.0005) is None
+    assert with_record(top1_agreement="1.0") is None
+    assert with_record(model_sha256="0" * 64) is None  # another model's record
+    (tmp_path / QUANTIZED_RECORD).write_text("{not json")
+    assert quantized_record(model) is None
+    link = tmp_path / "elsewhere" / "model.keras"
+    link.parent.mkdir()
+    link.symlink_to(model)
+    assert with_record() is not None and quantized_record(link) is not None  # the record beside the target
+
+
+def test_the_shipped_digit_model_serves_quantised_and_answers_as_keras_does(shared_data):
+    """Its record (tools/ship_pretrained.py --quantized) shows test-set parity; served, the int8 model
+    gives Keras' top class on the probe and on real test digits."""
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.inference.convert import MIN_AGREEMENT, quantized_record
+
+    predictor = Predictor.from_path("mnist")
+    record = quantized_record(predictor.file)
+    assert record is not None and record["images"] == 10_000 and record["top1_agreement"] >= MIN_AGREEMENT
+    digits = load_dataset("mnist", shared_data).test_images[:300].astype(np.float32) / 255
+    before = predictor.probabilities(digits)
+    predictor.serve_with("auto")
+    assert "int8" in predictor.backend.runtime
+    after = predictor.probabilities(digits)
+    assert (after.argmax(1) == before.argmax(1)).all()
+    assert np.abs(after - before).max() < 0.05
+    fashion = Predictor.from_path("fashion-mnist")
+    assert quantized_record(fashion.file) is None  # its record shows 99.79% agreement: it stays float

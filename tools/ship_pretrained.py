@@ -2,6 +2,7 @@
 
     python tools/ship_pretrained.py RUN_DIR NAME      # NAME: mnist or fashion-mnist
     python tools/ship_pretrained.py --card-only NAME  # rewrite a shipped model's card
+    python tools/ship_pretrained.py --quantized NAME  # measure int8 serving parity on the test set
 
 Writes src/mnist_cnn/pretrained/NAME/: `model.keras` (without optimizer state), `config.json`
 and `metrics.json` (what `runs.Run.model_info` reads: dataset, class names, preprocessing,
@@ -10,7 +11,10 @@ test scores), the run's `acceptance.json` ("not a digit") if it has one, the mod
 source becomes the dataset's name. Refuses a run that is not finished or that was
 trained on another dataset than NAME. `--card-only` rewrites `MODEL_CARD.md` of the model
 already shipped as NAME from its own files: after a recipe's settings change, its
-"made with" command must spell out what the recipe no longer gives.
+"made with" command must spell out what the recipe no longer gives. `--quantized` (also
+part of shipping) writes `quantized.json`: the dynamic-range int8 LiteRT model's top-1
+agreement with the float model on the whole test set, which `serve` requires (>= 99.9%)
+before it serves the quantised model.
 """
 
 from __future__ import annotations
@@ -189,14 +193,41 @@ def rewrite_card(name: str) -> int:
     return 0
 
 
+def write_quantized_parity(name: str) -> int:
+    """`quantized.json` for the shipped NAME, measured on its dataset's whole test set."""
+    from mnist_cnn.core.system import quiet_tensorflow
+
+    quiet_tensorflow()
+    from mnist_cnn.data.load import load_dataset
+    from mnist_cnn.data.prepare import normalize
+    from mnist_cnn.inference.convert import MIN_AGREEMENT, QUANTIZED_RECORD, quantized_parity
+    from mnist_cnn.inference.keras_file import load_saved_model
+    from mnist_cnn.runs.run import environment
+
+    target = TARGET / name
+    dataset = load_dataset(name)
+    record = quantized_parity(load_saved_model(target / "model.keras"), normalize(dataset.test_images),
+                              dataset.test_labels, sha256_file(target / "model.keras"))
+    record["environment"] = {k: v for k, v in environment().items() if k != "platform"}
+    (target / QUANTIZED_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    verdict = "serves quantised" if record["top1_agreement"] >= MIN_AGREEMENT else "stays float"
+    print(f"{name}: top-1 agreement {record['top1_agreement']:.2%} on {record['images']:,} test images, accuracy "
+          f"{record['accuracy_float']:.2%} float / {record['accuracy_quantized']:.2%} int8: {verdict}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path, nargs="?")
     parser.add_argument("name", choices=("mnist", "fashion-mnist"))
     parser.add_argument("--card-only", action="store_true", help="rewrite the shipped NAME's model card only")
+    parser.add_argument("--quantized", action="store_true",
+                        help="measure the shipped NAME's int8 serving parity on the test set only")
     args = parser.parse_args(argv)
     if args.card_only:
         return rewrite_card(args.name)
+    if args.quantized:
+        return write_quantized_parity(args.name)
     if args.run_dir is None:
         parser.error("RUN_DIR is needed unless --card-only")
 
@@ -222,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         rule["details"]["model_sha256"] = digest
         (target / "acceptance.json").write_text(json.dumps(rule, indent=2) + "\n")
     print(f"shipped {args.run_dir} as {target} (test accuracy {metrics['test']['accuracy']:.4f})")
-    return 0
+    return write_quantized_parity(args.name)
 
 
 if __name__ == "__main__":

@@ -124,11 +124,12 @@ class Predictor:
 
     def serve_with(self, runtime: str = "auto") -> None:
         """Make the model calls on a faster runtime (`convert.for_serving`: LiteRT or ONNX Runtime,
-        checked against Keras on a probe batch); the answers stay the same."""
-        from .convert import for_serving
+        checked against Keras on a probe batch); the answers stay the same. With "auto", a model
+        whose `quantized.json` shows >= 99.9% top-1 agreement on its test set serves in int8."""
+        from .convert import for_serving, quantized_record
 
         with self._lock:
-            self.backend = for_serving(self.backend, runtime)
+            self.backend = for_serving(self.backend, runtime, quantized_record(self.file))
 
     def describe(self) -> dict[str, Any]:
         """Name, dataset, classes, parameter count and the run's test metrics (for GET /model)."""
