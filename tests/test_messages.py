@@ -60,7 +60,7 @@ def test_portuguese_figures_hold_no_english_label(tmp_path, monkeypatch):
     from mnist_cnn.evaluation import plots
 
     captured: list[Figure] = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: captured.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **_: captured.append(fig) or path)
     history = {"loss": [0.5, 0.3], "val_loss": [0.4, 0.35], "accuracy": [0.8, 0.9], "val_accuracy": [0.85, 0.88]}
     plots.plot_curves(history, tmp_path / "c.png", lang="pt-BR")
     plots.plot_confusion_matrix([[5, 1], [2, 7]], ["a", "b"], tmp_path / "m.png", lang="pt-BR")
@@ -134,7 +134,7 @@ def test_fashion_class_names_are_shown_in_the_figures_language(tmp_path, monkeyp
     assert [class_label(n, "pt-BR") for n in names][:2] == ["camiseta/top", "calça"]
     assert [class_label(n, "en") for n in names] == list(names) and class_label("7", "pt-BR") == "7"
     captured: list[Figure] = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: captured.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **_: captured.append(fig) or path)
     plots.plot_confusion_matrix(np.eye(10, dtype=int), names, tmp_path / "c.png", lang="pt-BR")
     labels = [t.get_text() for ax in captured[0].axes for t in ax.get_xticklabels()]
     assert "camiseta/top" in labels and "T-shirt/top" not in labels
