@@ -85,6 +85,9 @@ def test_shipped_model_figures_in_the_docs_are_the_files_figures(monkeypatch):
     edited = {"using.md": using.replace("**98.9%**", "**99.9%**")}
     assert tables.differences(edited) == [
         "docs/using.md: block 'shipped-mnist-measured' differs from the files it is made from"]
+    assert using.count("| 99.75% (epoch 29) |") == 1
+    edited = {"using.md": using.replace("| 99.75% (epoch 29) |", "| 99.85% (epoch 29) |")}
+    assert tables.differences(edited) == ["docs/using.md: block 'shipped-table' differs from the files it is made from"]
 
 
 # One figure of each kind of source behind docs/results.md, as the generated blocks print it.
@@ -96,6 +99,7 @@ RESULTS_FIGURES = [
     ("seeds-clothes", "| 94.61% ± 0.06 (94.56, 94.59, 94.67) |", "| 94.71% ± 0.06 (94.56, 94.59, 94.67) |"),
     ("test-time-augmentation", "| 95.04% |", "| 95.14% |"),  # tta-*.json
     ("training-speed", "| 2.60 |", "| 2.70 |"),  # precision-speed-*.txt
+    ("whole-command", "| 89.2 s |", "| 79.2 s |"),  # whole-command-*.json
 ]
 
 
@@ -110,6 +114,25 @@ def test_results_page_figures_are_the_result_files_figures(block, figure, edited
     changed = text[:start] + text[start:end].replace(figure, edited) + text[end:]
     assert tables.differences({"results.md": changed}) == [
         f"docs/results.md: block {block!r} differs from the files it is made from"]
+
+
+# The generated blocks on the other pages: (page, block, a figure it prints, the same figure edited).
+PAGE_FIGURES = [
+    ("serving.md", "serving-throughput", "| auto | 3 | 1,070 | 0.39 | 7 | 12 | 0 | 5 |",
+     "| auto | 3 | 1,070 | 0.40 | 7 | 12 | 0 | 5 |"),  # ab-*.json: the shipped mnist as int8, 3 workers
+    ("export.md", "export-parity", "| 5.4e-07 |", "| 1.4e-07 |"),  # export-*.json
+    ("tuning.md", "tuned-fast", "1.20x longer", "1.10x longer"),  # fast-hand-vs-tuned-*.md
+]
+
+
+@pytest.mark.parametrize(("page", "block", "figure", "edited"), PAGE_FIGURES, ids=[b for _, b, _, _ in PAGE_FIGURES])
+def test_generated_figures_on_other_pages_are_the_result_files_figures(page, block, figure, edited):
+    """Serving, export and tuning figures are generated from their result files; one edited by hand fails."""
+    tables = load_benchmark_script("results_tables", "tools")
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    assert text.count(figure) == 1, f"{figure!r} is no longer in docs/{page}: update this test"
+    assert tables.differences({page: text.replace(figure, edited)}) == [
+        f"docs/{page}: block {block!r} differs from the files it is made from"]
 
 
 def test_check_names_the_block_that_drifted(monkeypatch, capsys):

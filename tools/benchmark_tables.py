@@ -205,3 +205,130 @@ def precision_speed_table() -> str:
     rows += ["", (f"Medians of {rounds} rounds, seconds per epoch of 54,000 images. Source: {source(path)}; "
                  f"{cpu_recorded([line.get('cpu') for line in lines[:1]])}.")]
     return "\n".join(rows)
+
+
+# The whole command: whole_command.py
+
+WHOLE_COMMAND_CONTENDERS = {  # whole_command.py's contenders as the docs name them
+    "fast": "`mnist-cnn train --recipe fast`",
+    "default": "`mnist-cnn train` (what `make train` runs)",
+    "keras-io-9": "keras-io convnet, 9 epochs, as its own script",
+}
+
+
+def whole_command_table() -> str:
+    paths = sorted(RESULTS.glob("whole-command-*.json"))
+    if not paths:
+        raise SystemExit("no benchmarks/results/whole-command-*.json: run python benchmarks/whole_command.py")
+    rows = [("| run | command | rounds | whole process (median) | training | outside training | peak RSS | "
+             "test accuracy | whole, to the run's first row |"),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cpus = []
+    for path in paths:
+        record = _json(path)
+        cpus.append(record.get("environment", {}).get("cpu"))
+        for row in record["table"]:
+            name = WHOLE_COMMAND_CONTENDERS.get(row["contender"], f"`{row['contender']}`")
+            rows.append(f"| `{path.stem.removeprefix('whole-command-')}` | {name} | {row['rounds']} | "
+                        f"{row['wall_s_median']:.1f} s | {row['train_s_median']:.1f} s | "
+                        f"{row['outside_training_s_median']:.1f} s | {row['peak_rss_mb_median']:,.0f} MB | "
+                        f"{pct(row['test_accuracy_mean'])} | {row['wall_ratio_to_first']:.2f}x |")
+    rows += ["", f"Sources: {', '.join(source(path) for path in paths)}; {cpu_recorded(cpus)}."]
+    return "\n".join(rows)
+
+
+# Serving throughput: bench_ab.py
+
+# What the result files written before the model's digest was recorded served, by the name
+# they give it (a shipped name, or a temporary path of a file not kept).
+EARLIER_SERVED = {
+    ("ab-20261127T204632Z", None): "`strong` (the shipped `mnist` then)",
+    ("ab-20261127T220307Z", "mnist"): "`strong` (the shipped `mnist` then)",
+    ("ab-20261127T220915Z", "mnist"): "`strong` (the shipped `mnist` then)",
+    ("ab-20261127T221030Z", "mnist"): "`strong` (the shipped `mnist` then)",
+    ("ab-20261128T103126Z", "mnist"): "`wide` (the shipped `mnist`, earlier weights)",
+    ("*", "/tmp/w/runs/20261127T214819Z-mnist-cnn/model.keras"): "`cnn` (a default-recipe run, not kept)",
+    ("*", "/tmp/w/cnn.onnx"): "that `cnn`, exported `.onnx`",
+    ("*", "/tmp/w/mnist.onnx"): "`strong`, exported `.onnx`",
+}
+
+
+def _served(path: Path, row: dict[str, Any]) -> str:
+    if row.get("model_sha256"):
+        architecture = (row.get("model_settings") or {}).get("model", "?")
+        return f"`{architecture}` (`{row['model']}`, SHA-256 `{row['model_sha256'][:8]}`)"
+    key = row.get("model")
+    return EARLIER_SERVED.get((path.stem, key)) or EARLIER_SERVED.get(("*", key)) or f"`{key}`"
+
+
+def serving_table() -> str:
+    paths = sorted(RESULTS.glob("ab-*.json"))
+    if not paths:
+        raise SystemExit("no benchmarks/results/ab-*.json: run python benchmarks/bench_ab.py")
+    rows = [("| run | model served | runtime | workers | /predict req/s | ratio to /healthz | p50 ms | p99 ms | "
+             "failed | rounds |"),
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cpus = []
+    for path in paths:
+        record = _json(path)
+        cpus.append(record.get("environment", {}).get("cpu"))
+        for row in record["rows"]:
+            workers = "" if row.get("workers") is None else row["workers"]
+            rounds = len(row.get("rounds", {}).get("predict", []))
+            rows.append(f"| `{path.stem.removeprefix('ab-')}` | {_served(path, row)} | {row['runtime']} | {workers} | "
+                        f"{row['predict_rps']:,.0f} | {row['ratio']:.2f} | {row['predict_p50_ms']:g} | "
+                        f"{row['predict_p99_ms']:g} | {row['failed']:g} | {rounds} |")
+    rows += ["", f"Sources: {', '.join(source(path) for path in paths)}; {cpu_recorded(cpus)}."]
+    return "\n".join(rows)
+
+
+# Tuning: fast-hand-vs-tuned-*.md (seed runs timed side by side, written as a table)
+
+def _is_seed_row(line: str) -> bool:
+    """A seed's row of that table: `| 1 | 99.02% | ...`."""
+    cells = line.strip("|").split("|")
+    return line.startswith("|") and cells[0].strip().isdigit()
+
+
+def tuned_fast_sentence() -> str:
+    paths = sorted(RESULTS.glob("fast-hand-vs-tuned-*.md"))
+    if not paths:
+        raise SystemExit("no benchmarks/results/fast-hand-vs-tuned-*.md")
+    path = paths[-1]
+    median = next(line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| median |"))
+    hand_acc, hand_s, tuned_acc, tuned_s = (cell.strip() for cell in median.strip("|").split("|")[1:5])
+    seeds = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if _is_seed_row(line))
+    return (f"A 40-trial study of `fast` found settings worth {tuned_acc} test accuracy against the recipe's "
+            f"{hand_acc} (median of {seeds} seeds), but its batch of 64 makes the epoch "
+            f"{float(tuned_s) / float(hand_s):.2f}x longer ({float(tuned_s):.1f} s vs {float(hand_s):.1f} s, side "
+            f"by side with nothing else running): since `fast` exists for the shortest time to 99%, the recipe "
+            f"keeps its hand-tuned settings ({source(path)}; CPU model not recorded).")
+
+
+# Export parity and sizes: export_parity.py
+
+def _kb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:,.0f} KB"
+
+
+def export_table() -> str:
+    paths = sorted(RESULTS.glob("export-*.json"))
+    if not paths:
+        raise SystemExit("no benchmarks/results/export-*.json: run python benchmarks/export_parity.py")
+    path = paths[-1]
+    record = _json(path)
+    rows = [("| model (test accuracy) | format | runtime | top-1 agreement | largest probability difference | "
+             "file size (`.keras`) |"),
+            "|---|---|---|---|---|---|"]
+    previous = None
+    for row in record["rows"]:
+        accuracy = f" ({pct(row['test_accuracy'])})" if row.get("test_accuracy") else ""
+        name = f"`{row['model']}`{accuracy}, SHA-256 `{row['model_sha256'][:8]}`"
+        rows.append(f"| {name if name != previous else ''} | {row['format']} | {row['runtime']} | "
+                    f"{pct(row['top1_agreement'])} ({row['disagreements']} of {row['images']:,} differ) | "
+                    f"{row['max_abs_diff']:.1e} | {_kb(row['export_bytes'])} ({_kb(row['keras_bytes'])}) |")
+        previous = name
+    versions = record["environment"]
+    rows += ["", (f"Each model's whole test set; Keras {versions.get('keras')}, TensorFlow "
+                  f"{versions.get('tensorflow')}. Source: {source(path)}; {cpu_recorded([versions.get('cpu')])}.")]
+    return "\n".join(rows)

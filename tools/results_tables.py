@@ -12,7 +12,11 @@ file(s) it was made from and the CPU model recorded in them. Sources:
   contenders a block asks for;
 - seed tables: the run folders `benchmarks/results/training/GROUP-seedN/` (`tools/seed_table.py`);
 - test-time augmentation: every `benchmarks/results/tta-*.json`;
-- training speed: the newest `benchmarks/results/precision-speed-*.txt`.
+- training speed: the newest `benchmarks/results/precision-speed-*.txt`;
+- the whole command: every `benchmarks/results/whole-command-*.json`;
+- serving throughput: every `benchmarks/results/ab-*.json`;
+- tuning `fast`: the newest `benchmarks/results/fast-hand-vs-tuned-*.md`;
+- export parity and sizes: the newest `benchmarks/results/export-*.json`.
 
 The test suite runs `--check`, so a figure edited by hand, or a new result not carried into
 the docs, fails.
@@ -33,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "src" / "mnist_cnn" / "pretrained"
 RESULTS = REPO / "benchmarks" / "results"
 README, USING, RESULTS_PAGE = REPO / "README.md", REPO / "docs" / "using.md", REPO / "docs" / "results.md"
+SERVING, TUNING, EXPORT = (REPO / "docs" / name for name in ("serving.md", "tuning.md", "export.md"))
 
 # The seed tables' rows: (run group under benchmarks/results/training/, what it changed), in order.
 DIGIT_STEPS = [
@@ -114,6 +119,29 @@ def block_shipped_models() -> str:
     return "\n".join(rows)
 
 
+def block_shipped_table() -> str:
+    """docs/using.md's table of the shipped models: the command that made each, its accuracy, its rule."""
+    from mnist_cnn.runs.config import TrainConfig
+    from mnist_cnn.training.recipes import train_command
+
+    rows = ["| name | model | test accuracy | made with | best validation accuracy | training | not a digit |",
+            "|---|---|---|---|---|---|---|"]
+    for name in ("mnist", "fashion-mnist"):
+        model, folder = shipped(name), PRETRAINED / name
+        record, metrics = _json(folder / "config.json"), _json(folder / "metrics.json")
+        target = _json(folder / "acceptance.json")["target_refused"]
+        measured = newest("refusal", model["sha256"])
+        rule = (f"calibrated to refuse {pct(target)} of its validation images; on data it was not fitted on: "
+                f"[Numbers and non-digits](#numbers-and-non-digits)" if measured else
+                f"calibrated to refuse {pct(target)} of its validation images; not yet measured on data it was not "
+                f"fitted on")
+        rows.append(f"| `{name}` | `{model['architecture']}` | {pct(model['accuracy'], 2)} | "
+                    f"`{train_command(TrainConfig(**record['config']))}` | "
+                    f"{pct(metrics['training']['best_val_accuracy'], 2)} (epoch {metrics['training']['best_epoch']}) | "
+                    f"{model['train_s']:,.0f} s ({model['cpu']}) | {rule} |")
+    return "\n".join(rows)
+
+
 def block_shipped_mnist_measured() -> str:
     model = shipped("mnist")
     refusal, reading = newest("refusal", model["sha256"]), newest("read-numbers", model["sha256"])
@@ -146,6 +174,7 @@ def block_shipped_mnist_measured() -> str:
 BLOCKS = {
     "shipped-models": (README, block_shipped_models),
     "shipped-mnist-measured": (USING, block_shipped_mnist_measured),
+    "shipped-table": (USING, block_shipped_table),
     "compare-recipes": (RESULTS_PAGE, lambda: tables.compare_table(
         ["keras-example", "pytorch-example", "fast", "cnn", "strong"])),
     "compare-wide": (RESULTS_PAGE, lambda: tables.compare_table(["wide"])),
@@ -155,6 +184,10 @@ BLOCKS = {
     "seeds-clothes": (RESULTS_PAGE, lambda: tables.seed_groups(CLOTHES_STEPS, goal=("wide-fused34-fashion-mnist", 0.945))),
     "test-time-augmentation": (RESULTS_PAGE, tables.tta_table),
     "training-speed": (RESULTS_PAGE, tables.precision_speed_table),
+    "whole-command": (RESULTS_PAGE, tables.whole_command_table),
+    "serving-throughput": (SERVING, tables.serving_table),
+    "tuned-fast": (TUNING, tables.tuned_fast_sentence),
+    "export-parity": (EXPORT, tables.export_table),
 }
 
 
