@@ -94,10 +94,33 @@ def test_verdicts_give_one_line_reasons():
     assert not undecided.accepted and "no class stands out" in undecided.reason
     # the measurement that weighs most against the score names the reason; a filled shape comes first
     thin = {"margin": 1.0, "coverage": 0.1, "stroke": 6.0, "core": 0.4}
-    assert "strokes about 6 px wide" in rule._reason("stroke", thin, probabilities[2], names)
-    assert "shading" in rule._reason("core", thin, probabilities[2], names) and "40%" in rule._reason(
-        "core", thin, probabilities[2], names)
-    assert "filled shape" in rule._reason("core", {**thin, "coverage": 0.6}, probabilities[2], names)
+    assert "strokes about 6 px wide" in rule._reason("stroke", thin, probabilities[2], names).text()
+    assert "shading" in rule._reason("core", thin, probabilities[2], names).text() and "40%" in rule._reason(
+        "core", thin, probabilities[2], names).text()
+    assert "filled shape" in rule._reason("core", {**thin, "coverage": 0.6}, probabilities[2], names).text()
+
+
+def test_reasons_are_written_in_the_language_asked_for():
+    """The same verdict, rendered from the message table: English by default, Portuguese on request,
+    with the closest class named as the language names it; an unknown language is one clear error."""
+    from mnist_cnn.core.errors import ConfigError
+    from mnist_cnn.data.registry import get_spec
+
+    rule, _, _ = synthetic_rule()
+    images = np.zeros((2, 28, 28), np.float32)
+    images[0, 4:24, 4:24] = 1.0  # a filled square
+    images[1, 4:24, 10:16] = 1.0  # strokes, but no class stands out
+    probabilities = np.full((2, 10), 0.1)
+    names = get_spec("fashion-mnist").class_names
+    filled, undecided = rule.verdicts(images, probabilities, names)
+    assert filled.reason == filled.reason_in("en") and filled.reason.startswith("does not look like")
+    portuguese = filled.reason_in("pt-BR")
+    assert portuguese.startswith("não parece nenhuma das classes do modelo: uma forma preenchida")
+    assert "filled" not in portuguese and "\n" not in portuguese
+    assert "the closest, T-shirt/top" in undecided.reason
+    assert "a mais próxima, camiseta/top" in undecided.reason_in("pt-BR")
+    with pytest.raises(ConfigError, match="unknown language 'xx'"):
+        filled.reason_in("xx")
 
 
 def test_the_file_round_trips(tmp_path):

@@ -138,3 +138,13 @@ def test_fashion_class_names_are_shown_in_the_figures_language(tmp_path, monkeyp
     plots.plot_confusion_matrix(np.eye(10, dtype=int), names, tmp_path / "c.png", lang="pt-BR")
     labels = [t.get_text() for ax in captured[0].axes for t in ax.get_xticklabels()]
     assert "camiseta/top" in labels and "T-shirt/top" not in labels
+
+
+@pytest.mark.parametrize(("header", "lang"), [
+    ("pt-BR,pt;q=0.9,en;q=0.8", "pt-BR"), ("pt", "pt-BR"), ("PT-pt", "pt-BR"), ("en-US,pt-BR;q=0.5", "en"),
+    ("de-DE, pt-BR;q=0.7, en;q=0.3", "pt-BR"), ("fr, *;q=0.1", "en"), ("de", "en"), ("", "en"), (None, "en"),
+    ("pt-BR;q=0", "en"), ("pt-BR;q=nan", "en"), ("pt-BR;q=abc, en", "en"), (";;,,;q=", "en"),
+    ("en;q=0.2, pt;q=0.9", "pt-BR"), ("x" * 5000, "en"),
+])
+def test_accept_language_picks_one_of_our_languages_and_never_fails(header, lang):
+    assert messages.lang_from_header(header) == lang

@@ -133,6 +133,23 @@ def test_a_bad_upload_shows_the_servers_message(page, tmp_path):
     assert page.locator("#predicted").inner_text() == "–"
 
 
+def test_a_refused_upload_says_why_in_the_browsers_language(browser, base_url, tmp_path):
+    square = np.full((84, 84), 255, np.uint8)
+    square[6:78, 6:78] = 0  # a filled black square on white paper: not writing
+    path = tmp_path / "square.png"
+    Image.fromarray(square).save(path)
+    for locale, start in (("pt-BR", "não é um dígito: a tinta cobre"), ("en-US", "not a digit: ink covers")):
+        context = browser.new_context(viewport={"width": 1000, "height": 900}, locale=locale)
+        page = context.new_page()
+        page.goto(base_url)
+        page.wait_for_selector("body[data-ready=true]")
+        page.set_input_files("#upload", str(path))
+        answer(page)
+        page.wait_for_function("document.getElementById('verdict').innerText !== ''", timeout=ANSWER_TIMEOUT_MS)
+        assert page.locator("#verdict").inner_text().startswith(start)
+        context.close()
+
+
 def settled_number(page, expected: str) -> str:
     """The number the page shows once it has shown `expected` and then nothing newer for a second.
 

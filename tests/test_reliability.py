@@ -193,3 +193,24 @@ def test_a_killed_evaluation_leaves_nothing_and_a_rerun_replaces_only_its_own_fo
     (work / "a-file").write_text("x")
     with pytest.raises(MnistCnnError, match="is a file"):
         evaluation.evaluate(trained_model, out=work / "a-file", data_dir=SHARED_DATA, offline=True)
+
+
+def test_predict_prints_a_refusal_in_the_language_asked_for(trained_model, tmp_path, capsys):
+    from PIL import Image
+
+    from mnist_cnn.cli.main import main
+
+    filled = np.full((56, 56), 255, np.uint8)
+    filled[4:52, 4:52] = 0  # a filled black square on white paper: plainly not writing
+    path = tmp_path / "square.png"
+    Image.fromarray(filled).save(path)
+    assert main(["predict", str(trained_model), str(path), "--lang", "pt-BR"]) == 0
+    out = capsys.readouterr().out
+    assert "[não aceito: não é um dígito: a tinta cobre" in out and "not accepted" not in out
+    assert main(["predict", str(trained_model), str(path), "--number", "--lang", "pt-BR"]) == 0
+    assert "[não aceito: marca 1 de 1: não é um dígito" in capsys.readouterr().out
+    assert main(["predict", str(trained_model), str(path)]) == 0
+    assert "[not accepted: not a digit: ink covers" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:  # argparse: one usage line, exit 2
+        main(["predict", str(trained_model), str(path), "--lang", "xx"])
+    assert stop.value.code == 2 and "invalid choice: 'xx'" in capsys.readouterr().err

@@ -85,6 +85,31 @@ def test_raw_image_body_json_pixels_and_top_k(client, digits):
     assert as_json["probabilities"] == pytest.approx(raw["probabilities"], abs=1e-5)  # one path for both
 
 
+def test_a_refusal_gives_its_reason_in_the_language_asked_for(client):
+    """`lang` chooses the language of `reason`; without it Accept-Language does; a bad `lang` is a 422."""
+    filled = np.zeros((28, 28), np.uint8)
+    filled[2:26, 2:26] = 255  # a filled square: the plain checks refuse it (the test model is uncalibrated)
+
+    def ask(path: str, **headers: str) -> httpx.Response:
+        return client.post(path, content=png(filled), headers={"content-type": "image/png", **headers})
+
+    english = ask("/predict").json()
+    assert not english["accepted"] and english["reason"].startswith("not a digit: ink covers")
+    browser = ask("/predict", **{"accept-language": "pt-BR,pt;q=0.9,en;q=0.8"}).json()
+    assert browser["reason"].startswith("não é um dígito: a tinta cobre") and "ink" not in browser["reason"]
+    assert browser["predicted"] == english["predicted"]  # only the words change
+    assert ask("/predict?lang=en", **{"accept-language": "pt-BR"}).json()["reason"] == english["reason"]
+    assert ask("/predict", **{"accept-language": "de-DE,fr;q=0.5"}).json()["reason"] == english["reason"]
+    number = ask("/read?lang=pt-BR").json()
+    assert not number["accepted"] and number["reason"].startswith("marca 1 de 1: não é um dígito")
+    assert number["digits"][0]["reason"].startswith("não é um dígito")
+    for path in ("/predict?lang=xx", "/read?lang=klingon"):
+        bad = ask(path)
+        assert bad.status_code == 422 and "unknown language" in bad.json()["detail"] and "lang=pt-BR" in bad.json()[
+            "detail"]
+    assert client.get("/healthz").status_code == 200
+
+
 def test_openapi_and_offline_docs(client):
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/model", "/healthz"} <= set(schema["paths"])

@@ -82,9 +82,14 @@ def test_workers_answer_exactly_as_threads_do(served, digits):
             answers[mode].append(client.post("/predict", content=b"not an image", headers={"content-type": "image/png"}))
             answers[mode].append(client.post("/predict", content=png(np.zeros((28, 28))),
                                              headers={"content-type": "image/png"}))
+            square = np.zeros((28, 28))
+            square[2:26, 2:26] = 255  # refused: its reason, in Portuguese, crosses to the worker and back
+            answers[mode].append(client.post("/predict", content=png(square),
+                                             headers={"content-type": "image/png", "accept-language": "pt-BR"}))
     for threads, workers in zip(answers["threads"], answers["workers"]):
         assert (threads.status_code, threads.json()) == (workers.status_code, workers.json())
-    assert [a.status_code for a in answers["workers"]] == [200, 200, 200, 200, 422, 422]
+    assert [a.status_code for a in answers["workers"]] == [200, 200, 200, 200, 422, 422, 200]
+    assert answers["workers"][6].json()["reason"].startswith("não ")
     assert answers["workers"][0].json()["predicted"] == "7"  # MNIST test image 0
     assert "blank" in answers["workers"][5].json()["detail"]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import MnistCnnError
+from ..core.messages import DEFAULT_LANG, LANGUAGES, text
 from ..core.system import quiet_tensorflow
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[st
                    help="write the 28x28 image the model saw for each input as DIR/<name>.png")
     p.add_argument("--steps", action="store_true",
                    help="with --save-preprocessed: also write every intermediate step as DIR/<name>/NN-step.png")
+    p.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANG,
+                   help=f"language of the reason a refused image gives (default {DEFAULT_LANG})")
     p.add_argument("--number", action="store_true",
                    help="read every digit in each image, left to right, as one number (with --json: each digit's "
                         "class, probability and box in the image's pixels)")
@@ -100,13 +103,13 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.number:
         return _print_numbers(args, predictor, inputs)
     predictions, errors = predict_inputs(predictor, inputs, args.top_k, save_to=args.save_preprocessed,
-                                         steps=args.steps)
+                                         steps=args.steps, lang=args.lang)
     if args.json:
         print(json.dumps({"model": str(args.model_path), "predictions": [p.to_dict() for p in predictions],
                           "errors": errors}, indent=2))
     else:
         for prediction in predictions:
-            refused = "" if prediction.accepted else f"  [not accepted: {prediction.reason}]"
+            refused = "" if prediction.accepted else f"  [{text('not_accepted', args.lang)}: {prediction.reason}]"
             print(format_prediction(prediction) + refused)
     for error in errors:
         print(f"mnist-cnn predict: error: {error['error']}", file=sys.stderr)
@@ -116,7 +119,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def _print_numbers(args: argparse.Namespace, predictor: Any, inputs: list[tuple[str, Any]]) -> int:
     from ..inference.numbers import format_reading, read_inputs
 
-    readings, errors = read_inputs(predictor, inputs)
+    readings, errors = read_inputs(predictor, inputs, args.lang)
     if args.json:
         print(json.dumps({"model": str(args.model_path), "numbers": [r.to_dict() for r in readings],
                           "errors": errors}, indent=2))

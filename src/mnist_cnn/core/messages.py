@@ -73,6 +73,20 @@ EN: dict[str, str] = {
     "quick_mode": "quick mode", "full_run": "full run", "value_range": "range: {low} to {high}",
     "row_sum": "sum of row 0: {value}", "row_column": "(row, column)", "exit_code": "exit code: {code}",
     "written_to": "written to {path}",
+    # why an input was refused ("not a digit"): `inference.acceptance.Reason`
+    "refused": "does not look like any of the model's classes: {why}",
+    "why_filled": "a filled shape, not pen strokes: ink covers {coverage:.0%} of the 28x28 image, the model's "
+                  "classes at most {limit:.0%}",
+    "why_stroke": "strokes about {stroke:.0f} px wide in the 28x28 image, wider than the model's classes' usually are",
+    "why_core": "shading, not pen strokes: the inside of the ink averages {core:.0%} brightness, where a stroke "
+                "is solid",
+    "why_no_class": "no class stands out (the closest, {closest}, at {probability:.0%})",
+    "plain_refused": "not a digit: {why} (the model has no calibrated \"not a digit\" rule; only these plain checks "
+                     "apply)",
+    "plain_coverage": "ink covers {coverage:.0%} of the image, more than any handwritten digit",
+    "plain_stroke": "strokes about {stroke:.0f} px wide in the 28x28 image, wider than any pen's",
+    "mark_refused": "mark {index} of {count}{more}: {why}", "mark_more": " (and {others} more)",
+    "not_accepted": "not accepted",
 }
 
 PT_BR: dict[str, str] = {
@@ -127,6 +141,21 @@ PT_BR: dict[str, str] = {
     "quick_mode": "modo rápido", "full_run": "execução completa", "value_range": "intervalo: {low} a {high}",
     "row_sum": "soma da linha 0: {value}", "row_column": "(linha, coluna)", "exit_code": "código de saída: {code}",
     "written_to": "escrito em {path}",
+    "refused": "não parece nenhuma das classes do modelo: {why}",
+    "why_filled": "uma forma preenchida, não traços de caneta: a tinta cobre {coverage:.0%} da imagem 28x28, as "
+                  "classes do modelo no máximo {limit:.0%}",
+    "why_stroke": "traços de cerca de {stroke:.0f} px de largura na imagem 28x28, mais largos do que os das classes "
+                  "do modelo costumam ser",
+    "why_core": "sombreado, não traços de caneta: o interior da tinta tem em média {core:.0%} de brilho, onde um "
+                "traço é sólido",
+    "why_no_class": "nenhuma classe se destaca (a mais próxima, {closest}, com {probability:.0%})",
+    "plain_refused": "não é um dígito: {why} (o modelo não tem uma regra calibrada de \"não é um dígito\"; valem só "
+                     "estas verificações simples)",
+    "plain_coverage": "a tinta cobre {coverage:.0%} da imagem, mais do que qualquer dígito manuscrito",
+    "plain_stroke": "traços de cerca de {stroke:.0f} px de largura na imagem 28x28, mais largos do que os de "
+                    "qualquer caneta",
+    "mark_refused": "marca {index} de {count}{more}: {why}", "mark_more": " (e mais {others})",
+    "not_accepted": "não aceito",
 }
 
 # Class names shown in figures and printed lines, per language; a name not listed is shown as it is
@@ -146,6 +175,33 @@ def check_lang(lang: str) -> str:
     if lang not in TABLES:
         raise ConfigError(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
     return lang
+
+
+def lang_from_header(header: str | None) -> str:
+    """The language an HTTP `Accept-Language` header prefers among ours; English when none matches.
+
+    `pt-BR,pt;q=0.9,en;q=0.8` -> pt-BR; any Portuguese (`pt`, `pt-PT`) reads the pt-BR table,
+    the only Portuguese one. Malformed parts are skipped, never an error: browsers send this
+    header on their own.
+    """
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate((header or "")[:1000].split(",")):
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if not tag or not weight > 0:  # also skips NaN
+            continue
+        ranked.append((-weight, position, tag.strip().lower()))
+    for _, _, tag in sorted(ranked):
+        if tag == "*" or tag.split("-")[0] == "en":
+            return "en"
+        if tag.split("-")[0] == "pt":
+            return "pt-BR"
+    return DEFAULT_LANG
 
 
 def class_label(name: str, lang: str = DEFAULT_LANG) -> str:

@@ -44,6 +44,7 @@ import numpy as np
 from ..core.atomic import write_json
 from ..core.errors import RunFileError
 from ..core.hashing import sha256_file
+from ..core.messages import DEFAULT_LANG, class_label, text
 from ..runs.run import Run
 from .preprocess import SIDE, erode3, stroke_width
 
@@ -61,12 +62,38 @@ LOG_FLOOR = 1e-30  # probabilities are clipped here before the log (float32 soft
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why an input was refused, in no language yet: a message key of `core.messages` and its values.
+
+    A value that is itself a Reason is rendered in the same language; `closest` is a class
+    name, shown as the language names it (Fashion-MNIST's in Portuguese for pt-BR).
+    """
+
+    key: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def text(self, lang: str = DEFAULT_LANG) -> str:
+        values = {name: value.text(lang) if isinstance(value, Reason) else value for name, value in self.values.items()}
+        if "closest" in values:
+            values["closest"] = class_label(str(values["closest"]), lang)
+        return text(self.key, lang, **values)
+
+
+@dataclass(frozen=True)
 class Verdict:
-    """Whether one input looks like one of the model's classes; a one-line reason when not."""
+    """Whether one input looks like one of the model's classes; why not, when not."""
 
     accepted: bool
-    reason: str | None = None
+    why: Reason | None = None
     score: float | None = None  # the rule's score (None when uncalibrated); accepted iff >= threshold
+
+    def reason_in(self, lang: str = DEFAULT_LANG) -> str | None:
+        """The reason as one line in `lang` (`core.messages.LANGUAGES`); None when accepted."""
+        return None if self.why is None else self.why.text(lang)
+
+    @property
+    def reason(self) -> str | None:
+        return self.reason_in(DEFAULT_LANG)
 
 
 ACCEPTED_UNCALIBRATED = Verdict(True)
@@ -84,14 +111,13 @@ def plain_ink_verdicts(images: np.ndarray) -> list[Verdict]:
     verdicts = []
     for coverage, stroke in found:
         if coverage > PLAIN_MAX_COVERAGE:
-            why = f"ink covers {coverage:.0%} of the image, more than any handwritten digit"
+            why = Reason("plain_coverage", {"coverage": float(coverage)})
         elif stroke > PLAIN_MAX_STROKE_PX:
-            why = f"strokes about {stroke:.0f} px wide in the 28x28 image, wider than any pen's"
+            why = Reason("plain_stroke", {"stroke": float(stroke)})
         else:
             verdicts.append(ACCEPTED_UNCALIBRATED)
             continue
-        verdicts.append(Verdict(False, f"not a digit: {why} (the model has no calibrated \"not a digit\" rule; "
-                                       f"only these plain checks apply)"))
+        verdicts.append(Verdict(False, Reason("plain_refused", {"why": why})))
     return verdicts
 
 
@@ -151,22 +177,19 @@ class Acceptance:
                 continue
             measured = dict(zip(self.feature_names, values))
             why = self._reason(self.feature_names[int(np.argmin(share))], measured, p, class_names)
-            verdicts.append(Verdict(False, f"does not look like any of the model's classes: {why}", float(score)))
+            verdicts.append(Verdict(False, Reason("refused", {"why": why}), float(score)))
         return verdicts
 
-    def _reason(self, feature: str, measured: dict[str, float], p: np.ndarray, class_names: Sequence[str]) -> str:
-        coverage = measured["coverage"]
+    def _reason(self, feature: str, measured: dict[str, float], p: np.ndarray, class_names: Sequence[str]) -> Reason:
+        coverage = float(measured["coverage"])
         if coverage > self.filled_coverage:
-            return (f"a filled shape, not pen strokes: ink covers {coverage:.0%} of the 28x28 image, the model's "
-                    f"classes at most {self.filled_coverage:.0%}")
+            return Reason("why_filled", {"coverage": coverage, "limit": self.filled_coverage})
         if feature == "stroke":
-            return (f"strokes about {measured['stroke']:.0f} px wide in the 28x28 image, wider than the model's "
-                    f"classes' usually are")
+            return Reason("why_stroke", {"stroke": float(measured["stroke"])})
         if feature == "core":
-            return (f"shading, not pen strokes: the inside of the ink averages {measured['core']:.0%} brightness, "
-                    f"where a stroke is solid")
+            return Reason("why_core", {"core": float(measured["core"])})
         best = int(np.argmax(p))
-        return f"no class stands out (the closest, {class_names[best]}, at {float(p[best]):.0%})"
+        return Reason("why_no_class", {"closest": str(class_names[best]), "probability": float(p[best])})
 
     # -- the file ------------------------------------------------------------------------------------
 

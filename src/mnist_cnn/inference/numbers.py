@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import ImageError, MnistCnnError
+from ..core.messages import DEFAULT_LANG, check_lang, text
 from ..data.imagefile import decode_image, gray_from_array, read_image_bytes, to_gray
 from .preprocess import find_ink, mnist_from_ink, to_uint8
 from .segment import segment_digits
@@ -62,6 +63,7 @@ class NumberReading:
     digits: tuple[DigitReading, ...]
     size: tuple[int, int]  # (width, height) of the input image, the boxes' frame
     calibrated: bool  # whether acceptance came from a calibration (else every digit is accepted)
+    lang: str = DEFAULT_LANG  # the language of the reasons
 
     @property
     def text(self) -> str:
@@ -77,8 +79,8 @@ class NumberReading:
         if not refused:
             return None
         i, first = refused[0]
-        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        return f"mark {i} of {len(self.digits)}{more}: {first.reason}"
+        more = text("mark_more", self.lang, others=len(refused) - 1) if len(refused) > 1 else ""
+        return text("mark_refused", self.lang, index=i, count=len(self.digits), more=more, why=first.reason)
 
     def to_dict(self, include_images: bool = False) -> dict[str, Any]:
         return {"source": self.source, "number": self.text, "accepted": self.accepted, "reason": self.reason,
@@ -120,12 +122,14 @@ def load_gray(source: bytes | Path | Image.Image | np.ndarray, max_bytes: int,
 
 
 def read_number(predictor: "Predictor", source: bytes | Path | Image.Image | np.ndarray,
-                name: str = "image") -> NumberReading:
-    """Every digit in `source`, left to right, with its class, probability, box and acceptance.
+                name: str = "image", lang: str = DEFAULT_LANG) -> NumberReading:
+    """Every digit in `source`, left to right, with its class, probability, box and acceptance
+    (a refusal's reason in `lang`).
 
     Raises ImageError (unreadable, too large, more than MAX_DIGITS marks), EmptyImageError
     (no ink) or MnistCnnError (a model not trained on digits).
     """
+    check_lang(lang)
     if predictor.style != "digit":
         raise MnistCnnError("reading a number needs a digit model; this one was trained on "
                             f"{predictor.info.dataset or 'items, not digits'}: send one item to /predict instead")
@@ -151,12 +155,12 @@ def read_number(predictor: "Predictor", source: bytes | Path | Image.Image | np.
         box = (x, y, min(size[0], int(np.ceil(right * scale_x))) - x, min(size[1], int(np.ceil(bottom * scale_y))) - y)
         best = int(np.argmax(p))
         digits.append(DigitReading(predictor.class_names[best], best, float(p[best]), box, verdict.accepted,
-                                   verdict.reason, to_uint8(image)))
-    return NumberReading(name, tuple(digits), size, predictor.calibrated)
+                                   verdict.reason_in(lang), to_uint8(image)))
+    return NumberReading(name, tuple(digits), size, predictor.calibrated, lang)
 
 
-def read_inputs(predictor: "Predictor", inputs: Sequence[tuple[str, Any]]) -> tuple[list[NumberReading],
-                                                                                   list[dict[str, str]]]:
+def read_inputs(predictor: "Predictor", inputs: Sequence[tuple[str, Any]],
+                lang: str = DEFAULT_LANG) -> tuple[list[NumberReading], list[dict[str, str]]]:
     """`mnist-cnn predict --number` as a function: (name, source) pairs -> readings and per-image errors.
 
     An image that cannot be read becomes an error entry ({"source", "error"}), as in `predict_inputs`.
@@ -164,7 +168,7 @@ def read_inputs(predictor: "Predictor", inputs: Sequence[tuple[str, Any]]) -> tu
     readings, errors = [], []
     for name, source in inputs:
         try:
-            readings.append(read_number(predictor, source, name))
+            readings.append(read_number(predictor, source, name, lang))
         except ImageError as e:
             errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
     return readings, errors
@@ -173,5 +177,5 @@ def read_inputs(predictor: "Predictor", inputs: Sequence[tuple[str, Any]]) -> tu
 def format_reading(reading: NumberReading) -> str:
     """One line: `name: 2024  (2 0.998, 0 0.991, 2 0.975, 4 0.999)` plus why, if refused."""
     digits = ", ".join(f"{d.class_name} {d.probability:.3f}" for d in reading.digits)
-    refused = "" if reading.accepted else f"  [not accepted: {reading.reason}]"
+    refused = "" if reading.accepted else f"  [{text('not_accepted', reading.lang)}: {reading.reason}]"
     return f"{reading.source}: {reading.text}  ({digits}){refused}"

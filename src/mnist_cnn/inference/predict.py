@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..core.atomic import write_bytes
 from ..core.errors import ImageError, MnistCnnError, ModelOutputError
+from ..core.messages import DEFAULT_LANG, check_lang
 from ..runs.run import ModelInfo
 from .acceptance import ACCEPTED_UNCALIBRATED, Acceptance, Verdict, plain_ink_verdicts
 from .preprocess import (
@@ -163,25 +164,27 @@ class Predictor:
         return preprocess(source, self.max_bytes, self.max_pixels, self.style)
 
     def predict(self, sources: Sequence[Any], top_k: int = DEFAULT_TOP_K,
-                names: Sequence[str] | None = None) -> list[Prediction]:
+                names: Sequence[str] | None = None, lang: str = DEFAULT_LANG) -> list[Prediction]:
         """Preprocess every image, run them as one batch, return one Prediction each.
 
-        Raises ImageError for the first bad image; `names` label the results (default: the paths).
+        Raises ImageError for the first bad image; `names` label the results (default: the paths);
+        a refusal's reason is written in `lang` (`core.messages.LANGUAGES`).
         """
         if not sources:
             return []
         images = np.stack([self.preprocess(s) for s in sources])  # (N, 28, 28)
         labels = list(names) if names is not None else [str(s) if isinstance(s, (str, Path)) else "image"
                                                         for s in sources]
-        return self.predict_preprocessed(images, labels, top_k)
+        return self.predict_preprocessed(images, labels, top_k, lang)
 
     def predict_preprocessed(self, images: np.ndarray, names: Sequence[str],
-                             top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+                             top_k: int = DEFAULT_TOP_K, lang: str = DEFAULT_LANG) -> list[Prediction]:
         """float32 (N, 28, 28) from `preprocess` -> one Prediction each; top_k clamped to 1..num_classes."""
+        check_lang(lang)  # an unknown language fails every time, not only when an image is refused
         probabilities = self.probabilities(images)
         k = max(1, min(int(top_k), self.num_classes))
         verdicts = self.acceptance_of(images, probabilities)
-        return [Prediction(name, p, self.class_names, to_uint8(img), k, v.accepted, v.reason, self.calibrated)
+        return [Prediction(name, p, self.class_names, to_uint8(img), k, v.accepted, v.reason_in(lang), self.calibrated)
                 for name, p, img, v in zip(names, probabilities, images, verdicts)]
 
 
@@ -255,12 +258,14 @@ def save_preprocessing_steps(folder: Path, name: str, steps: Sequence[Step]) -> 
 
 
 def predict_inputs(predictor: Predictor, inputs: Sequence[tuple[str, Any]], top_k: int = DEFAULT_TOP_K,
-                   save_to: Path | None = None, steps: bool = False) -> tuple[list[Prediction], list[dict[str, str]]]:
+                   save_to: Path | None = None, steps: bool = False,
+                   lang: str = DEFAULT_LANG) -> tuple[list[Prediction], list[dict[str, str]]]:
     """`mnist-cnn predict` as a function: (name, source) pairs -> predictions and per-image errors.
 
     An image that cannot be read becomes an error entry ({"source", "error"}) instead of
     hiding the others' answers. With `save_to`, each model input is written as
     `save_to/<name>.png`; with `steps` too, every preprocessing step as `save_to/<name>/NN-step.png`.
+    Refusal reasons are written in `lang`.
     """
     names, images, errors, sources = [], [], [], []
     for name, source in inputs:
@@ -270,7 +275,7 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[tuple[str, Any]], top_
             sources.append(source)
         except ImageError as e:
             errors.append({"source": name, "error": str(e) if str(e).startswith(name) else f"{name}: {e}"})
-    predictions = predictor.predict_preprocessed(np.stack(images), names, top_k) if images else []
+    predictions = predictor.predict_preprocessed(np.stack(images), names, top_k, lang) if images else []
     if save_to is not None:
         saved = save_preprocessed(save_to, predictions)
         if steps:  # named like the input's <name>.png; one image's steps in memory at a time

@@ -34,6 +34,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from ..core.errors import ImageTooLargeError, MnistCnnError, first_line
+from ..core.messages import LANGUAGES, lang_from_header
 from ..core.version import __version__
 from ..inference.predict import DEFAULT_TOP_K, Predictor
 from .guards import BODY_TIMEOUT_S, BodySizeLimit, HeadLimit, HostCheck
@@ -157,18 +158,34 @@ def create_app(predictor: Predictor, default_top_k: int = DEFAULT_TOP_K,
 
     @app.post("/predict", response_model=PredictionJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
     async def predict(request: Request,
-                      top_k: Annotated[int, Query(ge=1, le=1000)] = default_top_k) -> Response:
+                      top_k: Annotated[int, Query(ge=1, le=1000)] = default_top_k,
+                      lang: Annotated[str | None, Query(description=_LANG_HELP)] = None) -> Response:
         """Top-k classes for one image, with all probabilities, the 28x28 image the model saw, and whether
         it looks like one of the model's classes at all (`accepted`, `reason`)."""
-        return await answer(request, predict_json, top_k)
+        return await answer(request, predict_json, top_k, _language(request, lang))
 
     @app.post("/read", response_model=NumberJSON, responses=_ERRORS, openapi_extra=_PREDICT_BODY)
-    async def read(request: Request) -> Response:
+    async def read(request: Request,
+                   lang: Annotated[str | None, Query(description=_LANG_HELP)] = None) -> Response:
         """Every digit of a number, left to right: the string, and per digit its class, probability,
         box (in the uploaded image's pixels), acceptance and the 28x28 image the model saw."""
-        return await answer(request, read_json)
+        return await answer(request, read_json, _language(request, lang))
 
     return app
+
+
+_LANG_HELP = (f"language of a refusal's reason: {', '.join(LANGUAGES)}; without it, the request's "
+              f"Accept-Language header chooses (English when it names none of these)")
+
+
+def _language(request: Request, lang: str | None) -> str:
+    """The `lang` parameter if given (422 if not one of ours), else what Accept-Language prefers."""
+    if lang is None:
+        return lang_from_header(request.headers.get("accept-language"))
+    if lang not in LANGUAGES:
+        raise HTTPException(422, f"unknown language {lang[:40]!r}; pass lang={' or lang='.join(LANGUAGES)}, or "
+                                 f"leave it out to follow Accept-Language")
+    return lang
 
 
 async def _read_image(request: Request) -> tuple[bytes | np.ndarray, str]:

@@ -33,6 +33,7 @@ import numpy as np
 import orjson
 
 from ..core.errors import MnistCnnError, first_line
+from ..core.messages import DEFAULT_LANG
 from ..inference.acceptance import Acceptance
 from ..inference.predict import Predictor
 from ..runs.run import ModelInfo
@@ -91,16 +92,17 @@ def _json(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document)
 
 
-def predict_json(predictor: Predictor, source: bytes | np.ndarray, name: str, top_k: int) -> bytes:
-    """The /predict answer for one image, as a JSON body."""
-    return _json(predictor.predict([source], top_k, [name])[0].to_dict(include_image=True))
+def predict_json(predictor: Predictor, source: bytes | np.ndarray, name: str, top_k: int,
+                 lang: str = DEFAULT_LANG) -> bytes:
+    """The /predict answer for one image, as a JSON body (a refusal's reason in `lang`)."""
+    return _json(predictor.predict([source], top_k, [name], lang)[0].to_dict(include_image=True))
 
 
-def read_json(predictor: Predictor, source: bytes | np.ndarray, name: str) -> bytes:
-    """The /read answer (every digit of a number), as a JSON body."""
+def read_json(predictor: Predictor, source: bytes | np.ndarray, name: str, lang: str = DEFAULT_LANG) -> bytes:
+    """The /read answer (every digit of a number), as a JSON body (a refusal's reason in `lang`)."""
     from ..inference.numbers import read_number
 
-    return _json(read_number(predictor, source, name).to_dict(include_images=True))
+    return _json(read_number(predictor, source, name, lang).to_dict(include_images=True))
 
 
 def _build(spec: PredictorSpec) -> Predictor:

@@ -168,8 +168,9 @@ async function request(blob, name) {
 }
 
 function verdictText(body) {
-  if (!body.calibrated) return "";
-  return body.accepted ? "" : "Not a digit? " + body.reason;
+  // Written by the server in the browser's language (its Accept-Language header): a calibrated
+  // rule's reason, or, for a model without one, the plain checks' (a filled area is no digit).
+  return body.accepted ? "" : body.reason;
 }
 
 function showNumber(body, onDrawing) {
