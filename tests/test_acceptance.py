@@ -100,6 +100,35 @@ def test_verdicts_give_one_line_reasons():
     assert "filled shape" in rule._reason("core", {**thin, "coverage": 0.6}, probabilities[2], names).text()
 
 
+def test_scattered_dots_are_refused_and_no_mnist_training_digit_is_that_scattered():
+    """Salt-and-pepper noise prepared as a digit leaves dots the rule took for thin strokes; no
+    written digit is that scattered: each limit lies beyond every MNIST training digit."""
+    images = np.zeros((4, 28, 28), np.float32)
+    images[0, 4:24:4, 4:24:4] = 1.0  # 25 separate dots: too many pieces
+    images[1, 5:25, 13:15] = 1.0  # a stroke: one piece of 40 px
+    images[2, 4:7, 4:6] = images[2, 20:23, 20:22] = 1.0  # two pieces of 6 px: the largest too small
+    images[3, 2:4, 2:7] = 1.0  # a 10-px piece ...
+    for row in range(8, 26, 4):
+        images[3, row:row + 2, 10:14] = 1.0  # ... beside five of 8 px: 20% of the ink is too little
+    assert ink_rows(images) == [[25, 1, 25], [1, 40, 40], [2, 6, 12], [6, 10, 50]]
+    plain = acceptance.plain_ink_verdicts(images)
+    assert [v.accepted for v in plain] == [False, True, False, False]
+    assert plain[0].reason.startswith("not a digit: scattered dots, not strokes: the ink lies in 25 separate pieces")
+    assert plain[0].reason_in("pt-BR").startswith("não é um dígito: pontos espalhados")
+    rule_said = [acceptance.Verdict(True, None, 1.5)] * 4
+    judged = acceptance.refuse_scattered(images, rule_said)
+    assert [v.accepted for v in judged] == [False, True, False, False]
+    assert judged[0].score == 1.5 and judged[0].reason.startswith("does not look like any of the model's classes")
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
+    train = load_dataset("mnist", SHARED_DATA).train_images.astype(np.float32) / 255
+    assert not any(v.accepted is False for v in acceptance.refuse_scattered(train, [acceptance.Verdict(True)] * len(train)))
+
+
+def ink_rows(images: np.ndarray) -> list[list[int]]:
+    return [[int(v) for v in row] for row in acceptance.ink_pieces(images)]
+
+
 def test_reasons_are_written_in_the_language_asked_for():
     """The same verdict, rendered from the message table: English by default, Portuguese on request,
     with the closest class named as the language names it; an unknown language is one clear error."""

@@ -73,8 +73,16 @@ def refusal_unseen(name: str, digest: str) -> str:
                     f"{100 * share['fashion-mnist test']:.1f}% of Fashion-MNIST test images, "
                     f"{100 * share['noise']:.1f}% of noise, {100 * share['scribbles']:.1f}% of scribbles, "
                     f"{100 * share['letters']:.1f}% of letters, and {100 * share['mnist test']:.2f}% of MNIST test "
-                    f"digits ({100 * share['mnist test as written']:.1f}% of them rescaled and slanted as written)")
+                    f"digits{_as_sent(share)}")
     return "not yet measured on data the rule was not fitted on (`benchmarks/refusal.py` is digit-oriented)"
+
+
+def _as_sent(share: dict[str, float]) -> str:
+    """The digits as people send them, for the results that measured them."""
+    parts = [f"{100 * share[key]:.1f}% {what}" for key, what in
+             (("mnist test enlarged to 84 px", "enlarged to 84 px"),
+              ("mnist test as written", "rescaled and slanted as written")) if key in share]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def numbers_read(digest: str) -> str | None:

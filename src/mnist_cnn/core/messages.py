@@ -85,6 +85,8 @@ EN: dict[str, str] = {
                      "apply)",
     "plain_coverage": "ink covers {coverage:.0%} of the image, more than any handwritten digit",
     "plain_stroke": "strokes about {stroke:.0f} px wide in the 28x28 image, wider than any pen's",
+    "why_scattered": "scattered dots, not strokes: the ink lies in {pieces} separate pieces, the largest {pixels} "
+                     "of its {covered} px",
     "mark_refused": "mark {index} of {count}{more}: {why}", "mark_more": " (and {others} more)",
     "not_accepted": "not accepted",
 }
@@ -154,6 +156,8 @@ PT_BR: dict[str, str] = {
     "plain_coverage": "a tinta cobre {coverage:.0%} da imagem, mais do que qualquer dígito manuscrito",
     "plain_stroke": "traços de cerca de {stroke:.0f} px de largura na imagem 28x28, mais largos do que os de "
                     "qualquer caneta",
+    "why_scattered": "pontos espalhados, não traços: a tinta está em {pieces} pedaços separados, o maior com "
+                     "{pixels} de seus {covered} px",
     "mark_refused": "marca {index} de {count}{more}: {why}", "mark_more": " (e mais {others})",
     "not_accepted": "não aceito",
 }

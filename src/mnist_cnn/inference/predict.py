@@ -25,7 +25,7 @@ from ..core.atomic import write_bytes
 from ..core.errors import ImageError, MnistCnnError, ModelOutputError
 from ..core.messages import DEFAULT_LANG, check_lang
 from ..runs.run import ModelInfo
-from .acceptance import ACCEPTED_UNCALIBRATED, Acceptance, Verdict, plain_ink_verdicts
+from .acceptance import ACCEPTED_UNCALIBRATED, Acceptance, Verdict, plain_ink_verdicts, refuse_scattered
 from .preprocess import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -157,7 +157,8 @@ class Predictor:
         """Whether each preprocessed image (N, 28, 28) looks like one of the classes; all accepted if uncalibrated."""
         if self.acceptance is None:  # a digit model still refuses what is plainly not writing
             return plain_ink_verdicts(images) if self.style == "digit" else [ACCEPTED_UNCALIBRATED] * len(probabilities)
-        return self.acceptance.verdicts(images, probabilities, self.class_names)
+        verdicts = self.acceptance.verdicts(images, probabilities, self.class_names)
+        return refuse_scattered(images, verdicts) if self.style == "digit" else verdicts
 
     def preprocess(self, source: Any) -> np.ndarray:
         """One image (bytes, path, Pillow image or 0..255 array) -> float32 (28, 28)."""
