@@ -136,7 +136,6 @@ def run_train(args: argparse.Namespace) -> int:
                          resume=args.resume)
     # Before the slow imports: fail fast (and fetch on first use).
     dataset = load_dataset(plan.config.dataset, args.data_dir, **cli_data.source_kwargs(args))
-    quiet_tensorflow()
     from ..evaluation.report import results_lines
     from ..runs.run import Run
     from ..training.session import start_or_resume

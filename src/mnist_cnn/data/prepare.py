@@ -73,6 +73,14 @@ class SplitSettings(Protocol):
     labels: Literal["onehot", "sparse"]  # label encoding, as the loss expects
 
 
+def split_rows(config: SplitSettings, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) rows of `dataset`'s training images, as `prepare_data` splits them."""
+    labels = dataset.train_labels
+    if config.train_limit is not None:
+        labels = labels[: config.train_limit]
+    return stratified_split(labels, config.val_fraction, config.seed)
+
+
 def prepare_data(config: SplitSettings, dataset: Dataset, *, scale: bool = True) -> PreparedData:
     """Steps 1.1 and 1.2: normalise pixels, encode labels, hold out a stratified validation split.
 
@@ -82,7 +90,7 @@ def prepare_data(config: SplitSettings, dataset: Dataset, *, scale: bool = True)
     images, labels = dataset.train_images, dataset.train_labels
     if config.train_limit is not None:
         images, labels = images[: config.train_limit], labels[: config.train_limit]
-    train_idx, val_idx = stratified_split(labels, config.val_fraction, config.seed)
+    train_idx, val_idx = split_rows(config, dataset)
     x = normalize(images) if scale else images[..., np.newaxis]  # -> float32 (or uint8) (N, 28, 28, 1)
     y = encode_labels(labels, dataset.num_classes, config.labels)
     return PreparedData(x[train_idx], y[train_idx], x[val_idx], y[val_idx], train_idx, val_idx)

@@ -14,7 +14,7 @@ the end of `train.train`, when the negatives are already on disk. Nothing runs a
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -28,13 +28,15 @@ from . import negatives
 if TYPE_CHECKING:
     from ..data.registry import Dataset
     from ..inference.predict import Predictor
+    from .background import Preparing
 
 log = logging.getLogger(__name__)
 
 # How many images of each kind. The rule has four weights, so a couple of thousand images a
 # side fit it as well as more; the threshold's 1% quantile rests on ~30 validation digits
 # below it. Preprocessing every image as `predict` would is most of calibration's time
-# (~0.25 ms an image), so these counts are what calibration after a training costs.
+# (~0.3 ms an image), so these counts are what calibration costs; after a training, a child
+# process prepares them while TensorFlow loads (`background`).
 FIT_DIGITS = 2000  # training-split images the rule is fitted on
 FIT_NEGATIVES = 2000  # negative images of the other dataset it is fitted against
 FIT_SCRIBBLES = 300  # ... and generated scribbles
@@ -45,19 +47,42 @@ MEASURE_FONTS = 8  # fonts whose letters are measured (spread over those found; 
 SEED = 0
 
 
-def run_model(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, np.ndarray, int]:
-    """Preprocess each source as `predict` would and run the model in batches:
-    (images (N, 28, 28), probabilities (N, C), how many had no ink and were left out)."""
+@dataclass(frozen=True)
+class Preprocessed:
+    """A set of images already through `preprocess`: those with ink (float32 (N, 28, 28)), and how many had none."""
+
+    images: np.ndarray
+    blank: int
+
+
+def preprocess_set(sources: Iterable[Any], style: str) -> Preprocessed:
+    """Each source as `predict` prepares it (the slow part of calibrating: ~0.3 ms an image)."""
+    from ..inference.preprocess import preprocess
+
     images, blank = [], 0
     for source in sources:
         try:
-            images.append(predictor.preprocess(source))
+            images.append(preprocess(source, style=style))  # type: ignore[arg-type]
         except EmptyImageError:
             blank += 1
-    if not images:
-        return np.zeros((0, 28, 28), np.float32), np.zeros((0, predictor.num_classes)), blank
-    stacked = np.stack(images)  # (N, 28, 28)
-    return stacked, predictor.probabilities(stacked), blank  # the predictor runs it in bounded batches
+    return Preprocessed(np.stack(images) if images else np.zeros((0, 28, 28), np.float32), blank)
+
+
+def run_model(predictor: "Predictor", sources: Iterable[Any] | Preprocessed) -> tuple[np.ndarray, np.ndarray, int]:
+    """Preprocess each source as `predict` would (unless it is `Preprocessed` already) and run the
+    model in batches: (images (N, 28, 28), probabilities (N, C), how many had no ink and were left out)."""
+    if not isinstance(sources, Preprocessed):
+        images, blank = [], 0
+        for source in sources:
+            try:
+                images.append(predictor.preprocess(source))
+            except EmptyImageError:
+                blank += 1
+        sources = Preprocessed(np.stack(images) if images else np.zeros((0, 28, 28), np.float32), blank)
+    if not len(sources.images):
+        return sources.images, np.zeros((0, predictor.num_classes)), sources.blank
+    # the predictor runs it in bounded batches
+    return sources.images, predictor.probabilities(sources.images), sources.blank
 
 
 def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, int]:
@@ -88,8 +113,9 @@ def calibrate(predictor: "Predictor", fit_digits: Sequence[Any], fit_negatives: 
     set (named `negatives_name`) or several named sets, fitted on together. `measured`: more
     named sets of negatives, only scored. Each set's refused share lands in `details`.
     """
-    if len(validation) < MIN_VALIDATION // 10:
-        raise MnistCnnError(f"{len(validation)} validation images cannot place a threshold; calibrate with at "
+    count = len(validation.images) + validation.blank if isinstance(validation, Preprocessed) else len(validation)
+    if count < MIN_VALIDATION // 10:
+        raise MnistCnnError(f"{count} validation images cannot place a threshold; calibrate with at "
                             f"least {MIN_VALIDATION // 10} (better {MIN_VALIDATION}+)")
     negative_sets = fit_negatives if isinstance(fit_negatives, dict) else {negatives_name: fit_negatives}
     digits, _ = measure(predictor, fit_digits)
@@ -138,15 +164,33 @@ def negative_dataset(style: str) -> str:
     return "mnist" if style == "fashion" else "fashion-mnist"
 
 
-def calibrate_split(predictor: "Predictor", x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray,
-                    negative_name: str, seed: int = SEED) -> acceptance.Acceptance:
-    """`calibrate` on a training split: uint8 pixels (N, 28, 28), or float (N, 28, 28[, 1]) in [0, 1] as
-    `data.prepare.prepare_data` gives."""
-    def as_pixels(x: np.ndarray) -> np.ndarray:  # (N, 28, 28[, 1]) uint8, or float in [0, 1] -> (N, 28, 28) 0..255
-        if x.dtype == np.uint8:
-            return x.reshape(len(x), *x.shape[1:3])
-        return np.round(np.asarray(x, dtype=np.float32).reshape(len(x), *x.shape[1:3]) * 255.0)
+@dataclass
+class CalibrationSources:
+    """Every image set one calibration reads, as `calibrate`'s arguments: raw, or `Preprocessed`."""
 
+    fit_digits: Any
+    fit_negatives: dict[str, Any]
+    validation: Any
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    def preprocessed(self, style: str) -> "CalibrationSources":
+        """The same sets through `preprocess` (what `background.start_preparing` does ahead of time)."""
+        return CalibrationSources(preprocess_set(self.fit_digits, style),
+                                  {name: preprocess_set(s, style) for name, s in self.fit_negatives.items()},
+                                  preprocess_set(self.validation, style),
+                                  {name: preprocess_set(s, style) for name, s in self.measured.items()})
+
+
+def _as_pixels(x: np.ndarray) -> np.ndarray:
+    """(N, 28, 28[, 1]) uint8, or float in [0, 1] -> (N, 28, 28) 0..255."""
+    if x.dtype == np.uint8:
+        return x.reshape(len(x), *x.shape[1:3])
+    return np.round(np.asarray(x, dtype=np.float32).reshape(len(x), *x.shape[1:3]) * 255.0)
+
+
+def split_sources(x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray, negative_name: str,
+                  seed: int = SEED) -> CalibrationSources:
+    """The sets a calibration on a training split reads: fixed samples of it, the negatives, generated sets."""
     if len(x_val) < MIN_VALIDATION:
         raise MnistCnnError(f"the run's validation split has {len(x_val)} images, too few to calibrate (at least "
                             f"{MIN_VALIDATION}); train on more data (--train-limit) or a larger --val-fraction")
@@ -155,8 +199,27 @@ def calibrate_split(predictor: "Predictor", x_train: np.ndarray, x_val: np.ndarr
     # The generated sets measured afterwards are drawn with another seed.
     fit_negatives = {f"{negative_name} train": _sample(negative_images, FIT_NEGATIVES, seed),
                      "scribbles (fitted)": negatives.scribble_images(FIT_SCRIBBLES, seed)}
-    return calibrate(predictor, as_pixels(_sample(x_train, FIT_DIGITS, seed)), fit_negatives,
-                     as_pixels(_sample(x_val, MAX_VALIDATION, seed)), generated_negatives(seed + 1))
+    return CalibrationSources(_as_pixels(_sample(x_train, FIT_DIGITS, seed)), fit_negatives,
+                              _as_pixels(_sample(x_val, MAX_VALIDATION, seed)), generated_negatives(seed + 1))
+
+
+def split_digest(x_train: np.ndarray, x_val: np.ndarray, seed: int = SEED) -> str:
+    """A digest of the split's digits a calibration reads: equal digests, the same images."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (_as_pixels(_sample(x_train, FIT_DIGITS, seed)), _as_pixels(_sample(x_val, MAX_VALIDATION, seed))):
+        digest.update(np.ascontiguousarray(part, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def calibrate_split(predictor: "Predictor", x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray,
+                    negative_name: str, seed: int = SEED,
+                    sources: CalibrationSources | None = None) -> acceptance.Acceptance:
+    """`calibrate` on a training split: uint8 pixels (N, 28, 28), or float (N, 28, 28[, 1]) in [0, 1] as
+    `data.prepare.prepare_data` gives. `sources`: the same sets prepared ahead (`split_sources`)."""
+    found = sources or split_sources(x_train, x_val, negative_images, negative_name, seed)
+    return calibrate(predictor, found.fit_digits, found.fit_negatives, found.validation, found.measured)
 
 
 def calibrate_model(model_path: Path, data_dir: Path | None = None,
@@ -188,10 +251,12 @@ def calibrate_model(model_path: Path, data_dir: Path | None = None,
 
 
 def calibrate_after_training(run: Run, dataset: "Dataset", x_train: np.ndarray, x_val: np.ndarray,
-                             model: Any = None) -> Path | None:
+                             model: Any = None, prepared: "Preparing | None" = None) -> Path | None:
     """After training (`training.session`): calibrate the run's model on its split (`x_train`, `x_val`:
     uint8 or [0, 1] images) if the negatives are on disk; else say how. `model`: the trained
     model in memory, which `train` has checked predicts as the saved file does (saves loading it).
+    `prepared`: the same sets preprocessed during training (`background.start_preparing`), used
+    only if they are of exactly this split and style.
 
     Never downloads and never fails the training: a problem is logged with the command to run.
     """
@@ -208,12 +273,16 @@ def calibrate_after_training(run: Run, dataset: "Dataset", x_train: np.ndarray, 
         if negative_name == dataset.name:
             log.info("not calibrating %s: it was trained on %s, the negatives' dataset", run.path, negative_name)
             return None
-        folder = locate(negative_name, Path(dataset.source).parent if dataset.source else None)  # never a download
-        images, _, _ = load_split(get_spec(negative_name), folder, "train")
-        log.info("calibrating the \"not a digit\" rule against %s's training images (about a minute)", negative_name)
         predictor = (Predictor(model, run.model_info()) if model is not None
                      else Predictor.from_path(run.model, acceptance=False))
-        path = acceptance.write(calibrate_split(predictor, x_train, x_val, images, negative_name), run.model)
+        sources = prepared.result(split_digest(x_train, x_val), predictor.style) if prepared is not None else None
+        if sources is None:
+            folder = locate(negative_name, Path(dataset.source).parent if dataset.source else None)  # no download
+            images, _, _ = load_split(get_spec(negative_name), folder, "train")
+            sources = split_sources(x_train, x_val, images, negative_name)
+        log.info("calibrating the \"not a digit\" rule against %s's training images", negative_name)
+        path = acceptance.write(calibrate_split(predictor, x_train, x_val, np.zeros((0, 28, 28), np.uint8),
+                                                negative_name, sources=sources), run.model)
         log.info("calibrated the \"not a digit\" rule: %s", path)
         return path
     except MnistCnnError as e:

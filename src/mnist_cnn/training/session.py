@@ -12,17 +12,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.errors import MnistCnnError
+from ..core.system import quiet_tensorflow
 from ..data.load import load_dataset
 from ..data.registry import Dataset
+from ..refusal.background import start_preparing
 from ..refusal.calibrate import calibrate_after_training
 from ..runs.config import TrainConfig
-from ..runs.run import Run, default_runs_dir
+from ..runs.run import Run, dataset_style, default_runs_dir
 from . import tensorboard_logs
 from .recipes import resolve_config, resume_config
-from .train import TrainResult, train
+
+if TYPE_CHECKING:  # train imports TensorFlow: only once training starts
+    from .train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +67,30 @@ def start_or_resume(plan: TrainingPlan, dataset: Dataset, runs_dir: Path | None 
     A new run's folder is created under `runs_dir` (default: `MNIST_CNN_RUNS_DIR` or runs/)
     only after the model name is known to build; `on_start(run)` is told the folder.
     """
-    from .models import build_model  # Keras: only once training is certain
-
     config = plan.config
     if config.tensorboard:
         tensorboard_logs.check_available()  # before any work: the fix is an install
-    build_model(config.model)  # an unknown name fails here, before a run folder exists
-    run = plan.run or Run.create(runs_dir or default_runs_dir(), dataset.name, config.model)
-    if on_start is not None:
-        on_start(run)
-    result = train(config, dataset, run.path, verbose=verbose, resume=plan.resuming, changed=plan.changed)
-    if config.tensorboard:
-        tensorboard_logs.write_test_images(run, step=result.metrics["training"]["epochs_run"])
-    train_rows, val_rows = result.split  # the split train() used: the rule's threshold is set on validation
-    calibrate_after_training(run, dataset, dataset.train_images[train_rows], dataset.train_images[val_rows],
-                             model=result.model)
+    # Before TensorFlow loads (a fork is safe only then): the calibration's inputs are prepared
+    # on the core that TensorFlow's import leaves idle (refusal/background.py).
+    preparing = start_preparing(config, dataset, dataset_style(dataset.name))
+    try:
+        quiet_tensorflow()  # TensorFlow's start-up notes are not the user's business
+        from .models import build_model  # Keras: only once training is certain
+        from .train import train
+
+        build_model(config.model)  # an unknown name fails here, before a run folder exists
+        run = plan.run or Run.create(runs_dir or default_runs_dir(), dataset.name, config.model)
+        if on_start is not None:
+            on_start(run)
+        result = train(config, dataset, run.path, verbose=verbose, resume=plan.resuming, changed=plan.changed)
+        if config.tensorboard:
+            tensorboard_logs.write_test_images(run, step=result.metrics["training"]["epochs_run"])
+        train_rows, val_rows = result.split  # the split train() used: the rule's threshold is set on validation
+        calibrate_after_training(run, dataset, dataset.train_images[train_rows], dataset.train_images[val_rows],
+                                 model=result.model, prepared=preparing)
+    finally:
+        if preparing is not None:
+            preparing.close()
     return result
 
 
