@@ -188,3 +188,22 @@ def test_the_command_ends_at_once_after_tensorflow_with_all_its_output_and_exit_
     bad = subprocess.run([*command, str(tmp_path / "broken.png")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "broken.png" in bad.stderr
+
+
+def test_the_quick_exit_still_runs_the_exit_clean_ups(tmp_path):
+    """A served model's converted file is removed by an exit clean-up; skipping TensorFlow's
+    teardown must not skip those (the temporary folders were left behind)."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "cleaned"
+    script = (f"import atexit, pathlib\n"
+              f"from mnist_cnn.cli import main as cli\n"
+              f"from mnist_cnn.core.system import quiet_tensorflow\n"
+              f"quiet_tensorflow()\n"
+              f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+              f"cli.main = lambda argv=None: 3\n"
+              f"cli.entry()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 3, done.stderr
+    assert marker.read_text() == "yes"
