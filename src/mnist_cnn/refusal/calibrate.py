@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from . import negatives
 if TYPE_CHECKING:
     from ..data.registry import Dataset
     from ..inference.predict import Predictor
-    from .background import Preparing
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +180,12 @@ class CalibrationSources:
                                   {name: preprocess_set(s, style) for name, s in self.measured.items()})
 
 
+class PreparedInputs(Protocol):
+    """Calibration inputs prepared elsewhere (`background.Preparing`): the sets, if of this split and style."""
+
+    def result(self, digest: str, style: str) -> CalibrationSources | None: ...
+
+
 def _as_pixels(x: np.ndarray) -> np.ndarray:
     """(N, 28, 28[, 1]) uint8, or float in [0, 1] -> (N, 28, 28) 0..255."""
     if x.dtype == np.uint8:
@@ -251,7 +256,7 @@ def calibrate_model(model_path: Path, data_dir: Path | None = None,
 
 
 def calibrate_after_training(run: Run, dataset: "Dataset", x_train: np.ndarray, x_val: np.ndarray,
-                             model: Any = None, prepared: "Preparing | None" = None) -> Path | None:
+                             model: Any = None, prepared: "PreparedInputs | None" = None) -> Path | None:
     """After training (`training.session`): calibrate the run's model on its split (`x_train`, `x_val`:
     uint8 or [0, 1] images) if the negatives are on disk; else say how. `model`: the trained
     model in memory, which `train` has checked predicts as the saved file does (saves loading it).
