@@ -216,25 +216,33 @@ WHOLE_COMMAND_CONTENDERS = {  # whole_command.py's contenders as the docs name t
 }
 
 
-def whole_command_table() -> str:
-    paths = sorted(RESULTS.glob("whole-command-*.json"))
+def every_file_table(kind: str, script: str, header: list[str], rows_of: Any) -> str:
+    """One table over every `results/<kind>-*.json`, oldest first: `rows_of(path, record)` gives each
+    file's rows (cells after the run's time), then a line naming the files and their CPUs."""
+    paths = sorted(RESULTS.glob(f"{kind}-*.json"))
     if not paths:
-        raise SystemExit("no benchmarks/results/whole-command-*.json: run python benchmarks/whole_command.py")
-    rows = [("| run | command | rounds | whole process (median) | training | outside training | peak RSS | "
-             "test accuracy | whole, to the run's first row |"),
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        raise SystemExit(f"no benchmarks/results/{kind}-*.json: run python benchmarks/{script}")
+    rows = ["| run | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     cpus = []
     for path in paths:
         record = _json(path)
         cpus.append(record.get("environment", {}).get("cpu"))
-        for row in record["table"]:
-            name = WHOLE_COMMAND_CONTENDERS.get(row["contender"], f"`{row['contender']}`")
-            rows.append(f"| `{path.stem.removeprefix('whole-command-')}` | {name} | {row['rounds']} | "
-                        f"{row['wall_s_median']:.1f} s | {row['train_s_median']:.1f} s | "
-                        f"{row['outside_training_s_median']:.1f} s | {row['peak_rss_mb_median']:,.0f} MB | "
-                        f"{pct(row['test_accuracy_mean'])} | {row['wall_ratio_to_first']:.2f}x |")
+        rows += [f"| `{path.stem.removeprefix(kind + '-')}` | " + " | ".join(cells) + " |"
+                 for cells in rows_of(path, record)]
     rows += ["", f"Sources: {', '.join(source(path) for path in paths)}; {cpu_recorded(cpus)}."]
     return "\n".join(rows)
+
+
+def whole_command_table() -> str:
+    def rows_of(path: Path, record: dict[str, Any]) -> list[list[str]]:
+        return [[WHOLE_COMMAND_CONTENDERS.get(row["contender"], f"`{row['contender']}`"), str(row["rounds"]),
+                 f"{row['wall_s_median']:.1f} s", f"{row['train_s_median']:.1f} s",
+                 f"{row['outside_training_s_median']:.1f} s", f"{row['peak_rss_mb_median']:,.0f} MB",
+                 pct(row["test_accuracy_mean"]), f"{row['wall_ratio_to_first']:.2f}x"] for row in record["table"]]
+
+    return every_file_table("whole-command", "whole_command.py",
+                            ["command", "rounds", "whole process (median)", "training", "outside training",
+                             "peak RSS", "test accuracy", "whole, to the run's first row"], rows_of)
 
 
 # Serving throughput: bench_ab.py
@@ -262,24 +270,15 @@ def _served(path: Path, row: dict[str, Any]) -> str:
 
 
 def serving_table() -> str:
-    paths = sorted(RESULTS.glob("ab-*.json"))
-    if not paths:
-        raise SystemExit("no benchmarks/results/ab-*.json: run python benchmarks/bench_ab.py")
-    rows = [("| run | model served | runtime | workers | /predict req/s | ratio to /healthz | p50 ms | p99 ms | "
-             "failed | rounds |"),
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    cpus = []
-    for path in paths:
-        record = _json(path)
-        cpus.append(record.get("environment", {}).get("cpu"))
-        for row in record["rows"]:
-            workers = "" if row.get("workers") is None else row["workers"]
-            rounds = len(row.get("rounds", {}).get("predict", []))
-            rows.append(f"| `{path.stem.removeprefix('ab-')}` | {_served(path, row)} | {row['runtime']} | {workers} | "
-                        f"{row['predict_rps']:,.0f} | {row['ratio']:.2f} | {row['predict_p50_ms']:g} | "
-                        f"{row['predict_p99_ms']:g} | {row['failed']:g} | {rounds} |")
-    rows += ["", f"Sources: {', '.join(source(path) for path in paths)}; {cpu_recorded(cpus)}."]
-    return "\n".join(rows)
+    def rows_of(path: Path, record: dict[str, Any]) -> list[list[str]]:
+        return [[_served(path, row), row["runtime"], "" if row.get("workers") is None else str(row["workers"]),
+                 f"{row['predict_rps']:,.0f}", f"{row['ratio']:.2f}", f"{row['predict_p50_ms']:g}",
+                 f"{row['predict_p99_ms']:g}", f"{row['failed']:g}", str(len(row.get("rounds", {}).get("predict", [])))]
+                for row in record["rows"]]
+
+    return every_file_table("ab", "bench_ab.py", ["model served", "runtime", "workers", "/predict req/s",
+                                                  "ratio to /healthz", "p50 ms", "p99 ms", "failed", "rounds"],
+                            rows_of)
 
 
 # Tuning: fast-hand-vs-tuned-*.md (seed runs timed side by side, written as a table)
