@@ -1,15 +1,19 @@
 """Reading numbers: how many whole numbers composed from MNIST digits `read_number` gets exactly right.
 
-    python benchmarks/read_numbers.py MODEL --data-dir DIR            # the goal: MNIST *test* digits
-    python benchmarks/read_numbers.py MODEL --data-dir DIR --tune     # the segmentation grid: *train* digits
+    python benchmarks/read_numbers.py mnist --data-dir DIR              # the goals: MNIST *test* digits
+    python benchmarks/read_numbers.py mnist --data-dir DIR --threads 1  # ... and the one-core time per number
+    python benchmarks/read_numbers.py mnist --data-dir DIR --no-reader  # touching digits split by the model alone
+    python benchmarks/read_numbers.py mnist --data-dir DIR --tune       # the segmentation grid: *train* digits
     python benchmarks/read_numbers.py MODEL --data-dir DIR --split-evidence   # touching or one wide digit?
 
-Numbers of 2-6 digits are laid out by `compose.py` (random heights, gaps, slants and
-baselines). Those whose digits do not touch are the goal's set (>= 97% read exactly);
-numbers with touching neighbours are made separately (negative gaps) and reported apart.
-`--tune` scores settings of `segment`'s constants on numbers made from MNIST *training*
-digits, so that the constants are never chosen on the digits the goal is scored on.
-Prints a table and writes `results/read-numbers-<time>.json`. Timings are not the point.
+Numbers are laid out by `mnist_cnn.data.compose` (random heights, gaps, slants and
+baselines). Two sets of 1,000 each: numbers of 2-6 digits that do not touch (goal: >= 98%
+read exactly) and numbers of 2-4 digits with touching or overlapping neighbours (goal:
+>= 97%). A model with a touching-digit reader beside it (`reader.keras`; the shipped
+`mnist` has one) reads touching groups with it; `--reader`/`--no-reader` choose. `--tune`
+scores settings of `segment`'s constants on numbers made from MNIST *training* digits, so
+that the constants are never chosen on the digits the goals are scored on. Prints a table
+and writes `results/read-numbers-<time>.json` with the model's and the reader's digests.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, model_record, write_result
-from compose import GAP, TOUCHING_GAP, Composed, random_numbers
+from common import RESULTS, model_record, portable_path, write_result
 
+from mnist_cnn.data.compose import GAP, TOUCHING_GAP, Composed, random_numbers
+from mnist_cnn.core.hashing import sha256_file
 from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference import segment
 from mnist_cnn.inference.numbers import read_number
 from mnist_cnn.inference.predict import Predictor
+from mnist_cnn.inference.shipped import resolve_model
 
 # The grid --tune walks: each constant's candidates (the others at their defaults).
 GRID = {
@@ -38,6 +44,7 @@ GRID = {
     "SMALL_SHARE": [0.04, 0.08, 0.15],
     "SPLIT_CANDIDATE": [0.9, 1.1, 1.3],
     "SPLIT_PENALTY": [0.0, 0.1, 0.3, 0.6, 1.0],
+    "READER_CANDIDATE": [0.0, 0.5, 0.9],
 }
 
 
@@ -46,7 +53,7 @@ def numbers_of(images: np.ndarray, labels: np.ndarray, count: int, seed: int, to
     found: list[Composed] = []
     batch = 0
     while len(found) < count:
-        made = random_numbers(images, labels, count, seed + 1000 * batch, lengths=(2, 3) if touching else (2, 6),
+        made = random_numbers(images, labels, count, seed + 1000 * batch, lengths=(2, 4) if touching else (2, 6),
                               gap=TOUCHING_GAP if touching else GAP)
         found += [n for n in made if n.touching == touching]
         batch += 1
@@ -159,12 +166,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true", help="score the segmentation grid on training digits")
     parser.add_argument("--split-evidence", action="store_true",
                         help="what tells one wide digit from touching ones (training digits)")
+    parser.add_argument("--reader", type=Path,
+                        help="read touching digits with this reader.keras (default: the one beside the model, if any)")
+    parser.add_argument("--no-reader", action="store_true", help="split touching digits by the model's judgement alone")
+    parser.add_argument("--threads", type=int, help="TensorFlow threads (1: the one-core figure)")
+    parser.add_argument("--runtime", default="keras", choices=("keras", "auto", "litert"),
+                        help="what runs the models' calls: Keras as `predict` does (default), or as `serve` "
+                             "does (auto: the parity-checked int8 or float LiteRT, the reader on LiteRT too)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    predictor = Predictor.from_path(args.model)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    predictor = Predictor.from_path(resolve_model(args.model))
+    if args.no_reader or args.reader:
+        predictor.reader_file = None if args.no_reader else args.reader
+    if args.runtime != "keras":
+        predictor.serve_with(args.runtime)
     dataset = load_dataset("mnist", args.data_dir)
-    report: dict = {"model": str(args.model), "seed": args.seed, "count": args.count,
+    reader = predictor.reader_file
+    report: dict = {"model": str(args.model), "seed": args.seed, "count": args.count, "threads": args.threads,
+                    "runtime": predictor.backend.runtime,
+                    "reader": None if reader is None else {"file": portable_path(reader),
+                                                           "sha256": sha256_file(reader)},
                     "segment": {name: getattr(segment, name) for name in GRID}}
     if args.split_evidence:
         report["digits"] = "mnist train"

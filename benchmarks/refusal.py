@@ -9,7 +9,7 @@ Scores what a user gets (the stored rule and the checks every digit model applie
 *test* splits, and blank, noise, scribble and letter images made with other seeds than the
 calibration's. Digits are sent as people send them as well as raw: enlarged from 28x28 to
 84x84 (dark ink on light paper, bilinear), and "as written" (rescaled, slanted, on grainy
-paper, as `compose.py` draws the digits of numbers). Letters that look like digits
+paper, as `mnist_cnn.data.compose` draws the digits of numbers). Letters that look like digits
 (REPORT_DIGIT_LIKE) are left out of the letters' share and listed per letter. Goals
 (GOALS): <= 1% of MNIST test digits refused, raw and enlarged; >= 99% of Fashion-MNIST
 test images; >= 99.9% of blank, noise and inverted noise images (the preprocessing
@@ -114,15 +114,15 @@ def plot(curves: dict[str, list[dict]], out: Path) -> None:
 def written_digits(images: np.ndarray, count: int = 3000, seed: int = SEED) -> list[np.ndarray]:
     """MNIST digits as people's pages show them: 36-90 px tall, slanted, dark on grainy paper.
 
-    Rendered as `compose.py` renders the digits of numbers (resampled twice: blurrier than
+    Rendered as `mnist_cnn.data.compose` renders the digits of numbers (resampled twice: blurrier than
     MNIST's own); a rule must accept these too, not only MNIST's exact rendering.
     """
-    from compose import PAPER_NOISE, _render_digit  # noqa: PLC0415  (beside this script)
+    from mnist_cnn.data.compose import PAPER_NOISE, render_digit  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     out = []
     for digit in images[:count]:
-        ink = _render_digit(digit, int(rng.integers(36, 91)), float(rng.uniform(-0.2, 0.2)))
+        ink = render_digit(digit, int(rng.integers(36, 91)), float(rng.uniform(-0.2, 0.2)))
         paper = np.pad(ink, int(0.3 * ink.shape[0]))
         out.append(np.clip(255 - 255 * paper + rng.normal(0, PAPER_NOISE, paper.shape), 0, 255).astype(np.uint8))
     return out

@@ -1087,6 +1087,127 @@ pacote (`resolve_model("mnist")`, a receita `wide`):
     ),
     md(
         en="""
+### 8.1 A number whose digits touch
+
+People do not leave a gap between digits. When two digits touch, their ink is **one
+connected piece**, and cutting it straight down goes through both digits wherever the cut
+falls. So the shipped model comes with a second, small network, the **touching-digit
+reader**, that reads such a piece whole. Below, three MNIST *test* digits are written the
+way people write them (overlapping, slanted, on grainy paper), and we follow the reading:
+the connected pieces of ink, the strip the reader sees, its answer column by column, and
+the digits with their boxes.
+""",
+        pt="""
+### 8.1 Um número cujos dígitos se tocam
+
+As pessoas não deixam espaço entre os dígitos. Quando dois dígitos se tocam, a tinta deles é
+**uma peça conectada só**, e um corte reto atravessa os dois dígitos onde quer que caia. Por
+isso o modelo distribuído vem com uma segunda rede, pequena, o **leitor de dígitos que se
+tocam**, que lê essa peça inteira. Abaixo, três dígitos de *teste* do MNIST são escritos como
+as pessoas escrevem (sobrepostos, inclinados, em papel granulado), e acompanhamos a leitura: as
+peças conectadas de tinta, a faixa que o leitor vê, a resposta dele coluna por coluna e os
+dígitos com as suas caixas.
+""",
+    ),
+    code("""
+from scipy import ndimage
+
+from mnist_cnn.data.compose import TOUCHING_GAP, compose_number
+from mnist_cnn.inference.preprocess import find_ink
+from mnist_cnn.inference.touching import BAND, strip_from_ink
+
+chosen = [61, 0, 1]  # three test digits (an 8, a 7, a 2)
+written = compose_number([dataset.test_images[i] for i in chosen], [int(labels[i]) for i in chosen],
+                         np.random.default_rng(3), gap=TOUCHING_GAP)
+ink, _ = find_ink(written.image / 255.0)  # the same first steps as for one digit
+pieces, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))  # 8-connected pieces of ink
+strip, layout = strip_from_ink(ink)  # the reader's input: 28 x 112, the ink 20 px tall
+bands = shipped_digits.touching_reader().probabilities(strip[np.newaxis])[0]  # (28 bands, 11 classes)
+best = "".join("." if k == 0 else str(k - 1) for k in bands.argmax(axis=1))  # "." = no digit here
+touching_reading = read_number(shipped_digits, written.image)
+print(count, "|", best, "|", touching_reading.text, "|", "".join(map(str, written.labels)))
+for found in touching_reading.digits:
+    print(f"{found.class_name}  {found.probability:.1%}  {found.box}")
+"""),
+    code("""
+from matplotlib.patches import Rectangle
+
+fig = Figure(figsize=(10, 4.6))
+grid = fig.add_gridspec(2, 4 + len(touching_reading.digits))
+ax = fig.add_subplot(grid[0, :4])
+ax.imshow(written.image, cmap="gray", vmin=0, vmax=255)
+for found in touching_reading.digits:  # each digit's box, in the image's pixels
+    x, y, w, h = found.box
+    ax.add_patch(Rectangle((x, y), w, h, fill=False, color="tab:red", linewidth=1.5))
+ax.set_title(f"1. {touching_reading.text}", fontsize=9)
+ax = fig.add_subplot(grid[0, 4:])
+ax.imshow(pieces, cmap="tab10", interpolation="nearest")
+ax.set_title(f"2. {count}", fontsize=9)
+ax = fig.add_subplot(grid[1, :4])
+ax.imshow(strip, cmap="gray", vmin=0, vmax=1)
+for band, label in enumerate(best):  # the reader's answer for each band of 4 columns
+    if label != ".":
+        ax.text(band * BAND + BAND / 2, 26, label, color="tab:orange", ha="center", fontsize=8)
+ax.set_title("3. 28 x 112", fontsize=9)
+for k, found in enumerate(touching_reading.digits):
+    ax = fig.add_subplot(grid[1, 4 + k])
+    ax.imshow(found.image, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(f"4. {found.class_name}", fontsize=9)
+for ax in fig.axes:
+    ax.axis("off")
+show(fig)
+"""),
+    md(
+        en="""
+Reading the printout and the figure, left to right:
+
+1. **As written**: the first number printed is how many connected pieces of ink there are:
+   one, so connected components alone would see a single, very wide "digit". The red boxes
+   are the answer's boxes, one per digit.
+2. **The pieces**, one colour each.
+3. **The strip**: the piece, cropped and scaled so that its ink is 20 pixels tall, like
+   an MNIST digit, in a 28 × 112 field. The reader is a small CNN whose last layers look
+   at the strip in **28 bands of 4 columns** and score, per band, "digit 0-9" or "nothing
+   here". It was trained with **CTC** (Connectionist Temporal Classification, the loss of
+   speech and handwriting recognisers): CTC sums over every way the true digits could be
+   spread across the bands, so the training numbers need no boxes, only their digits. The
+   second printed string is the best class per band (`.` = nothing): runs of one class
+   are one digit. The reader was trained only on MNIST *training* digits composed into
+   numbers like these (`mnist-cnn train-reader`); these are *test* digits.
+4. **The digits**: the ink is cut at the column of least ink between two digits' centres,
+   for the boxes and the small images; the classes come from the reader, which saw the
+   digits uncut.
+
+A group of ink that the reader reads as one digit is left whole for the digit model, so a
+single wide digit (a slanted 2, a broad 0) is not split.
+""",
+        pt="""
+Lendo a saída e a figura, da esquerda para a direita:
+
+1. **Como foi escrito**: o primeiro número impresso é quantas peças conectadas de tinta
+   existem: uma, então os componentes conectados sozinhos veriam um único "dígito" muito
+   largo. As caixas vermelhas são as da resposta, uma por dígito.
+2. **As peças**, uma cor para cada.
+3. **A faixa**: a peça recortada e redimensionada para que a tinta tenha 20 pixels de altura,
+   como um dígito do MNIST, num campo de 28 × 112. O leitor é uma CNN pequena cujas últimas
+   camadas olham a faixa em **28 bandas de 4 colunas** e dão, para cada banda, a nota de
+   "dígito 0-9" ou de "nada aqui". Ele foi treinado com **CTC** (*Connectionist Temporal
+   Classification*, a perda dos reconhecedores de fala e de escrita à mão): a CTC soma todas
+   as maneiras de distribuir os dígitos verdadeiros pelas bandas, então os números de treino
+   não precisam de caixas, só dos seus dígitos. A segunda sequência impressa é a melhor
+   classe por banda (`.` = nada): uma sequência de bandas da mesma classe é um dígito. O
+   leitor foi treinado só com dígitos de *treino* do MNIST compostos em números como estes
+   (`mnist-cnn train-reader`); estes são dígitos de *teste*.
+4. **Os dígitos**: a tinta é cortada na coluna com menos tinta entre os centros de dois
+   dígitos, para as caixas e as imagens pequenas; as classes vêm do leitor, que viu os
+   dígitos sem corte.
+
+Um grupo de tinta que o leitor lê como um dígito só fica inteiro para o modelo de dígitos,
+então um dígito largo sozinho (um 2 inclinado, um 0 largo) não é cortado.
+""",
+    ),
+    md(
+        en="""
 ## 9. What the CNN sees
 
 Three ways to look inside the trained network, all from the package's `explain` module.

@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def load_benchmark_script(name: str, folder: str = "benchmarks"):
     """benchmarks/NAME.py (or FOLDER/NAME.py) as a module: the scripts are not a package, and find
-    their helpers (`common`, `compose`) beside them, as `python benchmarks/NAME.py` does."""
+    their helper (`common`) beside them, as `python benchmarks/NAME.py` does."""
     import importlib.util
     import sys
 

@@ -194,6 +194,43 @@ def test_number_mode_reads_12_and_boxes_each_digit(page):
     assert page.locator("#pad").evaluate("c => c.width") == 280 and page.locator("#bars").is_visible()
 
 
+# The same "12" written as people do: the 2's arc starts just right of the 1 and its base
+# line runs back through the 1's foot, so the two digits are one connected stroke of ink.
+TOUCHING_TWELVE = [[(0.45, 0.22), (0.45, 0.50), (0.45, 0.80)],
+                   [*((0.56 + 0.08 * math.cos(math.radians(a)), 0.36 - 0.14 * math.sin(math.radians(a)))
+                      for a in range(170, -41, -15)),
+                    (0.45, 0.80), (0.66, 0.80)]]
+
+
+@pytest.fixture(scope="module")
+def shipped_url() -> Iterator[str]:
+    pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
+    from mnist_cnn.inference.shipped import resolve_model
+    from mnist_cnn.serving.app import create_app
+
+    with running_server(create_app(Predictor.from_path(resolve_model("mnist")))) as url:
+        yield url
+
+
+def test_number_mode_reads_a_touching_12_with_the_shipped_model(browser, shipped_url):
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    page.goto(shipped_url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.check("#number-mode")
+    assert "may touch" in page.locator("#hint").inner_text()  # the hint no longer asks for separate digits
+    draw(page, TOUCHING_TWELVE)
+    assert settled_number(page, "12") == "12"
+    assert page.locator("#digits li .class").all_inner_texts() == ["1", "2"]
+    boxes = page.evaluate("""() => {
+        const c = document.getElementById('boxes'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const columns = new Set();
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) columns.add((i / 4) % c.width);
+        return columns.size; }""")
+    assert boxes > 100, boxes  # two boxes drawn over the one connected stroke
+    context.close()
+
+
 SLOW_SERVER = """
 (() => {
   // A slow server, seen from the page: every /predict answer arrives 400 ms late.

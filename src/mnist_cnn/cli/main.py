@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_train.add_train_arguments(command("train", cli_train.TRAIN_HELP, _cmd_train))
     cli_train.add_evaluate_arguments(command("evaluate", cli_train.EVALUATE_HELP, _cmd_evaluate))
+    cli_train.add_reader_arguments(command("train-reader", cli_train.READER_HELP, cli_train.run_train_reader),
+                                   cli_data.positive_int)
 
     command("models", "List the registered architectures with their parameter counts.", _cmd_models)
 

@@ -22,6 +22,10 @@ from ..runs.config import RESUMABLE_FIELDS, TrainConfig, field_help
 from ..training.recipes import RECIPES
 from . import data as cli_data
 
+READER_EPILOG = ("example:\n  mnist-cnn train-reader -o runs/20261127T120000Z-mnist-cnn/reader.keras --data-dir DATA\n"
+                 "  mnist-cnn train-reader -o reader.keras --strips 20000 --epochs 3   (a quick one)\n"
+                 "a reader.keras beside a digit model's model.keras makes `predict --number`, POST /read and\n"
+                 "the page read that model's touching digits with it; `make reader` retrains the shipped one")
 EPILOGS = {
     "train": "example:\n  mnist-cnn train --data-dir DATA --epochs 12\n"
              "  mnist-cnn train --dataset fashion-mnist --model keras-example --config my.toml\n"
@@ -31,8 +35,10 @@ EPILOGS = {
              "  mnist-cnn train --resume runs/20261127T120000Z-mnist-cnn --epochs 20",
     "evaluate": "example:\n  mnist-cnn evaluate runs/20261127T120000Z-mnist-cnn/model.keras --out eval/\n"
                 "  mnist-cnn evaluate model.keras --dataset my_images/ --offline",
+    "train-reader": READER_EPILOG,
 }
 TRAIN_HELP = "Train a model and write a run folder (model, metrics, plots, report)."
+READER_HELP = "Train the reader of touching digits (numbers whose digits touch) from MNIST training digits."
 EVALUATE_HELP = "Recompute test metrics, plots and report for a saved model."
 # Flags whose metavar says more than the type would.
 METAVARS = {"dataset": "NAME|PATH", "model": "NAME", "train_limit": "N", "seed": "N"}
@@ -161,4 +167,40 @@ def run_evaluate(args: argparse.Namespace) -> int:
                       **cli_data.source_kwargs(args))
     print("\n".join(results_lines(result.metrics, args.lang)))
     print(text("written_to", args.lang, path=result.out_dir))
+    return 0
+
+
+def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
+    from ..training.reader import ReaderConfig
+
+    defaults = ReaderConfig()
+    r.add_argument("-o", "--out", type=Path, default=Path("reader.keras"), metavar="READER.keras",
+                   help="where to write the reader (default ./reader.keras); its measurements go beside it "
+                        "as READER.json")
+    r.add_argument("--strips", type=positive_int, default=defaults.strips, metavar="N",
+                   help=f"training strips composed from MNIST training digits (default {defaults.strips:,})")
+    r.add_argument("--epochs", type=positive_int, default=defaults.epochs, metavar="N",
+                   help=f"passes over them (default {defaults.epochs})")
+    r.add_argument("--seed", type=int, default=defaults.seed, metavar="N", help="seed of the strips and weights")
+    cli_data.add_source_flags(r)  # --data-dir, --mirror, --offline: where MNIST is found
+
+
+def run_train_reader(args: argparse.Namespace) -> int:
+    from ..data.load import load_dataset
+
+    if args.out.suffix != ".keras":
+        raise MnistCnnError(f"--out {args.out} must end in .keras (the reader is a Keras model)")
+    if not args.out.parent.is_dir():
+        raise MnistCnnError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
+    dataset = load_dataset("mnist", args.data_dir, **cli_data.source_kwargs(args))  # fail fast, before Keras
+    from ..training.reader import ReaderConfig, train_reader  # imports TensorFlow after making its strips
+
+    config = ReaderConfig(strips=args.strips, epochs=args.epochs, seed=args.seed)
+    print(f"training the touching-digit reader on {config.strips:,} strips x {config.epochs} epochs "
+          f"(the default takes about 20 minutes on 2 CPU cores)", flush=True)
+    record = train_reader((dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels),
+                          args.out, config)
+    print(f"{record['test_strips_read_exactly']:.2%} of {record['test_strips']:,} strips of MNIST test digits "
+          f"read exactly; {record['seconds_training']:.0f} s of training")
+    print(f"wrote {args.out} and {record['record_file']}")
     return 0

@@ -144,11 +144,13 @@ def _litert_for_serving(model: KerasModel, quantize: bool) -> InferenceModel:
 
 
 def write_saved_model(keras_model: Any, path: Path) -> None:
-    """A SavedModel with one `serving_default` signature: images (N, 28, 28, 1) -> probabilities."""
+    """A SavedModel with one `serving_default` signature: images (N, 28, 28, 1) -> probabilities
+    (or whatever one batch of the model's own input shape gives, for the touching-digit reader)."""
     import keras
     import tensorflow as tf
 
-    signature = [tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name=INPUT_NAME)]  # any batch size
+    shape = tuple(keras_model.input_shape[1:])
+    signature = [tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME)]  # any batch size
     archive = keras.export.ExportArchive()
     archive.track(keras_model)
     # A named output, so a TF Serving answer and the signature read "probabilities", not "output_0".

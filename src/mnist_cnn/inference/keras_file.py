@@ -24,6 +24,14 @@ def load_saved_model(path: Path, num_classes: int | None = None) -> keras.Model:
     decompressed), anything Keras cannot load, and a model that is not one image-shaped
     input -> one probability vector (`check_classifier`), of `num_classes` classes if given.
     """
+    model = load_keras_file(path)
+    check_classifier(model, path, num_classes)
+    return model
+
+
+def load_keras_file(path: Path) -> keras.Model:
+    """Any `.keras` file, loaded as `load_saved_model` loads one, without the classifier check
+    (the touching-digit reader's output is a sequence, not one probability vector)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist; pass the model.keras of a run folder")
@@ -35,10 +43,7 @@ def load_saved_model(path: Path, num_classes: int | None = None) -> keras.Model:
     except Exception as e:  # Keras raises many types (ValueError, BadZipFile, OSError, ...)
         raise ModelFileError(f"cannot load {path} as a Keras model ({first_line(e)}); pass a model.keras "
                              f"written by `mnist-cnn train`") from None
-    check_classifier(model, path, num_classes)
     return model
-
-
 
 MAX_MODEL_UNPACKED_BYTES = 512 * 1024 * 1024  # our largest model unpacks to ~4 MB; a zip bomb to GBs
 

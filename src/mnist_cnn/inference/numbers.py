@@ -4,8 +4,9 @@
 segmentation: `preprocess.find_ink` once on the whole image (grayscale, paper and polarity,
 contrast, noise and specks), `segment.segment_digits` to cut the ink into digits, then
 `preprocess.mnist_from_ink` on each digit (crop, thicken, fit 20 px, centre), so a digit in
-a number is prepared exactly as it would be alone. The model itself judges candidate cuts
-of touching digits. Boxes are in the input image's pixels, whatever scale the
+a number is prepared exactly as it would be alone. Digits that touch are read by the
+model's touching-digit reader when it has one (`touching`; the shipped `mnist` does),
+else the model itself judges candidate cuts of them. Boxes are in the input image's pixels, whatever scale the
 preprocessing worked at. The CLI (`predict --number`) and the API (`POST /read`) both call
 this. Nothing runs at import.
 """
@@ -25,6 +26,7 @@ from ..core.messages import DEFAULT_LANG, check_lang, text
 from ..data.imagefile import decode_image, gray_from_array, read_image_bytes, to_gray
 from .preprocess import find_ink, mnist_from_ink, to_uint8
 from .segment import segment_digits
+from .touching import strip_from_ink
 
 if TYPE_CHECKING:
     from .predict import Predictor
@@ -141,12 +143,22 @@ def read_number(predictor: "Predictor", source: bytes | Path | Image.Image | np.
     def confidence(crops: list[np.ndarray]) -> np.ndarray:  # the model judges candidate cuts
         return predictor.probabilities(np.stack([mnist_from_ink(c) for c in crops])).max(axis=1)
 
-    segments = segment_digits(ink, confidence)
+    def read_touching(inks: list[np.ndarray]) -> list[list[tuple[int, float, float]]]:
+        prepared = [strip_from_ink(i) for i in inks]
+        found = predictor.read_strips(np.stack([strip for strip, _ in prepared]))
+        return [[(d.digit, d.probability, layout.ink_column(d.centre)) for d in digits]
+                for digits, (_, layout) in zip(found, prepared)]
+
+    reader = read_touching if predictor.reader_file is not None else None
+    segments = segment_digits(ink, confidence, reader)
     if len(segments) > MAX_DIGITS:
         raise ImageError(f"found {len(segments)} separate marks, more than the {MAX_DIGITS} digits a number may "
                             f"have here; crop the image to the number")
     images = np.stack([mnist_from_ink(s.ink) for s in segments])  # (N, 28, 28)
     probabilities = predictor.probabilities(images)
+    for k, segment in enumerate(segments):
+        if segment.read_as is not None:  # the reader saw this digit whole, where the cut may not have
+            probabilities[k] = reader_probabilities(*segment.read_as, predictor.num_classes)
     verdicts = predictor.acceptance_of(images, probabilities)
     digits = []
     for segment, p, image, verdict in zip(segments, probabilities, images, verdicts):
@@ -157,6 +169,14 @@ def read_number(predictor: "Predictor", source: bytes | Path | Image.Image | np.
         digits.append(DigitReading(predictor.class_names[best], best, float(p[best]), box, verdict.accepted,
                                    verdict.reason_in(lang), to_uint8(image)))
     return NumberReading(name, tuple(digits), size, predictor.calibrated, lang)
+
+
+def reader_probabilities(digit: int, probability: float, num_classes: int) -> np.ndarray:
+    """The reader's answer for one digit as a probability vector: `probability` on `digit`, the rest
+    shared evenly. The "not a digit" rule then weighs the reader's certainty with the cut's ink."""
+    p = np.full(num_classes, (1.0 - probability) / max(1, num_classes - 1))
+    p[digit] = probability
+    return p
 
 
 def read_inputs(predictor: "Predictor", inputs: Sequence[tuple[str, Any]],

@@ -37,6 +37,7 @@ from .preprocess import (
     to_uint8,
 )
 from .runtimes import predict_probabilities
+from .touching import READER_FILE, StripDigit, TouchingReader
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ class Predictor:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.file: str | None = None  # where the model was loaded from, if from a file
+        # A touching-digit reader beside the model file (`touching.READER_FILE`), loaded when a
+        # number is first read; None: touching digits are split by this model's judgement alone.
+        self.reader_file: Path | None = None
+        self.reader_on_litert = False  # set by `serve_with`: the reader then runs on LiteRT too
+        self._reader: TouchingReader | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -121,7 +127,39 @@ class Predictor:
         predictor = cls(model, opened.info, **limits)
         predictor.file = str(opened.path)
         predictor.acceptance = opened.rule
+        reader_file = Path(opened.path).with_name(READER_FILE)
+        if predictor.style == "digit" and predictor.num_classes == 10 and reader_file.is_file():
+            predictor.reader_file = reader_file
         return predictor
+
+    def touching_reader(self) -> TouchingReader | None:
+        """The reader of touching digits that came with this model, loaded once; None if it has none.
+
+        A shipped reader is checked against the digest written beside it (ModelFileError if it fails).
+        """
+        if self.reader_file is None:
+            return None
+        with self._lock:
+            if self._reader is None:
+                from .shipped import DIGEST_SUFFIX, check_digest
+                from .touching import TouchingReader
+
+                if self.reader_file.with_name(self.reader_file.name + DIGEST_SUFFIX).exists():
+                    check_digest(self.reader_file, "touching-digit reader")
+                reader = TouchingReader.load(self.reader_file)
+                if self.reader_on_litert:
+                    reader.use_litert()
+                self._reader = reader
+            return self._reader
+
+    def read_strips(self, strips: np.ndarray) -> list[list[StripDigit]]:
+        """float32 (N, STRIP_HEIGHT, STRIP_WIDTH) strips -> the digits the touching-digit reader reads in each."""
+        reader = self.touching_reader()
+        if reader is None:
+            raise MnistCnnError("this model has no touching-digit reader beside it (reader.keras); train one "
+                                "with `mnist-cnn train-reader`")
+        with self._lock:
+            return reader.read(strips)
 
     def serve_with(self, runtime: str = "auto") -> None:
         """Make the model calls on a faster runtime (`convert.for_serving`: LiteRT or ONNX Runtime,
@@ -129,8 +167,11 @@ class Predictor:
         whose `quantized.json` shows >= 99.9% top-1 agreement on its test set serves in int8."""
         from .convert import for_serving, quantized_record
 
+        from .runtimes import KerasModel
+
         with self._lock:
             self.backend = for_serving(self.backend, runtime, quantized_record(self.file))
+        self.reader_on_litert = not isinstance(self.backend, KerasModel)
 
     def describe(self) -> dict[str, Any]:
         """Name, dataset, classes, parameter count and the run's test metrics (for GET /model)."""

@@ -227,24 +227,31 @@ class SavedModelRunner(InferenceModel):
         return np.asarray(result[self._output].numpy(), dtype=np.float32)
 
 
+def open_interpreter(path: Path, threads: int | None = None) -> tuple[Any, str]:
+    """A .tflite file's LiteRT interpreter, tensors allocated (`ai_edge_litert` if installed, else
+    TensorFlow's), and what runs it. ModelFileError (one line) if it cannot be loaded."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        runtime = f"ai-edge-litert {(version_of('ai-edge-litert') or 'unknown')}"
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter, runtime = tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite)"
+    try:
+        with warnings.catch_warnings(), quiet_stderr():  # a deprecation note; the XNNPACK "INFO" line
+            warnings.simplefilter("ignore")
+            interpreter = Interpreter(model_path=str(path), num_threads=threads or default_threads())
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelFileError(f"cannot load {path} as a LiteRT model ({first_line(e)}); export it again") from None
+    return interpreter, runtime
+
+
 class LiteRtModel(InferenceModel):
     """A .tflite file in the LiteRT interpreter (`ai_edge_litert` if installed, else TensorFlow's)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-            runtime = f"ai-edge-litert {(version_of('ai-edge-litert') or 'unknown')}"
-        except ImportError:
-            import tensorflow as tf
-
-            Interpreter, runtime = tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite)"
-        try:
-            with warnings.catch_warnings(), quiet_stderr():  # a deprecation note; the XNNPACK "INFO" line
-                warnings.simplefilter("ignore")
-                self._interpreter = Interpreter(model_path=str(path), num_threads=threads or default_threads())
-                self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise ModelFileError(f"cannot load {path} as a LiteRT model ({first_line(e)}); export it again") from None
+        self._interpreter, runtime = open_interpreter(path, threads)
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1 or tuple(inputs[0]["shape"][1:]) != INPUT_SHAPE:
             raise ModelFileError(f"{path} is not one (N, 28, 28, 1) image batch -> one probability vector; "

@@ -25,6 +25,14 @@ benchmarks/README.md, "Reading numbers"), never on the test digits the goals are
    together, from splitting single digits, at some cost on touching ones (measurements:
    benchmarks/README.md, "Reading numbers"). Without a judge nothing is split.
 
+With a touching-digit reader (`touching.py`; the shipped `mnist` model has one), step 6
+changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower) is read whole by the reader,
+which says how many digits it holds and where each one lies; the ink is cut at the column
+of least ink between neighbouring digits' centres, and each piece keeps the reader's
+answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays whole
+for the digit model. Cuts through overlapping digits are only for boxes and images: the
+digits themselves come from the reader, which saw the group uncut.
+
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
 """
 
@@ -46,8 +54,13 @@ MIN_DIGIT_ASPECT = 0.45  # ... of at most width / (this * height) digits (and at
 MAX_PIECES = 4
 SPLIT_PENALTY = 0.1  # per extra piece, the pieces' mean log-confidence must beat the whole's by this
 
+READER_CANDIDATE = 0.5  # with a reader: groups wider than this many median heights are read by it
+
 # Scores candidate digit images: each an ink crop (float (h, w)), -> (n,) confidences in (0, 1].
 Judge = Callable[[list[np.ndarray]], np.ndarray]
+# Reads groups of touching digits: each an ink crop (float (h, w)) -> its digits, left to
+# right, as (digit, probability, centre column in the crop's pixels).
+Reader = Callable[[list[np.ndarray]], list[list[tuple[int, float, float]]]]
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
@@ -56,6 +69,7 @@ class Segment:
 
     box: tuple[int, int, int, int]  # (left, top, right, bottom) in ink-image pixels; right, bottom exclusive
     ink: np.ndarray  # float32 (bottom - top, right - left): this digit's ink only, others' set to 0
+    read_as: tuple[int, float] | None = None  # (digit, probability) when the touching-digit reader read it
 
 
 @dataclass
@@ -154,11 +168,12 @@ def _attach_fragments(groups: list[_Group]) -> list[_Group]:
     return groups
 
 
-def segment_digits(ink: np.ndarray, judge: Judge | None = None) -> list[Segment]:
+def segment_digits(ink: np.ndarray, judge: Judge | None = None, reader: Reader | None = None) -> list[Segment]:
     """An ink image (float (H, W), white on black, 0 = no ink) -> one Segment per digit, left to right.
 
-    `judge` (optional) scores candidate digit images for splitting touching digits (see
-    `Judge`); without it, touching digits stay one segment. [] when there is no ink.
+    `reader` (optional) reads groups of touching digits whole (see `Reader`); else `judge`
+    (optional) scores candidate cuts of them (see `Judge`); without either, touching digits
+    stay one segment. [] when there is no ink.
     """
     ink = np.asarray(ink, dtype=np.float32)
     labels, groups = _components(ink)
@@ -171,14 +186,51 @@ def segment_digits(ink: np.ndarray, judge: Judge | None = None) -> list[Segment]
     groups = [g for g in groups if g.mass >= SMALL_SHARE * largest]
     digit_height = float(np.median([g.height for g in groups]))
 
+    groups.sort(key=lambda g: g.left)
+    owns = [np.where(np.isin(labels[g.top:g.bottom, g.left:g.right], g.labels),
+                     ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32) for g in groups]
+    wide = [i for i, g in enumerate(groups) if reader is not None and g.width > READER_CANDIDATE * digit_height]
+    readings = dict(zip(wide, reader([owns[i] for i in wide]))) if wide and reader is not None else {}
     segments: list[Segment] = []
-    for group in sorted(groups, key=lambda g: g.left):
-        rows, cols = slice(group.top, group.bottom), slice(group.left, group.right)
-        own = np.where(np.isin(labels[rows, cols], group.labels), ink[rows, cols], 0.0).astype(np.float32)
-        for left, top, piece in _split(own, digit_height, judge):
+    for i, (group, own) in enumerate(zip(groups, owns)):
+        if len(readings.get(i, [])) >= 2:
+            pieces = _read_pieces(own, readings[i])
+        else:
+            pieces = [(*p, None) for p in _split(own, digit_height, judge if reader is None else None)]
+        for left, top, piece, read_as in pieces:
             segments.append(Segment((group.left + left, group.top + top, group.left + left + piece.shape[1],
-                                     group.top + top + piece.shape[0]), piece))
+                                     group.top + top + piece.shape[0]), piece, read_as))
     return segments
+
+
+def _read_pieces(own: np.ndarray, digits: list[tuple[int, float, float]]
+                 ) -> list[tuple[int, int, np.ndarray, tuple[int, float] | None]]:
+    """A group the reader read as several digits -> one piece each, cut at least-ink columns.
+
+    Each cut lies between two neighbouring digits' centres, in the middle half of the way
+    (an overlapping neighbour's ink is deepest near its own centre). A piece with no ink
+    of its own (digits overlapping all the way) spans its neighbours' centres instead.
+    """
+    profile = own.sum(axis=0)
+    width = own.shape[1]
+    centres = [min(max(int(round(c)), 0), width - 1) for _, _, c in digits]
+    edges = [0]
+    for a, b in zip(centres[:-1], centres[1:]):
+        low, high = a + (b - a) // 4, b - (b - a) // 4
+        edges.append(low + int(np.argmin(profile[low:high + 1])) if high >= low else (a + b) // 2)
+    edges.append(width)
+    pieces = []
+    for k, (digit, probability, _) in enumerate(digits):
+        wider = (centres[k - 1] if k else 0, centres[k + 1] + 1 if k + 1 < len(centres) else width)
+        for start, stop in ((edges[k], edges[k + 1]), wider, (0, width)):  # the first span with ink
+            piece = own[:, start:stop]
+            rows_inked, cols_inked = np.flatnonzero(piece.any(axis=1)), np.flatnonzero(piece.any(axis=0))
+            if rows_inked.size:
+                break
+        top, bottom = int(rows_inked[0]), int(rows_inked[-1]) + 1
+        left, right = int(cols_inked[0]), int(cols_inked[-1]) + 1
+        pieces.append((start + left, top, piece[top:bottom, left:right], (digit, probability)))
+    return pieces
 
 
 def _pieces(own: np.ndarray, count: int) -> list[tuple[int, int, np.ndarray]]:

@@ -73,6 +73,7 @@ class PredictorSpec:
     max_pixels: int
     acceptance: Acceptance | None
     file: str | None
+    reader_file: Path | None = None  # the touching-digit reader beside the model, loaded at the first /read
 
 
 def spec_of(predictor: Predictor) -> PredictorSpec | None:
@@ -81,7 +82,7 @@ def spec_of(predictor: Predictor) -> PredictorSpec | None:
     if source is None:
         return None
     return PredictorSpec(source, predictor.info, predictor.max_bytes, predictor.max_pixels,
-                         predictor.acceptance, predictor.file)
+                         predictor.acceptance, predictor.file, predictor.reader_file)
 
 
 # -- the work, as run in a worker (or in a thread of the server when there are no workers) --------------
@@ -109,7 +110,8 @@ def _build(spec: PredictorSpec) -> Predictor:
     from ..inference.runtimes import reload
 
     predictor = Predictor(reload(spec.source_file, threads=1), spec.info, spec.max_bytes, spec.max_pixels)
-    predictor.acceptance, predictor.file = spec.acceptance, spec.file
+    predictor.acceptance, predictor.file, predictor.reader_file = spec.acceptance, spec.file, spec.reader_file
+    predictor.reader_on_litert = spec.source_file[0] != "keras"  # as `serve_with` decided in the server
     predictor.probabilities(np.zeros((1, 28, 28), np.float32))  # the first call allocates: do it now
     return predictor
 

@@ -208,7 +208,7 @@ numberMode.addEventListener("change", () => {
   document.getElementById("digit-result").hidden = numberMode.checked;
   document.getElementById("number-result").hidden = !numberMode.checked;
   document.getElementById("hint").textContent = numberMode.checked
-    ? "Write a number, digits side by side and not touching; each one is boxed and read."
+    ? "Write a number as you would on paper (digits may touch); each digit is boxed where it was read."
     : "Draw one digit, large, in the middle. Fashion-MNIST model? Upload a photo instead.";
   strokes = [];
   redraw();

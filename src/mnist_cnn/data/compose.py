@@ -1,10 +1,15 @@
-"""Numbers composed from MNIST digits, with the true box of each digit: the data `read_numbers.py` scores.
+"""Numbers composed from MNIST digits, with the true box of each digit.
+
+Two users: `benchmarks/read_numbers.py` scores `read_number` on such numbers, and the
+touching-digit reader (`training/reader.py`) is trained on them, always from MNIST
+*training* digits (the benchmark's goals are scored on *test* digits).
 
 `compose_number` lays digits out left to right on white paper the way people write a
 number: a height per number, each digit a little taller or shorter, a slight common
 slant plus a little per digit, a wavy baseline and random gaps (small negative gaps let
 neighbouring boxes overlap without the ink touching). Whether any two neighbours' ink
-touches is recorded: touching digits are scored separately. Pillow and NumPy only.
+touches is recorded: touching digits are scored separately. Pillow and NumPy only; nothing
+runs at import.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class Composed:
     touching: bool  # some neighbours' ink touches
 
 
-def _render_digit(digit: np.ndarray, height: int, shear: float) -> np.ndarray:
+def render_digit(digit: np.ndarray, height: int, shear: float) -> np.ndarray:
     """uint8 (28, 28) white-on-black MNIST digit -> float (h, w) ink in [0, 1], `height` px tall, slanted."""
     ink = digit.astype(np.float32) / 255.0
     rows, cols = np.nonzero(ink > 0)
@@ -53,20 +58,19 @@ def _render_digit(digit: np.ndarray, height: int, shear: float) -> np.ndarray:
     return out[:, cols.min():cols.max() + 1]
 
 
-def compose_number(digits: list[np.ndarray], labels: list[int], rng: np.random.Generator,
-                   gap: tuple[float, float] = GAP) -> Composed:
-    """MNIST digits (uint8 (28, 28) each) -> one number on paper, with true boxes."""
-    height = int(rng.integers(*HEIGHT_PX, endpoint=True))
+def _layers(digits: list[np.ndarray], rng: np.random.Generator, gap: tuple[float, float], height: int,
+            margin: int) -> list[np.ndarray]:
+    """Each digit's ink on its own canvas-sized layer (float (H, W) in [0, 1]), laid out as one number."""
     slant = rng.uniform(-SLANT, SLANT)
-    inks = [_render_digit(d, max(8, round(height * rng.uniform(*DIGIT_SCALE))),
-                          slant + rng.uniform(-DIGIT_SLANT, DIGIT_SLANT)) for d in digits]
-    margin = round(MARGIN * height)
+    inks = [render_digit(d, max(8, round(height * rng.uniform(*DIGIT_SCALE))),
+                         slant + rng.uniform(-DIGIT_SLANT, DIGIT_SLANT)) for d in digits]
     lefts, x = [], margin
     for i, ink in enumerate(inks):
         if i:
             x += round(rng.uniform(*gap) * height)
         lefts.append(x)
         x += ink.shape[1]
+    lefts = [left + max(0, margin - min(lefts)) for left in lefts]  # a narrow 1 overlapped past the margin
     baseline = margin + round(1.3 * height)
     tops = [baseline - ink.shape[0] + round(rng.uniform(-BASELINE, BASELINE) * height) for ink in inks]
     canvas_w = max(l + ink.shape[1] for l, ink in zip(lefts, inks)) + margin
@@ -76,6 +80,14 @@ def compose_number(digits: list[np.ndarray], labels: list[int], rng: np.random.G
         layer = np.zeros((canvas_h, canvas_w), np.float32)
         layer[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
         layers.append(layer)
+    return layers
+
+
+def compose_number(digits: list[np.ndarray], labels: list[int], rng: np.random.Generator,
+                   gap: tuple[float, float] = GAP) -> Composed:
+    """MNIST digits (uint8 (28, 28) each) -> one number on paper, with true boxes."""
+    height = int(rng.integers(*HEIGHT_PX, endpoint=True))
+    layers = _layers(digits, rng, gap, height, round(MARGIN * height))
     masks = [layer > INK_LEVEL for layer in layers]
     boxes = []
     for mask in masks:
@@ -107,3 +119,36 @@ def random_numbers(images: np.ndarray, labels: np.ndarray, count: int, seed: int
         picks = rng.integers(0, len(images), size=n)
         numbers.append(compose_number([images[i] for i in picks], [int(labels[i]) for i in picks], rng, gap))
     return numbers
+
+
+STRIP_HEIGHT_PX = (24, 64)  # the reader's training strips are drawn at these digit heights (px) ...
+STRIP_LENGTHS = (1, 2, 3, 4)  # ... with this many digits ...
+STRIP_LENGTH_SHARES = (0.1, 0.35, 0.3, 0.25)  # ... this often (single digits teach it when not to split)
+STRIP_TOUCHING_SHARE = 0.75  # the rest are laid out with ordinary gaps, some touching by chance
+THICKER_SHARE, THINNER_SHARE = 0.25, 0.15  # strokes grown or thinned by one px at the drawn size
+
+
+def strip_inks(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[tuple[np.ndarray, list[int]]]:
+    """`count` numbers as the touching-digit reader meets them: (ink, digits) each.
+
+    The ink is white on black, float (h, w) in [0, 1], with nothing under INK_LEVEL, as
+    `preprocess.find_ink` leaves a photo; stroke widths, sizes, slants and gaps vary.
+    """
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(seed)
+    made = []
+    for _ in range(count):
+        n = int(rng.choice(STRIP_LENGTHS, p=STRIP_LENGTH_SHARES))
+        picks = rng.integers(0, len(images), size=n)
+        gap = TOUCHING_GAP if rng.random() < STRIP_TOUCHING_SHARE else GAP
+        height = int(rng.integers(*STRIP_HEIGHT_PX, endpoint=True))
+        ink = np.max(_layers([images[i] for i in picks], rng, gap, height, 2), axis=0)
+        stroke = rng.random()
+        if stroke < THICKER_SHARE + THINNER_SHARE:
+            grow = ImageFilter.MaxFilter(3) if stroke < THICKER_SHARE else ImageFilter.MinFilter(3)
+            thinned = np.asarray(Image.fromarray(ink, mode="F").filter(grow), dtype=np.float32)
+            ink = thinned if (thinned > INK_LEVEL).any() else ink
+        ink = np.where(ink < INK_LEVEL, 0.0, ink).astype(np.float32)
+        made.append((ink, [int(labels[i]) for i in picks]))
+    return made

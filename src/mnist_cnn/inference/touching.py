@@ -1,0 +1,208 @@
+"""Reading digits that touch: a strip of ink in, the digits it holds out, with where each one lies.
+
+Connected components separate digits that stand apart (`segment`); a component that
+holds several touching or overlapping digits has no clean place to cut, so a model reads
+it whole instead. The model (`training/reader.py` trains it) is segmentation-free: a
+small CNN looks at the component scaled to a STRIP_HEIGHT x STRIP_WIDTH strip and
+scores, for each of its COLUMNS bands of BAND columns, "digit 0-9 or nothing here" (CTC, the
+Connectionist Temporal Classification of Graves et al. 2006). The string is read off
+the bands: the best class per band, repeats merged, "nothing" dropped (greedy decoding).
+Each digit's band positions give its place in the ink, so the caller can cut the ink
+there (at the column of least ink between two digits' centres) for boxes and images.
+
+Why CTC and not a length classifier plus one classifier per position: the same weights
+read a digit wherever it stands in the strip, so every digit of every training strip
+teaches them, and the number of digits is not capped by a head count (measured in
+benchmarks/README.md, "Reading touching digits").
+
+`strip_from_ink` is the one preparation training and reading share. NumPy and Pillow;
+the model file is loaded with Keras only when a `TouchingReader` is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..core.errors import ModelFileError
+from .preprocess import INK_LEVEL, MIN_STROKE_PX, TARGET_STROKE_PX, _bounding_box, _dilate, _max_pool, stroke_width
+
+log = logging.getLogger(__name__)
+
+STRIP_HEIGHT = 28  # the strip the reader sees (px): MNIST's height ...
+STRIP_WIDTH = 112  # ... and room for four MNIST-sized digits side by side
+STRIP_INK = 20  # the ink's height in the strip, as MNIST fits a digit's longer side into 20 px
+STRIP_MARGIN = 2  # px kept free at the strip's left and right ends
+BAND = 2  # strip columns per output band: the model pools the width by 2 (a reader says its own)
+COLUMNS = STRIP_WIDTH // BAND
+BLANK = 0  # CTC's "nothing here" class; digit d is class d + 1
+READER_FILE = "reader.keras"  # beside a digit model: its touching-digit reader, if it has one
+
+
+@dataclass(frozen=True)
+class StripLayout:
+    """Where the ink went in the strip: ink column = left + (strip column - offset) / scale."""
+
+    left: int  # the ink crop's first column in the ink image
+    top: int
+    offset: int  # the strip column where the crop's column 0 landed
+    scale: float  # strip px per ink px
+
+    def ink_column(self, strip_column: float) -> float:
+        return self.left + (strip_column - self.offset) / self.scale
+
+
+def strip_from_ink(ink: np.ndarray) -> tuple[np.ndarray, StripLayout]:
+    """Ink (float (h, w), white on black, 0 = none) -> float32 (STRIP_HEIGHT, STRIP_WIDTH) and its layout.
+
+    Crop to the ink, fit its height to STRIP_INK px (or its width to the strip, if wider),
+    keep thin strokes as `mnist_from_ink` does (max-pool a big crop, dilate a pen line),
+    centre it. The caller makes sure there is ink.
+    """
+    ink = np.asarray(ink, dtype=np.float32)
+    rows, cols = _bounding_box(ink)
+    image = ink[rows, cols]
+    pooled = 1
+    if image.shape[0] > 4 * STRIP_INK:  # a big photo's strokes survive max-pooling, not averaging
+        pooled = math.ceil(image.shape[0] / (4 * STRIP_INK))
+        image = _max_pool(image, pooled)
+    def fit(shape: tuple[int, ...]) -> float:  # strip px per (pooled) ink px
+        return min(STRIP_INK / shape[0], (STRIP_WIDTH - 2 * STRIP_MARGIN) / shape[1])
+
+    scale = fit(image.shape)
+    width = stroke_width(image > INK_LEVEL)
+    grown = 0
+    if width * scale < MIN_STROKE_PX:
+        grown = math.ceil((TARGET_STROKE_PX / scale - width) / 2)
+        image = _dilate(image, grown)  # grows by `grown` px on every side
+        scale = fit(image.shape)
+    height_px, width_px = (max(1, round(n * scale)) for n in image.shape)
+    resized = Image.fromarray(image, mode="F").resize((width_px, height_px), Image.Resampling.LANCZOS)
+    fitted = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    if fitted.max() > 0:
+        fitted /= fitted.max()
+    strip = np.zeros((STRIP_HEIGHT, STRIP_WIDTH), np.float32)
+    top, offset = (STRIP_HEIGHT - height_px) // 2, (STRIP_WIDTH - width_px) // 2
+    strip[max(0, top):top + height_px, offset:offset + width_px] = fitted[max(0, -top):STRIP_HEIGHT - top]
+    # strip column s <- pooled column (s - offset) / scale - grown <- ink column of the crop times `pooled`
+    layout = StripLayout(cols.start - grown * pooled, rows.start, offset, scale / pooled)
+    return strip, layout
+
+
+@dataclass(frozen=True)
+class StripDigit:
+    """One digit read from a strip: its class, the model's probability and its bands' centre (strip px)."""
+
+    digit: int
+    probability: float
+    centre: float
+
+
+def decode(probabilities: np.ndarray, band: int = BAND) -> list[StripDigit]:
+    """One strip's (bands, 11) probabilities -> its digits, left to right (greedy CTC decoding);
+    `band` strip columns per band."""
+    best = probabilities.argmax(axis=1)
+    digits: list[StripDigit] = []
+    start = 0
+    for end in range(1, len(best) + 1):
+        if end < len(best) and best[end] == best[start]:
+            continue
+        if best[start] != BLANK:  # a run of one class is one digit
+            run = probabilities[start:end, best[start]]
+            digits.append(StripDigit(int(best[start]) - 1, float(run.max()),
+                                     float((start + end) / 2 * band)))
+        start = end
+    return digits
+
+
+def _probe_strips(count: int = 16, seed: int = 0) -> np.ndarray:
+    """float32 (count, STRIP_HEIGHT, STRIP_WIDTH, 1): blank, noise and bars, to compare two runtimes."""
+    rng = np.random.default_rng(seed)
+    probe = np.zeros((count, STRIP_HEIGHT, STRIP_WIDTH, 1), np.float32)
+    probe[count // 4: count // 2] = rng.random((count // 2 - count // 4, STRIP_HEIGHT, STRIP_WIDTH, 1))
+    for strip in probe[count // 2:]:
+        for start in rng.integers(2, STRIP_WIDTH - 8, size=rng.integers(1, 5)):
+            strip[4:24, start:start + 3] = 1.0
+    return probe
+
+
+class TouchingReader:
+    """A touching-digit reader: strips in, digits out. Loaded from a `.keras` file."""
+
+    def __init__(self, model: Any, source: Path | str = "reader") -> None:
+        shape = tuple(model.input_shape[1:3]), tuple(model.output_shape[1:])
+        bands = shape[1][0] if len(shape[1]) == 2 else None
+        if shape[0] != (STRIP_HEIGHT, STRIP_WIDTH) or shape[1][-1:] != (11,) or not bands or STRIP_WIDTH % bands:
+            raise ModelFileError(f"{source} is not a touching-digit reader: it takes {shape[0]} and gives {shape[1]}, "
+                                 f"not ({STRIP_HEIGHT}, {STRIP_WIDTH}) and (bands, 11)")
+        self.band = STRIP_WIDTH // bands  # strip columns per band
+        self.model = model
+        self.source = str(source)
+        self._interpreter: Any = None  # a LiteRT interpreter once `use_litert` succeeded
+        self._batch = -1
+
+    @classmethod
+    def load(cls, path: Path) -> "TouchingReader":
+        from .keras_file import load_keras_file
+
+        return cls(load_keras_file(path), path)
+
+    def use_litert(self) -> None:
+        """Make the calls on LiteRT (float), which has far less overhead per call than Keras,
+        if it reads a probe of strips exactly as Keras does; else keep Keras (logged)."""
+        import shutil
+        import tempfile
+        import weakref
+
+        from ..core.system import quiet_stderr
+        from .convert import write_litert
+        from .runtimes import open_interpreter
+
+        folder = tempfile.mkdtemp(prefix="mnist-cnn-reader-")
+        try:
+            path = Path(folder) / "reader.tflite"
+            with quiet_stderr():
+                write_litert(self.model, path, Path(folder))
+            interpreter, _ = open_interpreter(path)
+            probe = _probe_strips()
+            expected = self._keras_logits(probe)
+            self._interpreter, self._batch = interpreter, -1
+            got = self._litert_logits(probe)
+            if np.abs(expected - got).max() > 1e-3 or not (expected.argmax(-1) == got.argmax(-1)).all():
+                raise ValueError(f"LiteRT differs from Keras by {np.abs(expected - got).max():.1e} on the probe")
+        except Exception as e:  # conversion is an optimisation: Keras still answers
+            self._interpreter = None
+            shutil.rmtree(folder, ignore_errors=True)
+            log.warning("the touching-digit reader stays on Keras: %s", str(e).splitlines()[0][:200])
+            return
+        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+
+    def _keras_logits(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
+
+    def _litert_logits(self, batch: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter
+        (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(batch) != self._batch:  # the interpreter's tensors have one size at a time
+            interpreter.resize_tensor_input(source["index"], [len(batch), STRIP_HEIGHT, STRIP_WIDTH, 1])
+            interpreter.allocate_tensors()
+            self._batch = len(batch)
+        interpreter.set_tensor(source["index"], np.ascontiguousarray(batch, dtype=np.float32))
+        interpreter.invoke()
+        return np.array(interpreter.get_tensor(target["index"]), dtype=np.float64)
+
+    def probabilities(self, strips: np.ndarray) -> np.ndarray:
+        """float32 (N, STRIP_HEIGHT, STRIP_WIDTH) -> (N, bands, 11) class probabilities per band."""
+        batch = strips[..., np.newaxis]
+        logits = self._litert_logits(batch) if self._interpreter is not None else self._keras_logits(batch)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))  # the model gives logits, as CTC wants
+        return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+    def read(self, strips: np.ndarray) -> list[list[StripDigit]]:
+        return [decode(p, self.band) for p in self.probabilities(strips)]

@@ -1,0 +1,175 @@
+"""Training the touching-digit reader that `inference/touching.py` uses: `mnist-cnn train-reader`.
+
+The reader is trained only on MNIST *training* digits, composed into numbers of 1-4
+digits that touch or overlap (`data.compose.strip_inks`: random sizes, slants, gaps,
+stroke widths), and checked on numbers made the same way from *test* digits. Its input is
+the strip `touching.strip_from_ink` makes of a component's ink; its output, per band of
+BAND strip columns, logits for "nothing here" and the ten digits, trained with CTC.
+
+Architecture (sized by measurement on 2 CPU cores, benchmarks/README.md "Reading
+touching digits"): three conv blocks (16, 32, 64 filters, batch-normalised) pool the
+strip's height by 8 and its width by BAND, leaving COLUMNS bands of 3 x 64 features
+each; a 1-D convolution over neighbouring bands gives each band the context of the
+digit it lies in and of its neighbours; a dense layer scores the 11 classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.atomic import atomic_path, write_json
+from ..core.system import quiet_tensorflow
+from ..runs.run import environment
+from ..data.compose import strip_inks
+from ..inference.touching import BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, decode, strip_from_ink
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 4  # digits per training strip, at most
+CHUNK = 2_000  # strips per worker task
+RECORD_FORMAT = "mnist-cnn reader 1"  # what reader.json beside a reader holds
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """What `train_reader` does; the defaults made the shipped reader."""
+
+    strips: int = 100_000  # training strips (MNIST training digits)
+    check_strips: int = 3_000  # held-out strips (MNIST test digits) scored after training
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    seed: int = 0
+
+
+_DIGITS: tuple[np.ndarray, np.ndarray] | None = None  # a worker's copy of the digits, sent once
+
+
+def _keep_digits(images: np.ndarray, labels: np.ndarray) -> None:
+    global _DIGITS
+    _DIGITS = images, labels
+
+
+def _chunk(task: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    count, seed = task
+    assert _DIGITS is not None
+    strips = np.zeros((count, STRIP_HEIGHT, STRIP_WIDTH), np.uint8)
+    targets = np.zeros((count, MAX_LENGTH), np.int32)  # CTC: 0 pads, digit d is d + 1
+    for i, (ink, digits) in enumerate(strip_inks(*_DIGITS, count, seed)):
+        strip, _ = strip_from_ink(ink)
+        strips[i] = np.round(strip * 255)
+        targets[i, :len(digits)] = np.asarray(digits) + 1
+    return strips, targets
+
+
+def make_strips(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
+                workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`count` reader inputs (uint8 (N, STRIP_HEIGHT, STRIP_WIDTH)) and CTC targets (int32 (N, MAX_LENGTH)).
+
+    Made in `workers` processes (default: every core), chunk by chunk, each chunk from its
+    own seed: the same strips whatever the number of workers. The workers are spawned, not
+    forked: a fork of a process running TensorFlow's thread pools can hang.
+    """
+    tasks = [(min(CHUNK, count - start), seed * 1_000_003 + start) for start in range(0, count, CHUNK)]
+    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    if workers == 1:
+        _keep_digits(images, labels)
+        try:
+            parts = [_chunk(task) for task in tasks]
+        finally:
+            _keep_digits(np.empty(0), np.empty(0))
+    else:
+        with get_context("spawn").Pool(workers, initializer=_keep_digits, initargs=(images, labels)) as pool:
+            parts = pool.map(_chunk, tasks)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def build_reader(seed: int = 0) -> Any:
+    """The reader's Keras model: (STRIP_HEIGHT, STRIP_WIDTH, 1) in [0, 1] -> (COLUMNS, 11) logits."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+
+    def block(x: Any, filters: int, pool: tuple[int, int]) -> Any:
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        return layers.MaxPooling2D(pool)(x)
+
+    inputs = keras.Input((STRIP_HEIGHT, STRIP_WIDTH, 1), name="strip")
+    x = block(inputs, 16, (2, BAND))  # 14 x 56: one band per BAND (2) strip columns from here on
+    x = block(x, 32, (2, 1))  # 7 x 56
+    x = block(x, 64, (2, 1))  # 3 x 56
+    x = layers.Permute((2, 1, 3))(x)  # bands first
+    x = layers.Reshape((COLUMNS, -1))(x)
+    x = layers.Conv1D(128, 3, padding="same", activation="relu")(x)  # a band sees its neighbours
+    x = layers.Dropout(0.1)(x)
+    outputs = layers.Dense(11, name="logits")(x)
+    return keras.Model(inputs, outputs, name="touching_reader")
+
+
+def exact_share(model: Any, strips: np.ndarray, targets: np.ndarray) -> float:
+    """The share of strips read exactly (every digit, none missing or extra)."""
+    from ..inference.touching import TouchingReader
+
+    reader = TouchingReader(model)
+    right = 0
+    for start in range(0, len(strips), 512):
+        batch = strips[start:start + 512].astype(np.float32) / 255.0
+        for digits, target in zip(reader.read(batch), targets[start:start + 512]):
+            right += [d.digit for d in digits] == [t - 1 for t in target if t]
+    return right / len(strips)
+
+
+def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], out: Path,
+                 config: ReaderConfig = ReaderConfig()) -> dict[str, Any]:
+    """Train a reader on strips of `train` digits, score it on strips of `test` digits, save it to `out`.
+
+    Returns what was measured (seconds, the exact-read share on test strips), also written
+    beside `out` as JSON. `out` is written atomically: a killed run leaves the previous
+    reader in place.
+    """
+    started = time.perf_counter()
+    strips, targets = make_strips(*train, config.strips, config.seed)
+    check = make_strips(*test, config.check_strips, config.seed + 1)
+    made = time.perf_counter() - started
+    log.info("made %d training strips in %.1f s", len(strips), made)
+    quiet_tensorflow()
+    import keras
+    model = build_reader(config.seed)
+    steps = config.epochs * (len(strips) // config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=config.learning_rate,
+                                                      warmup_steps=steps // 20)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
+    inputs = (strips.astype(np.float32) / 255.0)[..., np.newaxis]
+    fit_started = time.perf_counter()
+    progress = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
+        "reader epoch %d/%d: loss %.4f, %.0f s so far", epoch + 1, config.epochs, logs["loss"],
+        time.perf_counter() - fit_started))
+    history = model.fit(inputs, targets, batch_size=config.batch_size, epochs=config.epochs,
+                        shuffle=True, verbose=0, callbacks=[progress])
+    training = time.perf_counter() - fit_started
+    share = exact_share(model, *check)
+    log.info("reader: %.2f%% of %d test strips read exactly after %.0f s of training", 100 * share,
+             len(check[0]), training)
+    record = {"format": RECORD_FORMAT, "config": asdict(config), "parameters": int(model.count_params()),
+              "strips": len(strips), "seconds_making_strips": round(made, 1),
+              "seconds_training": round(training, 1), "final_loss": float(history.history["loss"][-1]),
+              "test_strips": len(check[0]), "test_strips_read_exactly": share, "environment": environment()}
+    with atomic_path(out) as partial:
+        model.save(partial)
+    record_file = out.with_suffix(".json")
+    write_json(record_file, record)
+    return {**record, "record_file": str(record_file)}
+
+
+__all__ = ["ReaderConfig", "build_reader", "make_strips", "train_reader", "decode", "exact_share"]

@@ -1,0 +1,259 @@
+"""The touching-digit reader: its strip, its decoding, the cuts made from its answer, its training and CLI.
+
+Most tests need no trained reader: they check `strip_from_ink`, greedy CTC decoding and
+the cuts on hand-made inputs, and `segment_digits` with a stand-in reader. One test
+trains a tiny reader end to end; the shipped reader is checked on numbers of MNIST
+*test* digits (it was trained on training digits only).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+
+from mnist_cnn.cli.main import main
+from mnist_cnn.core.errors import ModelFileError
+from mnist_cnn.data.compose import TOUCHING_GAP, strip_inks
+from mnist_cnn.inference import segment
+from mnist_cnn.inference.segment import _read_pieces, segment_digits
+from mnist_cnn.inference.touching import (
+    BAND,
+    COLUMNS,
+    STRIP_HEIGHT,
+    STRIP_INK,
+    STRIP_WIDTH,
+    decode,
+    strip_from_ink,
+)
+
+
+def bars(columns: list[tuple[int, int]], height: int = 60, width: int = 200) -> np.ndarray:
+    """Ink (white on black) with a filled vertical bar over each (start, stop) column range."""
+    ink = np.zeros((height, width), np.float32)
+    for start, stop in columns:
+        ink[5:height - 5, start:stop] = 1.0
+    return ink
+
+
+def test_a_strip_holds_the_ink_at_mnist_height_and_maps_back_to_its_columns():
+    ink = bars([(40, 48), (90, 98)])  # two bars 50 px high, 42 px apart
+    strip, layout = strip_from_ink(ink)
+    assert strip.shape == (STRIP_HEIGHT, STRIP_WIDTH) and strip.dtype == np.float32
+    assert strip.max() == pytest.approx(1.0)
+    rows = np.flatnonzero(strip.max(axis=1) > 0.5)
+    assert rows[-1] - rows[0] + 1 == pytest.approx(STRIP_INK, abs=1)
+    inked = np.flatnonzero(strip.max(axis=0) > 0.5)
+    gaps = np.flatnonzero(np.diff(inked) > 1)
+    assert len(gaps) == 1  # still two bars
+    first_bar, second_bar = inked[:gaps[0] + 1], inked[gaps[0] + 1:]
+    assert layout.ink_column(first_bar.mean()) == pytest.approx(44, abs=1.5)
+    assert layout.ink_column(second_bar.mean()) == pytest.approx(94, abs=1.5)
+
+
+def test_a_long_strip_fits_its_width_and_a_huge_one_is_pooled_first():
+    wide = bars([(10, 20), (2980, 2990)], height=60, width=3000)
+    strip, layout = strip_from_ink(wide)
+    inked = np.flatnonzero(strip.max(axis=0) > 0)
+    assert inked[0] >= 1 and inked[-1] <= STRIP_WIDTH - 2  # the margins hold
+    assert layout.ink_column(inked[-1]) == pytest.approx(2990, abs=30)
+    tall = bars([(100, 160), (400, 460)], height=2000, width=600)
+    strip, layout = strip_from_ink(tall)
+    rows = np.flatnonzero(strip.max(axis=1) > 0.5)
+    assert rows[-1] - rows[0] + 1 == pytest.approx(STRIP_INK, abs=1)
+    inked = np.flatnonzero(strip.max(axis=0) > 0.5)
+    assert layout.ink_column(inked[-1]) == pytest.approx(460, abs=25)
+
+
+def test_a_pen_line_is_thickened_as_single_digits_are():
+    thin = np.zeros((400, 400), np.float32)
+    thin[20:380, 100] = 1.0  # a 1-px line, 360 px tall: 0.06 px at the strip's scale
+    thin[20:380, 300] = 1.0
+    strip, _ = strip_from_ink(thin)
+    assert (strip > 0.5).sum(axis=1).max() >= 2  # each line at least a pixel wide after scaling
+
+
+def probabilities_of(path: list[int]) -> np.ndarray:
+    """A (COLUMNS, 11) array whose best class per band is `path` (0 = blank, d + 1 = digit d), padded blank."""
+    p = np.full((COLUMNS, 11), 0.01, np.float32)
+    for band, label in enumerate(path + [0] * (COLUMNS - len(path))):
+        p[band, label] = 0.9
+    return p
+
+
+@pytest.mark.parametrize("path, digits", [
+    ([], []),
+    ([0, 2, 2, 0, 0, 8], [1, 7]),
+    ([2, 2, 0, 2], [1, 1]),  # a blank between repeats keeps both ...
+    ([2, 2, 2, 2], [1]),  # ... without it, one digit
+    ([0, 1, 2, 3, 4], [0, 1, 2, 3]),  # neighbours of different classes need no blank
+])
+def test_greedy_decoding_merges_runs_and_drops_blanks(path, digits):
+    found = decode(probabilities_of(path))
+    assert [d.digit for d in found] == digits
+    assert all(0 < d.probability <= 1 for d in found)
+    centres = [d.centre for d in found]
+    assert centres == sorted(centres) and all(0 <= c <= COLUMNS * BAND for c in centres)
+
+
+def test_the_reader_answer_cuts_the_ink_between_digit_centres():
+    own = bars([(0, 28), (34, 60), (70, 100)], width=100)
+    own[28:32, 28:34] = 1.0  # a thin bridge: the first two bars touch
+    pieces = _read_pieces(own, [(4, 0.99, 14.0), (2, 0.98, 47.0), (7, 0.97, 85.0)])
+    assert [p[3] for p in pieces] == [(4, 0.99), (2, 0.98), (7, 0.97)]
+    spans = [(left, left + piece.shape[1]) for left, _, piece, _ in pieces]
+    assert spans[0][0] == 0 and spans[-1][1] == 100
+    assert all(a[1] <= b[0] for a, b in zip(spans[:-1], spans[1:]))  # side by side, no overlap
+    assert 28 <= spans[1][0] <= 34 and 60 <= spans[2][0] <= 70  # cut where there is least ink
+    # Two digits the reader places on the same inked column: the one with no ink of its own
+    # spans its neighbours' centres instead, never an empty box.
+    pieces = _read_pieces(bars([(0, 40)], width=40), [(1, 0.9, 20.0), (1, 0.9, 20.0)])
+    assert len(pieces) == 2 and all(piece.any() for _, _, piece, _ in pieces)
+
+
+def test_segment_digits_asks_the_reader_about_wide_groups_only():
+    ink = np.zeros((60, 300), np.float32)
+    ink[5:55, 10:30] = 1.0  # a 1-shaped block (0.4 heights wide): left to the digit model
+    ink[5:55, 100:190] = 1.0  # a wide group: 1.8 heights
+    asked: list[tuple[int, int]] = []
+
+    def reader(inks: list[np.ndarray]) -> list[list[tuple[int, float, float]]]:
+        asked.extend(i.shape for i in inks)
+        return [[(3, 0.95, 20.0), (8, 0.9, 70.0)] for _ in inks]
+
+    segments = segment_digits(ink, judge=None, reader=reader)
+    assert asked == [(50, 90)]
+    assert [s.read_as for s in segments] == [None, (3, 0.95), (8, 0.9)]
+    assert segments[1].box[0] == 100 and segments[2].box[2] == 190
+
+    def one_digit(inks: list[np.ndarray]) -> list[list[tuple[int, float, float]]]:
+        return [[(0, 0.99, 45.0)] for _ in inks]
+
+    segments = segment_digits(ink, judge=None, reader=one_digit)  # a wide 0: left whole for the digit model
+    assert [s.read_as for s in segments] == [None, None] and segments[1].box == (100, 5, 190, 55)
+
+
+@pytest.fixture(scope="module")
+def mnist_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from mnist_cnn.data.load import load_dataset
+
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
+    d = load_dataset("mnist", SHARED_DATA)
+    return d.train_images, d.train_labels, d.test_images, d.test_labels
+
+
+def test_training_strips_are_the_same_whatever_the_workers(mnist_digits):
+    from mnist_cnn.training.reader import MAX_LENGTH, make_strips
+
+    images, labels = mnist_digits[0][:500], mnist_digits[1][:500]
+    one, targets = make_strips(images, labels, 2_500, seed=3, workers=1)
+    two, targets_two = make_strips(images, labels, 2_500, seed=3, workers=2)
+    assert one.shape == (2_500, STRIP_HEIGHT, STRIP_WIDTH) and one.dtype == np.uint8
+    assert np.array_equal(one, two) and np.array_equal(targets, targets_two)
+    lengths = (targets > 0).sum(axis=1)
+    assert targets.shape == (2_500, MAX_LENGTH) and set(lengths) == {1, 2, 3, 4}
+    assert all((row[:n] > 0).all() and (row[n:] == 0).all() for row, n in zip(targets, lengths))  # padded at the end
+    assert one.reshape(len(one), -1).max(axis=1).min() > 200  # every strip has ink
+
+
+def test_training_inks_hold_their_digits_as_the_reader_meets_them(mnist_digits):
+    images, labels = mnist_digits[0][:300], mnist_digits[1][:300]
+    made = strip_inks(images, labels, 200, seed=0)
+    assert all(ink.dtype == np.float32 and ink.max() <= 1.0 for ink, _ in made)
+    assert all(ink[(ink > 0)].min() >= 0.15 for ink, _ in made)  # nothing under find_ink's noise level
+    assert all(set(digits) <= set(range(10)) and 1 <= len(digits) <= 4 for _, digits in made)
+    assert TOUCHING_GAP[1] < 0  # the touching share is laid out with overlapping boxes
+
+
+def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
+    from mnist_cnn.inference.touching import TouchingReader
+    from mnist_cnn.training.reader import ReaderConfig, train_reader
+
+    train = mnist_digits[0][:2000], mnist_digits[1][:2000]
+    test = mnist_digits[2][:500], mnist_digits[3][:500]
+    out = tmp_path / "out" / "reader.keras"
+    out.parent.mkdir()
+    record = train_reader(train, test, out, ReaderConfig(strips=512, check_strips=64, epochs=1, batch_size=64))
+    assert out.is_file() and Path(record["record_file"]) == out.parent / "reader.json"
+    saved = json.loads((out.parent / "reader.json").read_text())
+    assert saved["strips"] == 512 and saved["test_strips"] == 64 and 0 <= saved["test_strips_read_exactly"] <= 1
+    assert saved["environment"]["cpu"] and saved["config"]["epochs"] == 1
+    assert sorted(p.name for p in out.parent.iterdir()) == ["reader.json", "reader.keras"]  # no temp file left
+    reader = TouchingReader.load(out)
+    strips = np.zeros((3, STRIP_HEIGHT, STRIP_WIDTH), np.float32)
+    strips[1] = np.random.default_rng(0).random((STRIP_HEIGHT, STRIP_WIDTH))
+    probabilities = reader.probabilities(strips)
+    assert probabilities.shape == (3, COLUMNS, 11)
+    assert np.allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
+    reader.use_litert()  # as `serve` runs it: the same answers with less overhead per call
+    assert reader._interpreter is not None
+    assert np.allclose(reader.probabilities(strips), probabilities, atol=1e-4)
+    assert np.allclose(reader.probabilities(strips[:1]), probabilities[:1], atol=1e-4)  # another batch size
+
+
+def test_a_classifier_is_refused_as_a_reader(trained_model):
+    from mnist_cnn.inference.touching import TouchingReader
+
+    with pytest.raises(ModelFileError, match="not a touching-digit reader"):
+        TouchingReader.load(trained_model)
+
+
+@pytest.mark.parametrize("out, words", [("reader.h5", "must end in .keras"),
+                                        ("missing/reader.keras", "does not exist")])
+def test_train_reader_refuses_bad_outputs_in_one_line(tmp_path, monkeypatch, capsys, out, words):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train-reader", "-o", out, "--data-dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+
+
+def test_a_reader_beside_a_model_is_found_and_a_damaged_shipped_one_is_refused(trained_model, tmp_path):
+    import shutil
+
+    from mnist_cnn.inference.predict import Predictor
+
+    folder = tmp_path / "run"
+    shutil.copytree(Path(trained_model).parent, folder)
+    predictor = Predictor.from_path(folder / "model.keras")
+    assert predictor.reader_file is None and predictor.touching_reader() is None
+    (folder / "reader.keras").write_bytes(b"not a zip")
+    (folder / "reader.keras.sha256").write_text("0" * 64 + "  reader.keras\n")
+    predictor = Predictor.from_path(folder / "model.keras")
+    assert predictor.reader_file == folder / "reader.keras"
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        predictor.touching_reader()
+
+
+def test_the_shipped_reader_reads_touching_numbers_of_test_digits(mnist_digits):
+    """The shipped `mnist` reads numbers of 2-4 touching MNIST *test* digits, which its reader never saw."""
+    from mnist_cnn.data.compose import random_numbers
+    from mnist_cnn.inference.numbers import read_number
+    from mnist_cnn.inference.predict import Predictor
+    from mnist_cnn.inference.shipped import resolve_model
+
+    predictor = Predictor.from_path(resolve_model("mnist"))
+    assert predictor.reader_file is not None and predictor.touching_reader() is not None
+    numbers = [n for n in random_numbers(mnist_digits[2], mnist_digits[3], 60, seed=5, lengths=(2, 4),
+                                         gap=TOUCHING_GAP) if n.touching][:40]
+    readings = [read_number(predictor, n.image) for n in numbers]
+    right = sum(r.text == "".join(map(str, n.labels)) for r, n in zip(readings, numbers))
+    assert right >= 36, right  # the benchmark's goal is 97%; 40 numbers leave room for chance
+    assert any(d.box[2] > 0 for r in readings for d in r.digits)
+    assert segment.READER_CANDIDATE < segment.SPLIT_CANDIDATE
+
+
+def test_serve_workers_are_told_where_the_reader_is():
+    pytest.importorskip("orjson", reason="the [serve] extra is not installed")
+    from mnist_cnn.inference.predict import Predictor
+    from mnist_cnn.inference.shipped import resolve_model
+    from mnist_cnn.serving.workers import _build, spec_of
+
+    predictor = Predictor.from_path(resolve_model("mnist"))
+    predictor.serve_with("keras")
+    spec = spec_of(predictor)
+    assert spec is not None and spec.reader_file == predictor.reader_file is not None
+    assert _build(spec).reader_file == spec.reader_file  # a worker reads touching digits as the server does
