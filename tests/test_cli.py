@@ -6,7 +6,7 @@ import pytest
 
 from mnist_cnn.cli.main import build_parser, main
 
-COMMANDS = ["train", "evaluate", "models", "data", "explain", "predict", "serve", "export", "tune", "calibrate"]
+COMMANDS = ["train", "evaluate", "models", "data", "explain", "predict", "serve", "export", "tune", "calibrate", "train-reader"]
 DATA_ACTIONS = ["list", "fetch", "verify", "info", "samples"]
 
 

@@ -30,7 +30,10 @@ changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower) is
 which says how many digits it holds and where each one lies; the ink is cut at the column
 of least ink between neighbouring digits' centres, and each piece keeps the reader's
 answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays whole
-for the digit model. Cuts through overlapping digits are only for boxes and images: the
+for the digit model, and so does one no wider than SPLIT_CANDIDATE that the reader splits
+but the digit model reads whole with WHOLE_CONFIDENCE (a broad single digit: this kept
+numbers written apart from losing 1 point, at the cost of 1 point on touching ones,
+measured on training digits, benchmarks/README.md "Reading touching digits"). Cuts through overlapping digits are only for boxes and images: the
 digits themselves come from the reader, which saw the group uncut.
 
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
@@ -54,7 +57,8 @@ MIN_DIGIT_ASPECT = 0.45  # ... of at most width / (this * height) digits (and at
 MAX_PIECES = 4
 SPLIT_PENALTY = 0.1  # per extra piece, the pieces' mean log-confidence must beat the whole's by this
 
-READER_CANDIDATE = 0.5  # with a reader: groups wider than this many median heights are read by it
+READER_CANDIDATE = 0.5  # with a reader: groups wider than this many median heights are read by it ...
+WHOLE_CONFIDENCE = 0.9  # ... but one no wider than SPLIT_CANDIDATE that the digit model reads this surely stays whole
 
 # Scores candidate digit images: each an ink crop (float (h, w)), -> (n,) confidences in (0, 1].
 Judge = Callable[[list[np.ndarray]], np.ndarray]
@@ -191,6 +195,12 @@ def segment_digits(ink: np.ndarray, judge: Judge | None = None, reader: Reader |
                      ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32) for g in groups]
     wide = [i for i, g in enumerate(groups) if reader is not None and g.width > READER_CANDIDATE * digit_height]
     readings = dict(zip(wide, reader([owns[i] for i in wide]))) if wide and reader is not None else {}
+    # A narrow group the reader splits may be one broad digit it misread: ask the digit model.
+    doubtful = [i for i, found in readings.items()
+                if len(found) >= 2 and groups[i].width <= SPLIT_CANDIDATE * digit_height]
+    if doubtful and judge is not None:
+        sure = judge([owns[i] for i in doubtful]) >= WHOLE_CONFIDENCE
+        readings.update({i: [] for i, whole in zip(doubtful, sure) if whole})
     segments: list[Segment] = []
     for i, (group, own) in enumerate(zip(groups, owns)):
         if len(readings.get(i, [])) >= 2:
@@ -213,7 +223,7 @@ def _read_pieces(own: np.ndarray, digits: list[tuple[int, float, float]]
     """
     profile = own.sum(axis=0)
     width = own.shape[1]
-    centres = [min(max(int(round(c)), 0), width - 1) for _, _, c in digits]
+    centres = [min(max(round(c), 0), width - 1) for _, _, c in digits]
     edges = [0]
     for a, b in zip(centres[:-1], centres[1:]):
         low, high = a + (b - a) // 4, b - (b - a) // 4

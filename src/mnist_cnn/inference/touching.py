@@ -39,7 +39,7 @@ STRIP_HEIGHT = 28  # the strip the reader sees (px): MNIST's height ...
 STRIP_WIDTH = 112  # ... and room for four MNIST-sized digits side by side
 STRIP_INK = 20  # the ink's height in the strip, as MNIST fits a digit's longer side into 20 px
 STRIP_MARGIN = 2  # px kept free at the strip's left and right ends
-BAND = 2  # strip columns per output band: the model pools the width by 2 (a reader says its own)
+BAND = 4  # strip columns per output band: the model pools the width by 4 (a reader says its own)
 COLUMNS = STRIP_WIDTH // BAND
 BLANK = 0  # CTC's "nothing here" class; digit d is class d + 1
 READER_FILE = "reader.keras"  # beside a digit model: its touching-digit reader, if it has one
@@ -169,7 +169,7 @@ class TouchingReader:
             path = Path(folder) / "reader.tflite"
             with quiet_stderr():
                 write_litert(self.model, path, Path(folder))
-            interpreter, _ = open_interpreter(path)
+            interpreter, _ = open_interpreter(path, threads=1)  # one request, one core, as the classifier serves
             probe = _probe_strips()
             expected = self._keras_logits(probe)
             self._interpreter, self._batch = interpreter, -1

@@ -29,7 +29,7 @@ from ..core.atomic import atomic_path, write_json
 from ..core.system import quiet_tensorflow
 from ..runs.run import environment
 from ..data.compose import strip_inks
-from ..inference.touching import BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, decode, strip_from_ink
+from ..inference.touching import BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, strip_from_ink
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ def build_reader(seed: int = 0) -> Any:
         return layers.MaxPooling2D(pool)(x)
 
     inputs = keras.Input((STRIP_HEIGHT, STRIP_WIDTH, 1), name="strip")
-    x = block(inputs, 16, (2, BAND))  # 14 x 56: one band per BAND (2) strip columns from here on
-    x = block(x, 32, (2, 1))  # 7 x 56
-    x = block(x, 64, (2, 1))  # 3 x 56
+    x = block(inputs, 16, (2, 2))  # 14 x 56
+    x = block(x, 32, (2, BAND // 2))  # 7 x 28: one band per BAND (4) strip columns from here on
+    x = block(x, 64, (2, 1))  # 3 x 28
     x = layers.Permute((2, 1, 3))(x)  # bands first
     x = layers.Reshape((COLUMNS, -1))(x)
     x = layers.Conv1D(128, 3, padding="same", activation="relu")(x)  # a band sees its neighbours
@@ -172,4 +172,4 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     return {**record, "record_file": str(record_file)}
 
 
-__all__ = ["ReaderConfig", "build_reader", "make_strips", "train_reader", "decode", "exact_share"]
+__all__ = ["ReaderConfig", "build_reader", "exact_share", "make_strips", "train_reader"]
