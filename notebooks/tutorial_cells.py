@@ -1129,6 +1129,22 @@ print(count, "|", best, "|", touching_reading.text, "|", "".join(map(str, writte
 for found in touching_reading.digits:
     print(f"{found.class_name}  {found.probability:.1%}  {found.box}")
 """),
+    md(
+        en="""
+The first line holds four answers, separated by `|`: how many connected pieces of ink the
+number is made of, the reader's best class for each of its 28 bands (`.` = no digit
+there), the number read, and the true digits. Then one line per digit: its class, its
+probability and its box, `(x, y, width, height)` in the image's pixels. The figure below
+shows the same steps.
+""",
+        pt="""
+A primeira linha traz quatro respostas, separadas por `|`: de quantas peças conectadas de
+tinta o número é feito, a melhor classe do leitor para cada uma das suas 28 bandas (`.` =
+nenhum dígito ali), o número lido e os dígitos verdadeiros. Depois, uma linha por dígito: a
+classe, a probabilidade e a caixa, `(x, y, largura, altura)` em pixels da imagem. A figura
+abaixo mostra os mesmos passos.
+""",
+    ),
     code("""
 from matplotlib.patches import Rectangle
 
