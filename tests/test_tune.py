@@ -8,6 +8,7 @@ and sets MNIST_CNN_TEST_POSTGRES; without it those tests skip and say so).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -345,23 +346,56 @@ def test_tune_run_best_and_show_end_to_end(tiny_dataset, isolated_env, capsys):
 TRIAL_ARGS = ["--recipe", "fast", "--train-limit", "2000", "--epochs", "1", "--pruner", "none", "--offline"]
 
 
-@pytest.fixture(params=STORAGES)
-def storage(request):
-    """None for the embedded journal, or the URL of a new, empty PostgreSQL database (dropped after)."""
-    if request.param == "journal":
-        yield None
-        return
+@contextlib.contextmanager
+def empty_postgres_database():
+    """The URL of a new, empty PostgreSQL database, dropped after."""
     import sqlalchemy
 
     name = f"tune_{uuid.uuid4().hex[:12]}"
     admin = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sqlalchemy.engine.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=STORAGES)
+def storage(request):
+    """None for the embedded journal, or the URL of a new, empty PostgreSQL database."""
+    if request.param == "journal":
+        yield None
+        return
     # Empty: the workers race to create Optuna's tables, as workers started together on a new database do.
-    yield sqlalchemy.engine.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_postgres_database() as url:
+        yield url
+
+
+# Opens the storage at an agreed instant, with one attempt: the schema lock alone must keep
+# simultaneous workers from creating the same table twice.
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import mnist_cnn.tuning.storage as storage
+storage.SCHEMA_ATTEMPTS = 1
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+storage.make_storage(sys.argv[1], Path("."))
+"""
+
+
+@pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL: set MNIST_CNN_TEST_POSTGRES to a server's URL")
+@needs_optuna
+@pytest.mark.parametrize("round_", range(3))
+def test_workers_opening_a_new_database_at_the_same_instant_all_get_it(round_, tmp_path):
+    with empty_postgres_database() as url:
+        start = time.time() + 6  # after every process has imported Optuna and SQLAlchemy
+        openers = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, url, str(start)], cwd=tmp_path,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [opener.communicate(timeout=120)[1] for opener in openers]
+        assert [opener.returncode for opener in openers] == [0] * 4, [e[-500:] for e in errors if e]
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ import re
 import socket
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..core.errors import ConfigError, MnistCnnError, first_line
 
@@ -34,6 +35,7 @@ GRACE_HEARTBEATS = 3
 MAX_RETRIES = 2  # a trial whose worker keeps dying (out of memory, say) gives up its settings after this
 UNCLAIMED_S = 60.0  # a running trial no worker has claimed for this long lost its worker before it began
 SCHEMA_ATTEMPTS = 4  # tries to open a database that other workers may be setting up at the same moment
+SCHEMA_LOCK_KEY = 0x6D6E_6973_7463_6E6E  # PostgreSQL advisory lock held while Optuna's tables are set up
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -111,18 +113,18 @@ def make_storage(url: str | None, runs_dir: Path, heartbeat_s: int | None = None
     if heartbeat_s:
         retry = {"heartbeat_interval": heartbeat_s, "grace_period": GRACE_HEARTBEATS * heartbeat_s,
                  "heartbeat_stale_trial_callback": retry_callback(optuna)}
-    from sqlalchemy.exc import IntegrityError  # noqa: PLC0415  (installed with Optuna)
-
     try:
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
-                with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
+                with schema_lock(database_url(url)), warnings.catch_warnings():
+                    # heartbeats are marked experimental; they are what we rely on
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     return optuna.storages.RDBStorage(database_url(url), engine_kwargs={"pool_pre_ping": True}, **retry)
-            except IntegrityError:
+            except Exception as e:
                 # Workers started together on an empty database race to create Optuna's
-                # tables; the loser's CREATE fails, and its next attempt finds them made.
-                if attempt == SCHEMA_ATTEMPTS - 1:
+                # tables (PostgreSQL takes turns under schema_lock; other databases may
+                # not): the loser's CREATE fails, and its next attempt finds them made.
+                if attempt == SCHEMA_ATTEMPTS - 1 or not lost_schema_race(e):
                     raise
                 time.sleep(0.5 * (attempt + 1))
     except ImportError:
@@ -132,6 +134,37 @@ def make_storage(url: str | None, runs_dir: Path, heartbeat_s: int | None = None
         first = first_line(e, 300)
         raise TuneError(f"cannot open storage {describe_storage(url, runs_dir)}: {first}; check the URL and that "
                         f"the server accepts this user") from None
+
+
+@contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """On PostgreSQL, one worker at a time: a session advisory lock held while Optuna checks
+    and creates its tables, so that workers started together on a new database cannot both
+    CREATE the same table or type. Other databases go on without it (and retry instead)."""
+    import sqlalchemy  # noqa: PLC0415  (installed with Optuna)
+
+    if sqlalchemy.engine.make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            key = {"key": SCHEMA_LOCK_KEY}
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), key)
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), key)
+    finally:
+        engine.dispose()
+
+
+def lost_schema_race(error: Exception) -> bool:
+    """Whether opening a database failed because another worker created the same table,
+    type or row of Optuna's schema at the same moment (a duplicate, not a real fault)."""
+    from sqlalchemy.exc import DBAPIError, IntegrityError  # noqa: PLC0415
+
+    return isinstance(error, IntegrityError) or (isinstance(error, DBAPIError) and "already exists" in str(error))
 
 
 def retry_callback(optuna: ModuleType) -> Any:
