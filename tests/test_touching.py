@@ -8,6 +8,7 @@ trains a tiny reader end to end; the shipped reader is checked on numbers of MNI
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -194,6 +195,19 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
     assert np.allclose(reader.probabilities(strips), probabilities, atol=1e-4)
     assert np.allclose(reader.probabilities(strips[:1]), probabilities[:1], atol=1e-4)  # another batch size
 
+    # --init: training goes on from these weights (a rate too small to move them keeps them),
+    # and the record names the reader it started from.
+    from mnist_cnn.core.hashing import sha256_file
+
+    again = tmp_path / "again" / "reader.keras"
+    again.parent.mkdir()
+    record = train_reader(train, test, again, ReaderConfig(strips=128, check_strips=16, epochs=1, batch_size=64,
+                                                           learning_rate=1e-12, seed=1, init=str(out)))
+    assert record["init_sha256"] == sha256_file(out) and record["config"]["init"] == str(out)
+    before, after = TouchingReader.load(out).model, TouchingReader.load(again).model
+    for old, new in zip(before.trainable_weights, after.trainable_weights):
+        assert np.allclose(old.numpy(), new.numpy(), atol=1e-6), old.path
+
 
 def test_a_classifier_is_refused_as_a_reader(trained_model):
     from mnist_cnn.inference.touching import TouchingReader
@@ -209,6 +223,19 @@ def test_train_reader_refuses_bad_outputs_in_one_line(tmp_path, monkeypatch, cap
     assert main(["train-reader", "-o", out, "--data-dir", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("flags, words", [(["--init", "missing.keras"], "--init missing.keras does not exist"),
+                                          (["--learning-rate", "0"], "above 0 and at most 1"),
+                                          (["--learning-rate", "nan"], "above 0 and at most 1"),
+                                          (["--learning-rate", "fast"], "is not a number")])
+def test_train_reader_refuses_bad_flags_in_one_line(tmp_path, monkeypatch, capsys, flags, words):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if flags[0] == "--learning-rate" else contextlib.nullcontext():
+        assert main(["train-reader", "-o", "reader.keras", *flags, "--data-dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "reader.keras").exists()
 
 
 def test_a_reader_beside_a_model_is_found_and_a_damaged_shipped_one_is_refused(trained_model, tmp_path):

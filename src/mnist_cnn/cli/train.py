@@ -170,6 +170,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def learning_rate(text: str) -> float:
+    """An argparse type: a finite learning rate above 0 and at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+    if not 0 < value <= 1:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be a number above 0 and at most 1 (e.g. 0.003)")
+    return value
+
+
 def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
     from ..training.reader import ReaderConfig
 
@@ -182,6 +193,10 @@ def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str
     r.add_argument("--epochs", type=positive_int, default=defaults.epochs, metavar="N",
                    help=f"passes over them (default {defaults.epochs})")
     r.add_argument("--seed", type=int, default=defaults.seed, metavar="N", help="seed of the strips and weights")
+    r.add_argument("--learning-rate", type=learning_rate, default=defaults.learning_rate, metavar="LR",
+                   help=f"peak of the warm-up then cosine schedule (default {defaults.learning_rate:g})")
+    r.add_argument("--init", type=Path, metavar="READER.keras",
+                   help="go on training this reader on new strips (those of --seed) instead of starting afresh")
     cli_data.add_source_flags(r)  # --data-dir, --mirror, --offline: where MNIST is found
 
 
@@ -192,10 +207,14 @@ def run_train_reader(args: argparse.Namespace) -> int:
         raise MnistCnnError(f"--out {args.out} must end in .keras (the reader is a Keras model)")
     if not args.out.parent.is_dir():
         raise MnistCnnError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
+    if args.init is not None and not args.init.is_file():
+        raise MnistCnnError(f"--init {args.init} does not exist; pass a reader.keras to go on training, or leave "
+                            f"--init out to start afresh")
     dataset = load_dataset("mnist", args.data_dir, **cli_data.source_kwargs(args))  # fail fast, before Keras
     from ..training.reader import ReaderConfig, train_reader  # imports TensorFlow after making its strips
 
-    config = ReaderConfig(strips=args.strips, epochs=args.epochs, seed=args.seed)
+    config = ReaderConfig(strips=args.strips, epochs=args.epochs, seed=args.seed, learning_rate=args.learning_rate,
+                          init=None if args.init is None else str(args.init))
     print(f"training the touching-digit reader on {config.strips:,} strips x {config.epochs} epochs "
           f"(the default takes about 20 minutes on 2 CPU cores)", flush=True)
     record = train_reader((dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels),

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic import atomic_path, write_json
+from ..core.hashing import sha256_file
 from ..core.system import quiet_tensorflow
 from ..runs.run import environment
 from ..data.compose import strip_inks
@@ -48,6 +49,7 @@ class ReaderConfig:
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 0
+    init: str | None = None  # a reader.keras to go on training (fresh strips of `seed`), instead of new weights
 
 
 _DIGITS: tuple[np.ndarray, np.ndarray] | None = None  # a worker's copy of the digits, sent once
@@ -145,7 +147,13 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     log.info("made %d training strips in %.1f s", len(strips), made)
     quiet_tensorflow()
     import keras
-    model = build_reader(config.seed)
+    if config.init is None:
+        model = build_reader(config.seed)
+    else:  # warm start: a reader whose loss was still falling goes on, on strips it has not seen
+        from ..inference.touching import TouchingReader
+
+        keras.utils.set_random_seed(config.seed)
+        model = TouchingReader.load(Path(config.init)).model  # refuses a file that is not a reader
     steps = config.epochs * (len(strips) // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=config.learning_rate,
                                                       warmup_steps=steps // 20)
@@ -165,6 +173,8 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
               "strips": len(strips), "seconds_making_strips": round(made, 1),
               "seconds_training": round(training, 1), "final_loss": float(history.history["loss"][-1]),
               "test_strips": len(check[0]), "test_strips_read_exactly": share, "environment": environment()}
+    if config.init is not None:
+        record["init_sha256"] = sha256_file(Path(config.init))
     with atomic_path(out) as partial:
         model.save(partial)
     record_file = out.with_suffix(".json")
