@@ -90,6 +90,34 @@ def test_shipped_model_figures_in_the_docs_are_the_files_figures(monkeypatch):
     assert tables.differences(edited) == ["docs/using.md: block 'shipped-table' differs from the files it is made from"]
 
 
+def test_a_newer_trial_of_another_reader_is_not_quoted_as_the_shipped_models(monkeypatch, tmp_path):
+    """A read_numbers result made with a reader that does not ship (a training trial) must not
+    replace the shipped model's figures in the docs or its card, however new it is."""
+    import json
+    import shutil
+
+    tables = load_benchmark_script("results_tables", "tools")
+    ship = load_benchmark_script("ship_pretrained", "tools")
+    results = REPO / "benchmarks" / "results"
+    for path in [*results.glob("read-numbers-*.json"), *results.glob("refusal-*.json")]:
+        shutil.copy(path, tmp_path)
+    shipped_reader = tables.shipped_reader_sha256("mnist")
+    digest = tables.shipped("mnist")["sha256"]
+    _, quoted = tables.newest("read-numbers", digest, "separate", shipped_reader)
+    trial = {**quoted, "reader": {"file": "trial/reader.keras", "sha256": "f" * 64}}
+    trial["touching"] = {**quoted["touching"], "exact": 0.123}
+    (tmp_path / "read-numbers-29991231T235959Z.json").write_text(json.dumps(trial))
+    before = tables.block_shipped_mnist_measured()
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    assert tables.block_shipped_mnist_measured() == before and "12.3%" not in before
+    monkeypatch.setattr(ship, "REPO", tmp_path.parent)  # the card reads REPO/benchmarks/results
+    (tmp_path.parent / "benchmarks").mkdir(exist_ok=True)
+    (tmp_path.parent / "benchmarks" / "results").symlink_to(tmp_path)
+    line = ship.numbers_read(digest, shipped_reader)
+    assert line is not None and "12.3%" not in line and shipped_reader[:12] in line
+    assert "12.3%" in ship.numbers_read(digest, None)  # what it quoted before: the newest of any reader
+
+
 # One figure of each kind of source behind docs/results.md, as the generated blocks print it.
 RESULTS_FIGURES = [
     ("compare-recipes", "| 62.4 s (1/1) |", "| 52.4 s (1/1) |"),  # compare-*.json

@@ -94,14 +94,24 @@ def shipped(name: str) -> dict[str, Any]:
             "sha256": (folder / "model.keras.sha256").read_text(encoding="ascii").split()[0]}
 
 
-def newest(kind: str, sha256: str, holding: str | None = None) -> tuple[Path, dict[str, Any]] | None:
+def newest(kind: str, sha256: str, holding: str | None = None,
+           reader: str | None = None) -> tuple[Path, dict[str, Any]] | None:
     """The newest results file of `kind` measured on the model with digest `sha256` (holding the key
-    `holding`, if given: `read-numbers-*-tune.json` files share the stem but not the goals' sets)."""
+    `holding`, if given: `read-numbers-*-tune.json` files share the stem but not the goals' sets;
+    read with the touching-digit reader of digest `reader`, if given: a trial of another reader
+    is not what ships)."""
     for path in sorted(RESULTS.glob(f"{kind}-*.json"), reverse=True):  # names sort by their UTC time
         record = _json(path)
-        if record.get("model_sha256") == sha256 and (holding is None or holding in record):
+        if record.get("model_sha256") != sha256 or (holding is not None and holding not in record):
+            continue
+        if reader is None or (record.get("reader") or {}).get("sha256") == reader:
             return path, record
     return None
+
+
+def shipped_reader_sha256(name: str) -> str | None:
+    digest_file = PRETRAINED / name / "reader.keras.sha256"
+    return digest_file.read_text(encoding="ascii").split()[0] if digest_file.is_file() else None
 
 
 def pct(share: float, digits: int = 1) -> str:
@@ -145,7 +155,8 @@ def block_shipped_table() -> str:
 
 def block_shipped_mnist_measured() -> str:
     model = shipped("mnist")
-    refusal, reading = newest("refusal", model["sha256"]), newest("read-numbers", model["sha256"], "separate")
+    refusal = newest("refusal", model["sha256"])
+    reading = newest("read-numbers", model["sha256"], "separate", shipped_reader_sha256("mnist"))
     if refusal is None or reading is None:
         missing = "refusal.py" if refusal is None else "read_numbers.py"
         raise SystemExit(f"no {missing} result for the shipped mnist model (sha256 {model['sha256'][:12]}): run "
@@ -185,11 +196,10 @@ def _lengths(scored: dict[str, Any]) -> str:
 
 def _reader_of(reading: dict[str, Any]) -> str:
     """Which reader read the touching digits: the shipped one (by digest), another, or none."""
-    digest_file = PRETRAINED / "mnist" / "reader.keras.sha256"
     used = reading.get("reader")
     if not used:
         return "no touching-digit reader: cuts judged by the model"
-    if digest_file.is_file() and used["sha256"] == digest_file.read_text(encoding="ascii").split()[0]:
+    if used["sha256"] == shipped_reader_sha256("mnist"):
         return f"with the shipped reader, SHA-256 `{used['sha256'][:12]}`"
     return f"with a reader that is not the shipped one, SHA-256 `{used['sha256'][:12]}`"
 

@@ -85,12 +85,20 @@ def _as_sent(share: dict[str, float]) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
-def numbers_read(digest: str) -> str | None:
-    """Whole numbers of MNIST test digits read exactly, from the newest read_numbers result for `digest`."""
+def reader_digest(name: str) -> str | None:
+    """The SHA-256 of the touching-digit reader shipped beside model `name`, if it has one."""
+    digest_file = TARGET / name / "reader.keras.sha256"
+    return digest_file.read_text(encoding="ascii").split()[0] if digest_file.is_file() else None
+
+
+def numbers_read(digest: str, reader_digest: str | None) -> str | None:
+    """Whole numbers of MNIST test digits read exactly, from the newest read_numbers result for `digest`
+    read with the reader that ships beside it (`reader_digest`; a trial of another reader is not the card's)."""
     for path in sorted((REPO / "benchmarks" / "results").glob("read-numbers-*.json"), reverse=True):
         record = json.loads(path.read_text())
-        if record.get("model_sha256") == digest and "separate" in record:
-            reader = record.get("reader")
+        reader = record.get("reader")
+        if (record.get("model_sha256") == digest and "separate" in record
+                and (reader_digest is None or (reader or {}).get("sha256") == reader_digest)):
             lengths = sorted(int(k) for k in record["touching"]["exact_by_length"])
             how = (f"with the touching-digit reader, SHA-256 `{reader['sha256'][:12]}`" if reader
                    else "cut by the model's judgement alone, no reader")
@@ -138,7 +146,8 @@ def card(name: str, record: dict, metrics: dict, digest: str) -> str:
          f"(macro F1 {test['macro']['f1']:.4f})"),
         f"- the same recipe over seeds: {seed_spread(name)}",
         f"- \"not {other}\" rule (`acceptance.json`): {refusal_unseen(name, digest)}",
-        *([f"- whole numbers: {numbers_read(digest)}"] if name == "mnist" and numbers_read(digest) else []), "",
+        *([f"- whole numbers: {numbers}"] if name == "mnist" and (numbers := numbers_read(digest, reader_digest(name)))
+          else []), "",
         "## Data", "", DATA_LICENSES[name], "",
         "## File", "",
         f"`model.keras` (Keras 3, safe to load), SHA-256 `{digest}`, checked at every use (also in `model.keras.sha256`).",
