@@ -209,6 +209,26 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
         assert np.allclose(old.numpy(), new.numpy(), atol=1e-6), old.path
 
 
+def test_fresh_strips_every_epoch_are_new_strips(mnist_digits, tmp_path, monkeypatch):
+    from mnist_cnn.training import reader as training
+
+    made: list[int] = []
+    real = training.make_strips
+
+    def counting(images, labels, count, seed, workers=None):
+        made.append(seed)
+        return real(images, labels, count, seed, workers=1)
+
+    monkeypatch.setattr(training, "make_strips", counting)
+    train = mnist_digits[0][:1000], mnist_digits[1][:1000]
+    test = mnist_digits[2][:200], mnist_digits[3][:200]
+    record = training.train_reader(train, test, tmp_path / "reader.keras",
+                                   training.ReaderConfig(strips=128, check_strips=16, epochs=3, fresh=True))
+    training_seeds = [made[0], *made[2:]]  # made[1]: the test strips
+    assert len(made) == 4 and len(set(training_seeds)) == 3  # one new set of strips per epoch
+    assert record["strips"] == 3 * 128 and record["config"]["fresh"] is True
+
+
 def test_a_classifier_is_refused_as_a_reader(trained_model):
     from mnist_cnn.inference.touching import TouchingReader
 

@@ -50,6 +50,7 @@ class ReaderConfig:
     learning_rate: float = 3e-3
     seed: int = 0
     init: str | None = None  # a reader.keras to go on training (fresh strips of `seed`), instead of new weights
+    fresh: bool = False  # new strips every epoch (`strips` each), instead of the same strips every epoch
 
 
 _DIGITS: tuple[np.ndarray, np.ndarray] | None = None  # a worker's copy of the digits, sent once
@@ -143,7 +144,7 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     started = time.perf_counter()
     strips, targets = make_strips(*train, config.strips, config.seed)
     check = make_strips(*test, config.check_strips, config.seed + 1)
-    made = time.perf_counter() - started
+    made = made_first = time.perf_counter() - started
     log.info("made %d training strips in %.1f s", len(strips), made)
     quiet_tensorflow()
     import keras
@@ -163,15 +164,28 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     progress = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
         "reader epoch %d/%d: loss %.4f, %.0f s so far", epoch + 1, config.epochs, logs["loss"],
         time.perf_counter() - fit_started))
-    history = model.fit(inputs, targets, batch_size=config.batch_size, epochs=config.epochs,
-                        shuffle=True, verbose=0, callbacks=[progress])
-    training = time.perf_counter() - fit_started
+    if not config.fresh:
+        history = model.fit(inputs, targets, batch_size=config.batch_size, epochs=config.epochs,
+                            shuffle=True, verbose=0, callbacks=[progress])
+        losses = history.history["loss"]
+    else:  # each epoch on strips it has never seen; the schedule runs on across the epochs
+        losses = []
+        for epoch in range(config.epochs):
+            if epoch:
+                made_at = time.perf_counter()
+                strips, targets = make_strips(*train, config.strips, config.seed + 7_919 * epoch)
+                made += time.perf_counter() - made_at
+                inputs = (strips.astype(np.float32) / 255.0)[..., np.newaxis]
+            history = model.fit(inputs, targets, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                                shuffle=True, verbose=0, callbacks=[progress])
+            losses += history.history["loss"]
+    training = time.perf_counter() - fit_started - (made - made_first)
     share = exact_share(model, *check)
     log.info("reader: %.2f%% of %d test strips read exactly after %.0f s of training", 100 * share,
              len(check[0]), training)
     record = {"format": RECORD_FORMAT, "config": asdict(config), "parameters": int(model.count_params()),
-              "strips": len(strips), "seconds_making_strips": round(made, 1),
-              "seconds_training": round(training, 1), "final_loss": float(history.history["loss"][-1]),
+              "strips": config.strips * (config.epochs if config.fresh else 1), "seconds_making_strips": round(made, 1),
+              "seconds_training": round(training, 1), "final_loss": float(losses[-1]),
               "test_strips": len(check[0]), "test_strips_read_exactly": share, "environment": environment()}
     if config.init is not None:
         record["init_sha256"] = sha256_file(Path(config.init))
