@@ -49,7 +49,7 @@ test: install-dev
 models: install
 	$(BIN)/mnist-cnn models
 
-# Retrain the shipped model's touching-digit reader (about 20 minutes on 2 cores), with its
+# Retrain the shipped model's touching-digit reader (about 25 minutes on 2 cores), with its
 # digest and measurements beside it; `benchmarks/read_numbers.py mnist` then scores it.
 READER := src/mnist_cnn/pretrained/mnist/reader.keras
 reader: install

@@ -227,6 +227,10 @@ def test_fresh_strips_every_epoch_are_new_strips(mnist_digits, tmp_path, monkeyp
     training_seeds = [made[0], *made[2:]]  # made[1]: the test strips
     assert len(made) == 4 and len(set(training_seeds)) == 3  # one new set of strips per epoch
     assert record["strips"] == 3 * 128 and record["config"]["fresh"] is True
+    made.clear()
+    record = training.train_reader(train, test, tmp_path / "reader.keras",
+                                   training.ReaderConfig(strips=128, check_strips=16, epochs=2, fresh=False))
+    assert len(made) == 2 and record["strips"] == 128  # the same strips both epochs (and the test strips)
 
 
 def test_a_classifier_is_refused_as_a_reader(trained_model):

@@ -2,7 +2,8 @@
 
 The reader is trained only on MNIST *training* digits, composed into numbers of 1-4
 digits that touch or overlap (`data.compose.strip_inks`: random sizes, slants, gaps,
-stroke widths), and checked on numbers made the same way from *test* digits. Its input is
+stroke widths), new ones every epoch, and checked on numbers made the same way from *test*
+digits. Its input is
 the strip `touching.strip_from_ink` makes of a component's ink; its output, per band of
 BAND strip columns, logits for "nothing here" and the ten digits, trained with CTC.
 
@@ -50,7 +51,9 @@ class ReaderConfig:
     learning_rate: float = 3e-3
     seed: int = 0
     init: str | None = None  # a reader.keras to go on training (fresh strips of `seed`), instead of new weights
-    fresh: bool = False  # new strips every epoch (`strips` each), instead of the same strips every epoch
+    # New strips every epoch (`strips` each) rather than the same ones: the model learns its strips
+    # by heart otherwise (loss 0.115 on them, 0.31 on new ones; 93.1% of test strips, fresh 94.4%).
+    fresh: bool = True
 
 
 _DIGITS: tuple[np.ndarray, np.ndarray] | None = None  # a worker's copy of the digits, sent once
