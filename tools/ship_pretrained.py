@@ -91,14 +91,14 @@ def reader_digest(name: str) -> str | None:
     return digest_file.read_text(encoding="ascii").split()[0] if digest_file.is_file() else None
 
 
-def numbers_read(digest: str, reader_digest: str | None) -> str | None:
+def numbers_read(digest: str, reader_sha256: str | None) -> str | None:
     """Whole numbers of MNIST test digits read exactly, from the newest read_numbers result for `digest`
-    read with the reader that ships beside it (`reader_digest`; a trial of another reader is not the card's)."""
+    read with the reader that ships beside it (`reader_sha256`; a trial of another reader is not the card's)."""
     for path in sorted((REPO / "benchmarks" / "results").glob("read-numbers-*.json"), reverse=True):
         record = json.loads(path.read_text())
         reader = record.get("reader")
         if (record.get("model_sha256") == digest and "separate" in record
-                and (reader_digest is None or (reader or {}).get("sha256") == reader_digest)):
+                and (reader_sha256 is None or (reader or {}).get("sha256") == reader_sha256)):
             lengths = sorted(int(k) for k in record["touching"]["exact_by_length"])
             how = (f"with the touching-digit reader, SHA-256 `{reader['sha256'][:12]}`" if reader
                    else "cut by the model's judgement alone, no reader")
@@ -157,16 +157,15 @@ def card(name: str, record: dict, metrics: dict, digest: str) -> str:
 
 def reader_file_line(name: str) -> str | None:
     """The card's line on the touching-digit reader shipped beside the model, if there is one."""
-    folder = TARGET / name
-    digest_file, record_file = folder / "reader.keras.sha256", folder / "reader.json"
-    if not digest_file.is_file() or not record_file.is_file():
+    digest, record_file = reader_digest(name), TARGET / name / "reader.json"
+    if digest is None or not record_file.is_file():
         return None
     record = json.loads(record_file.read_text())
     return (f"`reader.keras`: the touching-digit reader (`mnist-cnn train-reader`, {record['parameters']:,} "
             f"parameters, CTC, trained on {record['strips']:,} numbers composed from MNIST training digits in "
             f"{record['seconds_training']:,.0f} s on {record['environment'].get('cpu') or 'an unrecorded CPU'}; "
             f"{100 * record['test_strips_read_exactly']:.1f}% of {record['test_strips']:,} strips of test digits "
-            f"read exactly), SHA-256 `{digest_file.read_text().split()[0]}`, checked at first use.")
+            f"read exactly), SHA-256 `{digest}`, checked at first use.")
 
 
 INTENDED = {

@@ -3,9 +3,9 @@
 The reader is trained only on MNIST *training* digits, composed into numbers of 1-4
 digits that touch or overlap (`data.compose.strip_inks`: random sizes, slants, gaps,
 stroke widths), new ones every epoch, and checked on numbers made the same way from *test*
-digits. Its input is
-the strip `touching.strip_from_ink` makes of a component's ink; its output, per band of
-BAND strip columns, logits for "nothing here" and the ten digits, trained with CTC.
+digits. Its input is the strip `touching.strip_from_ink` makes of a component's ink; its
+output, per band of BAND strip columns, logits for "nothing here" and the ten digits,
+trained with CTC.
 
 Architecture (sized by measurement on 2 CPU cores, benchmarks/README.md "Reading
 touching digits"): three conv blocks (16, 32, 64 filters, batch-normalised) pool the
@@ -147,7 +147,7 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     started = time.perf_counter()
     strips, targets = make_strips(*train, config.strips, config.seed)
     check = make_strips(*test, config.check_strips, config.seed + 1)
-    made = made_first = time.perf_counter() - started
+    made = time.perf_counter() - started
     log.info("made %d training strips in %.1f s", len(strips), made)
     quiet_tensorflow()
     import keras
@@ -163,7 +163,7 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
                                                       warmup_steps=steps // 20)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
     inputs = (strips.astype(np.float32) / 255.0)[..., np.newaxis]
-    fit_started = time.perf_counter()
+    fit_started, remade = time.perf_counter(), 0.0  # remade: seconds making new strips between epochs
     progress = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
         "reader epoch %d/%d: loss %.4f, %.0f s so far", epoch + 1, config.epochs, logs["loss"],
         time.perf_counter() - fit_started))
@@ -175,19 +175,20 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
         losses = []
         for epoch in range(config.epochs):
             if epoch:
-                made_at = time.perf_counter()
+                making = time.perf_counter()
                 strips, targets = make_strips(*train, config.strips, config.seed + 7_919 * epoch)
-                made += time.perf_counter() - made_at
+                remade += time.perf_counter() - making
                 inputs = (strips.astype(np.float32) / 255.0)[..., np.newaxis]
             history = model.fit(inputs, targets, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
                                 shuffle=True, verbose=0, callbacks=[progress])
             losses += history.history["loss"]
-    training = time.perf_counter() - fit_started - (made - made_first)
+    training = time.perf_counter() - fit_started - remade
     share = exact_share(model, *check)
     log.info("reader: %.2f%% of %d test strips read exactly after %.0f s of training", 100 * share,
              len(check[0]), training)
     record = {"format": RECORD_FORMAT, "config": asdict(config), "parameters": int(model.count_params()),
-              "strips": config.strips * (config.epochs if config.fresh else 1), "seconds_making_strips": round(made, 1),
+              "strips": config.strips * (config.epochs if config.fresh else 1),
+              "seconds_making_strips": round(made + remade, 1),
               "seconds_training": round(training, 1), "final_loss": float(losses[-1]),
               "test_strips": len(check[0]), "test_strips_read_exactly": share, "environment": environment()}
     if config.init is not None:

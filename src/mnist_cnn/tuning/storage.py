@@ -113,13 +113,14 @@ def make_storage(url: str | None, runs_dir: Path, heartbeat_s: int | None = None
     if heartbeat_s:
         retry = {"heartbeat_interval": heartbeat_s, "grace_period": GRACE_HEARTBEATS * heartbeat_s,
                  "heartbeat_stale_trial_callback": retry_callback(optuna)}
+    address = database_url(url)
     try:
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
-                with schema_lock(database_url(url)), warnings.catch_warnings():
+                with schema_lock(address), warnings.catch_warnings():
                     # heartbeats are marked experimental; they are what we rely on
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(database_url(url), engine_kwargs={"pool_pre_ping": True}, **retry)
+                    return optuna.storages.RDBStorage(address, engine_kwargs={"pool_pre_ping": True}, **retry)
             except Exception as e:
                 # Workers started together on an empty database race to create Optuna's
                 # tables (PostgreSQL takes turns under schema_lock; other databases may
