@@ -113,4 +113,3 @@ def compare(model_path: Path, data_dir: Path | None, measured: dict[str, tuple[n
 
 def refused_share(scores: np.ndarray, threshold: float, blank: int) -> float:
     return float(((scores < threshold).sum() + blank) / (len(scores) + blank))
-

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pass  # (moved import)
 from mnist_cnn.data import registry
 from mnist_cnn.data.load import load_dataset
 from mnist_cnn.data.prepare import normalize

@@ -14,7 +14,6 @@ import pytest
 from conftest import idx_bytes, make_tiny_arrays
 from PIL import Image
 
-pass  # (moved import)
 from mnist_cnn.cli.main import main
 from mnist_cnn.core.errors import DatasetFormatError, DatasetNotFoundError
 from mnist_cnn.data.custom import load_custom

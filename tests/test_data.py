@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from conftest import idx_bytes, make_tiny_arrays, write_idx_folder
 
-pass  # (moved import)
 from mnist_cnn.core.errors import ChecksumError, ConfigError, DatasetNotFoundError, IdxFormatError
 from mnist_cnn.data.idx import is_gzip, parse_idx
 from mnist_cnn.data.load import load_dataset

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-pass  # (moved import)
 from conftest import REPO, idx_bytes, make_tiny_arrays
 
 from mnist_cnn.cli.main import main

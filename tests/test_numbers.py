@@ -15,7 +15,6 @@ import pytest
 from conftest import SHARED_DATA
 from PIL import Image, ImageDraw
 
-pass  # (moved import)
 from mnist_cnn.cli.main import main
 from mnist_cnn.core.errors import EmptyImageError, MnistCnnError
 from mnist_cnn.data.idx import load_split

@@ -15,7 +15,6 @@ import pytest
 from conftest import SHARED_DATA
 from PIL import Image
 
-pass  # (moved import)
 from servers import running_server
 
 from mnist_cnn.data.idx import load_split

@@ -15,7 +15,6 @@ import pytest
 from conftest import SHARED_DATA
 from PIL import Image
 
-pass  # (moved import)
 from mnist_cnn.cli.main import main
 from mnist_cnn.core.errors import ModelFileError
 from mnist_cnn.data.idx import load_split

@@ -17,7 +17,6 @@ import pytest
 from conftest import SHARED_DATA
 from PIL import Image
 
-pass  # (moved import)
 from servers import running_server
 from test_preprocess import png_header_only
 

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pass  # (moved import)
 from mnist_cnn.core.errors import MnistCnnError
 from mnist_cnn.data.idx import load_split
 from mnist_cnn.data.registry import get_spec

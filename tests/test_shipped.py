@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from conftest import load_benchmark_script
 
-pass  # (moved import)
 from mnist_cnn.cli.main import main
 from mnist_cnn.core.errors import ModelFileError
 from mnist_cnn.inference import shipped

@@ -112,7 +112,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _percent(metrics: dict[str, Any] | None) -> str:
     accuracy = (metrics or {}).get("accuracy")
     return f"{100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else "not measured"

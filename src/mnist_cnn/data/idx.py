@@ -25,17 +25,13 @@ log = logging.getLogger(__name__)
 IDX_UBYTE = 0x08
 
 
-
 IDX_NDIM = {"images": 3, "labels": 1}
-
 
 
 GZIP_MAGIC = b"\x1f\x8b"  # every gzip stream starts with these two bytes (RFC 1952)
 
 
-
 MAX_PAYLOAD_BYTES = 1 << 30  # an IDX payload read into memory: MNIST's largest is 47 MB
-
 
 
 def is_gzip(path: Path) -> bool:
@@ -49,11 +45,9 @@ def is_gzip(path: Path) -> bool:
         return f.read(len(GZIP_MAGIC)) == GZIP_MAGIC
 
 
-
 def open_payload(path: Path) -> BinaryIO:
     """`path` opened for reading its uncompressed bytes (gzip or raw, as `is_gzip` says)."""
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # type: ignore[return-value]
-
 
 
 def read_payload(path: Path, max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
@@ -74,7 +68,6 @@ def read_payload(path: Path, max_bytes: int = MAX_PAYLOAD_BYTES) -> bytes:
                              f"copy or download it again") from None
     except OSError as e:
         raise IdxFormatError(f"cannot read {path}: {e.strerror}; check the file and its permissions") from None
-
 
 
 def parse_idx(payload: bytes, kind: str, source: str = "<bytes>") -> np.ndarray:
@@ -104,7 +97,6 @@ def parse_idx(payload: bytes, kind: str, source: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(payload, dtype=np.uint8, offset=header_size).reshape(dims)
 
 
-
 def load_split(spec: DatasetSpec, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """Read, verify and parse one split; returns images, labels and the payload digests."""
     arrays, digests = {}, {}
@@ -130,5 +122,3 @@ def load_split(spec: DatasetSpec, folder: Path, split: str) -> tuple[np.ndarray,
         raise IdxFormatError(f"{split} labels in {folder} go up to {labels.max()}, but {spec.name} has "
                              f"{len(spec.class_names)} classes")
     return images, labels, digests
-
-

@@ -55,7 +55,6 @@ def load_dataset(name: str = "mnist", data_dir: Path | None = None, *, mirrors: 
         return _read_folder(spec, folder)
 
 
-
 def _read_folder(spec: DatasetSpec, folder: Path) -> Dataset:
     log.info("loading %s from %s", spec.name, folder)
     train_images, train_labels, train_digests = load_split(spec, folder, "train")
@@ -63,5 +62,3 @@ def _read_folder(spec: DatasetSpec, folder: Path) -> Dataset:
     return Dataset(name=spec.name, class_names=spec.class_names, train_images=train_images,
                    train_labels=train_labels, test_images=test_images, test_labels=test_labels,
                    source=folder, sha256={**train_digests, **test_digests})
-
-

@@ -18,7 +18,6 @@ def normalize(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0)[..., np.newaxis]
 
 
-
 def encode_labels(labels: np.ndarray, num_classes: int, mode: str = "onehot") -> np.ndarray:
     """"onehot": float32 (N, num_classes) for categorical_crossentropy; "sparse": int32 (N,)."""
     if mode == "sparse":
@@ -26,7 +25,6 @@ def encode_labels(labels: np.ndarray, num_classes: int, mode: str = "onehot") ->
     if mode == "onehot":
         return np.eye(num_classes, dtype=np.float32)[labels]
     raise ConfigError(f"unknown label mode {mode!r}: choose onehot or sparse")
-
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,5 +92,3 @@ def prepare_data(config: SplitSettings, dataset: Dataset, *, scale: bool = True)
     x = normalize(images) if scale else images[..., np.newaxis]  # -> float32 (or uint8) (N, 28, 28, 1)
     y = encode_labels(labels, dataset.num_classes, config.labels)
     return PreparedData(x[train_idx], y[train_idx], x[val_idx], y[val_idx], train_idx, val_idx)
-
-

@@ -165,25 +165,3 @@ def locate(name: str, data_dir: Path | None = None) -> Path:
         f"({', '.join(f + '.gz' for f in spec.files.values())}) in one of these folders, "
         f"or pass --data-dir DIR (or set MNIST_CNN_DATA_DIR) where DIR/{name}/ holds them"
     )
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -222,12 +222,6 @@ def _build(keras_model: Any, fmt: Format, path: Path, staging: Path, metadata: d
     return LiteRtModel(path)
 
 
-
-
-
-
-
-
 def _record(fmt: Format, out: Path, model_path: Path, name: str, parameters: int, info: ModelInfo,
             parity: Parity) -> dict[str, Any]:
     """The export record: written as JSON beside the model and rendered as its model card."""

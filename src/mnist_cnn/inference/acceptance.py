@@ -328,5 +328,3 @@ def for_model(model_path: Path) -> Acceptance | None:
         raise RunFileError(f"{path} was calibrated for another {model_path.name} (its digest differs: "
                            f"retrained?); run `mnist-cnn calibrate {model_path}` again, or delete it")
     return rule
-
-

@@ -31,7 +31,6 @@ ONNX_OPSET = 17  # pinned so a tf2onnx upgrade cannot change the file; ONNX Runt
 RUNTIMES = ("auto", "keras", "litert", "onnx")  # `serve --runtime`: what runs a .keras model's calls
 
 
-
 SERVING_TOLERANCE = 1e-4  # a converted model must match Keras to this on the probe (probabilities)
 
 # Dynamic-range LiteRT (int8 weights, activations quantised on the fly, float in and out) runs
@@ -41,7 +40,6 @@ SERVING_TOLERANCE = 1e-4  # a converted model must match Keras to this on the pr
 QUANTIZED_RECORD = "quantized.json"
 MIN_AGREEMENT = 0.999
 QUANTIZED_TOLERANCE = 0.05  # on the probe: same top class, probabilities within this
-
 
 
 def probe_images(count: int = 64, seed: int = 0) -> np.ndarray:
@@ -56,7 +54,6 @@ def probe_images(count: int = 64, seed: int = 0) -> np.ndarray:
             distance = np.abs((cols - 14) * np.cos(angle) + (rows - 14) * np.sin(angle) - offset)
             image[..., 0] = np.maximum(image[..., 0], np.clip(2.0 - distance, 0, 1))
     return images
-
 
 
 def for_serving(model: InferenceModel, runtime: str = "auto", quantized: dict[str, Any] | None = None) -> InferenceModel:
@@ -159,7 +156,6 @@ def write_saved_model(keras_model: Any, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-
 def write_litert(keras_model: Any, path: Path, staging: Path, quantize: bool = False) -> None:
     """A .tflite file at `path`, through a SavedModel in `staging` (as Keras' own format="litert" does);
     `quantize`: dynamic-range int8 weights (float input and output)."""
@@ -210,7 +206,6 @@ def quantized_record(model_file: Path | str | None) -> dict[str, Any] | None:
     return None
 
 
-
 def write_onnx(keras_model: Any, path: Path, signature: list[Any], metadata: dict[str, str]) -> None:
     """Keras' ONNX export (tf2onnx underneath), then names and metadata set with the onnx package."""
     import onnx
@@ -229,5 +224,3 @@ def write_onnx(keras_model: Any, path: Path, signature: list[Any], metadata: dic
     onnx.helper.set_model_props(proto, metadata)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-
-

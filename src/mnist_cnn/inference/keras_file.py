@@ -48,7 +48,6 @@ def load_keras_file(path: Path) -> keras.Model:
 MAX_MODEL_UNPACKED_BYTES = 512 * 1024 * 1024  # our largest model unpacks to ~4 MB; a zip bomb to GBs
 
 
-
 def _check_archive(path: Path) -> None:
     """A .keras file is a zip: refuse one whose members declare more than the cap, unread."""
     try:
@@ -68,7 +67,6 @@ def _check_archive(path: Path) -> None:
     if declared > MAX_MODEL_UNPACKED_BYTES:
         raise ModelFileError(f"{path} would unpack to {declared:,} bytes, over the {MAX_MODEL_UNPACKED_BYTES:,}-byte "
                              f"limit for a model; it is not a model of this package")
-
 
 
 def check_classifier(model: keras.Model, source: Path | str, num_classes: int | None = None) -> None:
@@ -97,5 +95,3 @@ def check_classifier(model: keras.Model, source: Path | str, num_classes: int | 
     if not (np.isfinite(probe).all() and probe.min() >= -1e-6 and abs(probe.sum() - 1) < 1e-3):
         raise ModelFileError(f"{where} does not output class probabilities (no softmax: outputs sum to "
                              f"{probe.sum():.3g}); pass a classifier trained by `mnist-cnn train`")
-
-

@@ -30,18 +30,6 @@ METADATA_PREFIX = "mnist_cnn."  # ONNX metadata_props keys written by `export`
 EXTRA_HINT = "pip install 'mnist-cnn[export]'"
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 class InferenceModel:
     """A loaded classifier: batch float32 (N, 28, 28, 1) in [0, 1] -> float32 (N, num_classes)."""
 
@@ -322,17 +310,8 @@ def predict_probabilities(model: Any, images: np.ndarray, batch_size: int = PRED
     return np.concatenate([runner(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-
 def _int_or_none(text: str | None) -> int | None:
     try:
         return int(text) if text is not None else None
     except ValueError:
         return None
-
-
-
-
-
-
-
-

@@ -18,9 +18,7 @@ BUNDLED_MODELS: dict[str, str] = {"mnist": "pretrained/mnist/model.keras",
                                    "fashion-mnist": "pretrained/fashion-mnist/model.keras"}
 
 
-
 DIGEST_SUFFIX = ".sha256"  # beside a bundled model: "<hex digest>  model.keras", as sha256sum writes
-
 
 
 def bundled_path(name: str) -> Path:
@@ -28,7 +26,6 @@ def bundled_path(name: str) -> Path:
     from importlib import resources
 
     return Path(str(resources.files("mnist_cnn") / BUNDLED_MODELS[name]))
-
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -40,7 +37,6 @@ def resolve_model(name_or_path: str | Path) -> Path:
     path = bundled_path(key)
     check_digest(path, key)
     return path
-
 
 
 def check_digest(path: Path, name: str) -> None:

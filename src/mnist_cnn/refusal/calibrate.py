@@ -136,12 +136,6 @@ def calibrate(predictor: "Predictor", fit_digits: Sequence[Any], fit_negatives: 
     return replace(rule, details=details)
 
 
-
-
-
-
-
-
 def _sample(images: np.ndarray, count: int, seed: int) -> np.ndarray:
     picks = np.random.default_rng(seed).permutation(len(images))[:count]
     return images[np.sort(picks)]

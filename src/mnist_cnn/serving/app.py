@@ -48,12 +48,6 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundary and part headers on top of the 
 # Images read at once: more gains nothing on a few cores, and each big image may take
 # a few hundred MB while decoded, so this also bounds memory (others wait their turn).
 MAX_CONCURRENT_IMAGES = 4
-# Connection hygiene (uvicorn has no header or body timeout of its own; see GuardedH11Protocol).
-
-
-
-
-
 
 
 def _reject_constant(name: str) -> float:
@@ -207,11 +201,3 @@ async def _read_image(request: Request) -> tuple[bytes | np.ndarray, str]:
         raise HTTPException(415, f"unsupported content type {content_type or '(none)'!r}; send "
                                  f"multipart/form-data (field 'file'), image/*, or application/json")
     return source, name
-
-
-
-
-
-
-
-

@@ -150,10 +150,8 @@ class BodyTooLarge(Exception):
     """Raised from `receive` when a request body passes the cap."""
 
 
-
 class BodyTooSlow(Exception):
     """Raised from `receive` when a request body is not complete within BODY_TIMEOUT_S."""
-
 
 
 class BodySizeLimit:
@@ -218,5 +216,3 @@ class BodySizeLimit:
                 raise
             refusal = self._refusal() if isinstance(e, BodyTooLarge) else self._too_slow()
             await refusal(scope, receive, send)
-
-

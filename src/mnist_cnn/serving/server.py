@@ -46,8 +46,6 @@ MAX_WORKERS = 64  # --workers' ceiling: each worker holds a model
 STARTUP_TIMEOUT_S = 60.0  # `Server.in_thread` waits this long for uvicorn to listen
 
 
-
-
 def check_settings(max_upload_mb: float, max_connections: int, workers: int | None) -> None:
     """One-line errors for settings no server can run with (NaN and infinity included)."""
     if not 0 < max_upload_mb <= MAX_UPLOAD_MB:  # no comparison holds for nan
@@ -72,7 +70,6 @@ def bind(host: str, port: int) -> socket.socket:
         raise MnistCnnError(f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e}); "
                             f"pass another --port or --host") from None
     return sock
-
 
 
 def guarded_protocol(header_timeout_s: float = HEADER_TIMEOUT_S) -> type:
@@ -125,7 +122,6 @@ def guarded_protocol(header_timeout_s: float = HEADER_TIMEOUT_S) -> type:
             super().connection_lost(exc)
 
     return GuardedH11Protocol
-
 
 
 def connection_ceiling(max_requests: int) -> int:

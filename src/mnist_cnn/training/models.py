@@ -201,11 +201,3 @@ def build_model(name: str, num_classes: int = 10) -> keras.Model:
         raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(MODELS)} "
                           f"(see `mnist-cnn models`)") from None
     return entry.builder(num_classes)
-
-
-
-
-
-
-
-

@@ -50,10 +50,6 @@ RELOAD_TOLERANCE = 1e-5
 RELOAD_PROBE = 1000  # test images the reloaded model is compared on
 
 
-
-
-
-
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None,
                  augment: keras.Sequential | None = None, autotune: bool = False,
                  epochs: int | None = None, first_epoch: int = 0) -> Any:
@@ -283,7 +279,6 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
                     lang=config.lang)
     result.split = (data.train_index, data.val_index)
     return result
-
 
 
 def finish(run: Run, dataset: Dataset, model: keras.Model, summary_before: str, fit_seconds: float,
