@@ -6,7 +6,9 @@ For each model, runtime and worker count asked, starts `mnist-cnn serve MODEL --
 - `--client ab` (default; Debian's `apache2-utils`): alternating `ab -k -c C` rounds on
   /healthz (the HTTP stack's own ceiling) and /predict (a raw `image/png` body: MNIST test
   digit 0), so both see the same machine state; reports the median requests/s of each,
-  their ratio, /predict's p50 and p99 latency and failed requests.
+  their ratio, /predict's p50 and p99 latency, failed requests, and where the CPU went:
+  milliseconds per request of the server process, its worker processes and `ab` (from
+  /proc and getrusage), which says what a faster /predict has to cut.
 - `--client httpx`: an asyncio httpx client timing each request from send to full
   response at concurrency 1 and C, uploading as the page does (multipart `file`): the
   page's 280x280 drawing and a 28x28 digit; p50/p99 and requests/s.
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -38,10 +42,39 @@ from common import digit_png, drawing_png, model_record, start_server, write_res
 WARMUP_REQUESTS = 50  # httpx client: before timing, so graphs are traced and connections open
 
 
-def ab(url: str, requests: int, concurrency: int, body: Path | None = None) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` has used so far (Linux /proc); 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def children_of(pid: int) -> list[int]:
+    """Live processes whose parent is `pid`: the server's worker processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def ab(url: str, requests: int, concurrency: int, body: Path | None = None,
+       server_pid: int | None = None) -> dict[str, float]:
+    """One `ab` round; with `server_pid`, also the CPU ms per request of the server, its workers and ab."""
     command = ["ab", "-q", "-k", "-n", str(requests), "-c", str(concurrency)]
     if body is not None:
         command += ["-p", str(body), "-T", "image/png"]
+    if server_pid is not None:
+        workers = children_of(server_pid)
+        before = (cpu_seconds(server_pid), sum(cpu_seconds(w) for w in workers),
+                  resource.getrusage(resource.RUSAGE_CHILDREN))
     out = subprocess.run([*command, url], check=False, capture_output=True, text=True, timeout=600).stdout
 
     def number(pattern: str) -> float:
@@ -50,11 +83,19 @@ def ab(url: str, requests: int, concurrency: int, body: Path | None = None) -> d
             raise RuntimeError(f"ab output lacks {pattern!r}:\n{out[-2000:]}")
         return float(match.group(1))
 
-    return {"requests_per_s": number(r"^Requests per second:\s+([\d.]+)"),
-            "p50_ms": number(r"^\s+50%\s+(\d+)"), "p99_ms": number(r"^\s+99%\s+(\d+)"),
-            "failed": number(r"^Failed requests:\s+(\d+)"),
-            "non_2xx": float(re.search(r"^Non-2xx responses:\s+(\d+)", out, re.MULTILINE).group(1))
-            if "Non-2xx" in out else 0.0}
+    found = {"requests_per_s": number(r"^Requests per second:\s+([\d.]+)"),
+             "p50_ms": number(r"^\s+50%\s+(\d+)"), "p99_ms": number(r"^\s+99%\s+(\d+)"),
+             "failed": number(r"^Failed requests:\s+(\d+)"),
+             "non_2xx": float(re.search(r"^Non-2xx responses:\s+(\d+)", out, re.MULTILINE).group(1))
+             if "Non-2xx" in out else 0.0}
+    if server_pid is not None:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # ab, reaped by subprocess.run
+        per_request = 1000.0 / requests
+        found["cpu_ms_per_request"] = {
+            "server": round((cpu_seconds(server_pid) - before[0]) * per_request, 3),
+            "workers": round((sum(cpu_seconds(w) for w in workers) - before[1]) * per_request, 3),
+            "ab": round((usage.ru_utime + usage.ru_stime - before[2].ru_utime - before[2].ru_stime) * per_request, 3)}
+    return found
 
 
 async def httpx_load(url: str, body: bytes, concurrency: int, requests: int) -> dict[str, float]:
@@ -102,18 +143,26 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def ab_rows(url: str, body: Path, args: argparse.Namespace) -> dict:
+def median_cpu(rounds: list[dict]) -> dict[str, float]:
+    """Median CPU ms per request of each process group over `rounds`."""
+    return {part: statistics.median(r["cpu_ms_per_request"][part] for r in rounds)
+            for part in ("server", "workers", "ab")}
+
+
+def ab_rows(url: str, body: Path, args: argparse.Namespace, server_pid: int) -> dict:
     ab(f"{url}/predict", 200, args.concurrency, body)  # warm-up
     health, predict = [], []
     for _ in range(args.rounds):
-        health.append(ab(f"{url}/healthz", args.requests, args.concurrency))
-        predict.append(ab(f"{url}/predict", args.requests, args.concurrency, body))
+        health.append(ab(f"{url}/healthz", args.requests, args.concurrency, server_pid=server_pid))
+        predict.append(ab(f"{url}/predict", args.requests, args.concurrency, body, server_pid))
     healthz_rps = statistics.median(r["requests_per_s"] for r in health)
     predict_rps = statistics.median(r["requests_per_s"] for r in predict)
     return {"healthz_rps": healthz_rps, "predict_rps": predict_rps, "ratio": round(predict_rps / healthz_rps, 3),
             "predict_p50_ms": statistics.median(r["p50_ms"] for r in predict),
             "predict_p99_ms": statistics.median(r["p99_ms"] for r in predict),
             "failed": sum(r["failed"] + r["non_2xx"] for r in predict + health),
+            # Where the CPU goes per request: the server process, its workers, the client.
+            "healthz_cpu_ms": median_cpu(health), "predict_cpu_ms": median_cpu(predict),
             "rounds": {"healthz": health, "predict": predict}}
 
 
@@ -151,7 +200,7 @@ def main() -> int:
         for model, runtime, workers in settings:
             process, url, worker_count = serve(model, runtime, workers)
             try:
-                found = ab_rows(url, body, args) if args.client == "ab" else {"rows": httpx_rows(url, args)}
+                found = ab_rows(url, body, args, process.pid) if args.client == "ab" else {"rows": httpx_rows(url, args)}
             finally:
                 stop(process)
             rows.append({**model_record(model), "runtime": runtime, "workers": worker_count, **found})
@@ -163,6 +212,12 @@ def main() -> int:
             print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {r['healthz_rps']:,.0f} | "
                   f"{r['predict_rps']:,.0f} | {r['ratio']:.2f} | {r['predict_p50_ms']:.0f} | {r['predict_p99_ms']:.0f} | "
                   f"{r['failed']:.0f} |")
+        print("\nCPU ms per request (median of rounds): server process, its workers, ab")
+        for r in rows:
+            for endpoint in ("healthz", "predict"):
+                cpu = r[f"{endpoint}_cpu_ms"]
+                print(f"  {Path(r['model']).name} {r['runtime']} {r['workers']} workers /{endpoint}: "
+                      f"server {cpu['server']:.3f}, workers {cpu['workers']:.3f}, ab {cpu['ab']:.3f}")
     else:
         print("| model | runtime | workers | image | concurrency | p50 ms | p99 ms | requests/s |")
         print("|---|---|---:|---|---:|---:|---:|---:|")
