@@ -35,6 +35,7 @@ from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference import acceptance
 from mnist_cnn.inference.predict import Predictor
 from mnist_cnn.refusal import negatives
+from mnist_cnn.refusal.forms import enlarged, written_digits
 from common import RESULTS, model_record, write_result
 
 SEED = 1  # generated negatives: not the calibration's seed (0)
@@ -58,14 +59,6 @@ def blank_images(count: int, seed: int = SEED) -> list[np.ndarray]:
         else:
             images.append(np.full((side, side), (255, int(rng.integers(60, 200)), 0)[i % 4], np.uint8))
     return images
-
-
-def enlarged(images: np.ndarray, side: int = 84) -> list[np.ndarray]:
-    """MNIST digits as a person's file holds them: dark on light, enlarged (bilinear) to `side` px."""
-    from PIL import Image
-
-    return [np.asarray(Image.fromarray(255 - image).resize((side, side), Image.Resampling.BILINEAR))
-            for image in images]
 
 
 def inputs_and_probabilities(predictor: Predictor, sources) -> tuple[np.ndarray, np.ndarray, int]:
@@ -111,23 +104,6 @@ def plot(curves: dict[str, list[dict]], out: Path) -> None:
     fig.savefig(out, dpi=120)
 
 
-def written_digits(images: np.ndarray, count: int = 3000, seed: int = SEED) -> list[np.ndarray]:
-    """MNIST digits as people's pages show them: 36-90 px tall, slanted, dark on grainy paper.
-
-    Rendered as `mnist_cnn.data.compose` renders the digits of numbers (resampled twice: blurrier than
-    MNIST's own); a rule must accept these too, not only MNIST's exact rendering.
-    """
-    from mnist_cnn.data.compose import PAPER_NOISE, render_digit  # noqa: PLC0415
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for digit in images[:count]:
-        ink = render_digit(digit, int(rng.integers(36, 91)), float(rng.uniform(-0.2, 0.2)))
-        paper = np.pad(ink, int(0.3 * ink.shape[0]))
-        out.append(np.clip(255 - 255 * paper + rng.normal(0, PAPER_NOISE, paper.shape), 0, 255).astype(np.uint8))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
@@ -143,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     mnist, fashion = load_dataset("mnist", args.data_dir), load_dataset("fashion-mnist", args.data_dir)
     letters = negatives.letter_images(negatives.find_fonts(), string.ascii_letters, seed=SEED)
     sources = {"mnist test": mnist.test_images, "mnist test enlarged to 84 px": enlarged(mnist.test_images),
-               "mnist test as written": written_digits(mnist.test_images),
+               "mnist test as written": written_digits(mnist.test_images, 3000, SEED),
                "fashion-mnist test": fashion.test_images,
                "blank": blank_images(400), "noise": negatives.noise_images(2000, SEED),
                "noise inverted": [255 - image for image in negatives.noise_images(2000, SEED)],
@@ -163,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report["goals"], indent=1))
 
     letter_images, letter_probabilities, _ = inputs_and_probabilities(predictor, [im for _, im in letters])
-    letter_scores = rule.scores(letter_images, letter_probabilities)
+    letter_scores = predictor.acceptance_scores(letter_images, letter_probabilities)
     names = np.array([c for c, _ in letters])
     report["per_letter_refused"] = {c: float((letter_scores[names == c] < rule.threshold).mean())
                                     for c in string.ascii_letters}
@@ -171,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                           key=lambda kv: kv[1])))
 
     digits = measured["mnist test"]
-    rules = {"stored rule": lambda im, p: rule.scores(im, p),
+    rules = {"stored rule": predictor.acceptance_scores,
              "margin alone": lambda im, p: acceptance.features(im, p)[:, 0],
              "max softmax probability": lambda im, p: p.max(axis=1)}
     curves = {}

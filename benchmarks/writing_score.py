@@ -39,20 +39,11 @@ from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference import acceptance
 from mnist_cnn.inference.predict import Predictor
 from mnist_cnn.refusal import negatives
+from mnist_cnn.refusal.forms import FORMS, enlarged, sent_forms, written_digits
 from mnist_cnn.refusal.calibrate import run_model
 
-FORMS = ("raw", "enlarged to 84 px", "as written")
 FIT_DIGITS, HELD_DIGITS = 9000, 6000
 EPOCHS = 6
-
-
-def digit_forms(images: np.ndarray, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Half the digits raw, a quarter enlarged, a quarter as written; and each one's form."""
-    half, three = len(images) // 2, 3 * len(images) // 4
-    sources = (list(images[:half]) + refusal.enlarged(images[half:three])
-               + refusal.written_digits(images[three:], count=len(images) - three, seed=seed))
-    forms = np.array([FORMS[0]] * half + [FORMS[1]] * (three - half) + [FORMS[2]] * (len(images) - three))
-    return sources, forms
 
 
 def prepared(predictor: Predictor, sources) -> tuple[np.ndarray, np.ndarray, int]:
@@ -87,15 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor.from_path("mnist")
     mnist, fashion = load_dataset("mnist", args.data_dir), load_dataset("fashion-mnist", args.data_dir)
     order = np.random.default_rng(args.seed).permutation(len(mnist.train_images))
-    fit_sources, _ = digit_forms(mnist.train_images[order[:FIT_DIGITS]], args.seed)
-    held_sources, held_forms = digit_forms(mnist.train_images[order[FIT_DIGITS:FIT_DIGITS + HELD_DIGITS]],
+    fit_sources, _ = sent_forms(mnist.train_images[order[:FIT_DIGITS]], args.seed)
+    held_sources, held_forms = sent_forms(mnist.train_images[order[FIT_DIGITS:FIT_DIGITS + HELD_DIGITS]],
                                            args.seed + 2)
     clothes = fashion.train_images[np.random.default_rng(args.seed).permutation(len(fashion.train_images))[:6000]]
     digits, digits_p, _ = prepared(predictor, fit_sources)
     held, held_p, held_blank = prepared(predictor, held_sources)
     if held_blank:
         sys.exit("a held-out digit came out blank: the forms no longer line up")
-    negative_sets = [prepared(predictor, list(clothes[:3000])), prepared(predictor, refusal.enlarged(255 - clothes[3000:])),
+    negative_sets = [prepared(predictor, list(clothes[:3000])), prepared(predictor, enlarged(255 - clothes[3000:])),
                      prepared(predictor, negatives.noise_images(3000, args.seed)),
                      prepared(predictor, negatives.scribble_images(2000, args.seed))]
     negative = np.concatenate([found[0] for found in negative_sets])
@@ -127,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             rules[(name, target)] = replace(rule, threshold=min(per_form))
 
     letters = negatives.letter_images(negatives.find_fonts(), string.ascii_letters, seed=refusal.SEED)
-    unseen = {"mnist test": mnist.test_images, "mnist test enlarged to 84 px": refusal.enlarged(mnist.test_images),
-              "mnist test as written": refusal.written_digits(mnist.test_images),
+    unseen = {"mnist test": mnist.test_images, "mnist test enlarged to 84 px": enlarged(mnist.test_images),
+              "mnist test as written": written_digits(mnist.test_images, 3000, refusal.SEED),
               "fashion-mnist test": fashion.test_images, "blank": refusal.blank_images(400),
               "noise": negatives.noise_images(2000, refusal.SEED),
               "noise inverted": [255 - image for image in negatives.noise_images(2000, refusal.SEED)],

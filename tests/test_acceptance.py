@@ -291,7 +291,7 @@ def test_calibrate_command_writes_the_file_from_the_runs_split(model_copy, monke
     config_path.write_text(json.dumps(config))
     monkeypatch.setattr(calibrate, "FIT_DIGITS", 500)
     monkeypatch.setattr(calibrate, "FIT_NEGATIVES", 500)
-    monkeypatch.setattr(calibrate, "MEASURE_GENERATED", 20)
+    monkeypatch.setattr(calibrate.negatives, "MEASURE_GENERATED", 20)
     monkeypatch.setattr(calibrate.negatives, "find_fonts", lambda *a: [])  # letters: measured in benchmarks
     assert main(["calibrate", str(model_copy), "--data-dir", str(SHARED_DATA), "--offline"]) == 0
     out = capsys.readouterr().out

@@ -191,7 +191,7 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
     assert probabilities.shape == (3, COLUMNS, 11)
     assert np.allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
     reader.use_litert()  # as `serve` runs it: the same answers with less overhead per call
-    assert reader._interpreter is not None
+    assert reader._side.on_litert
     assert np.allclose(reader.probabilities(strips), probabilities, atol=1e-4)
     assert np.allclose(reader.probabilities(strips[:1]), probabilities[:1], atol=1e-4)  # another batch size
 

@@ -6,7 +6,7 @@
 
 Writes src/mnist_cnn/pretrained/NAME/: `model.keras` (without optimizer state), `config.json`
 and `metrics.json` (what `runs.Run.model_info` reads: dataset, class names, preprocessing,
-test scores), the run's `acceptance.json` ("not a digit") if it has one, the model's SHA-256
+test scores), the run's `acceptance.json` ("not a digit") and its `writing.keras` if it has them, the model's SHA-256
 (`model.keras.sha256`, checked whenever the name is used) and `MODEL_CARD.md`. The copy names no folder of the machine that trained it: the data
 source becomes the dataset's name. Refuses a run that is not finished or that was
 trained on another dataset than NAME. `--card-only` rewrites `MODEL_CARD.md` of the model
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         # The copy predicts exactly as the original (checked above): the rule holds for it, by its new digest.
         rule["details"]["model_sha256"] = digest
         (target / "acceptance.json").write_text(json.dumps(rule, indent=2) + "\n")
+        if (args.run_dir / "writing.keras").is_file():  # the rule's writing scorer (`mnist-cnn calibrate`)
+            shutil.copyfile(args.run_dir / "writing.keras", target / "writing.keras")
     print(f"shipped {args.run_dir} as {target} (test accuracy {metrics['test']['accuracy']:.4f})")
     return write_quantized_parity(args.name)
 

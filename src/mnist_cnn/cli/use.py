@@ -31,8 +31,8 @@ EPILOGS = {
              "  curl -F file=@digit.png http://127.0.0.1:8000/predict\n"
              "  curl -F file=@number.png http://127.0.0.1:8000/read",
     "calibrate": "example:\n  mnist-cnn calibrate runs/20261127T120000Z-mnist-cnn/model.keras --data-dir DIR\n"
-                 "  writes acceptance.json beside the model; predict, serve and the page then say which "
-                 "inputs do not look like a digit",
+                 "  writes acceptance.json (and, for a digit model, writing.keras) beside the model; predict, "
+                 "serve and the page then say which inputs do not look like a digit",
 }
 PREDICT_HELP = ("Read images with a trained model: top-k classes per image (MNIST-style preprocessing: "
                 "grayscale, invert, crop, fit 20 px, centre in 28x28).")
@@ -62,6 +62,9 @@ def add_predict_arguments(p: argparse.ArgumentParser, positive_int: Callable[[st
 def add_calibrate_arguments(c: argparse.ArgumentParser, add_source_flags: Callable[[argparse.ArgumentParser], None]) -> None:
     c.add_argument("model_path", type=Path, metavar="MODEL",
                    help="the model.keras of a run folder (its config.json names the data and the split)")
+    c.add_argument("--quick", action="store_true",
+                   help="fit only the four-feature rule that training fits (seconds), not the writing scorer as well "
+                        "(about a minute; refuses more noise and photos, fewer digits sent as images)")
     add_source_flags(c)  # --data-dir, --mirror, --offline: where MNIST and Fashion-MNIST are found
 
 
@@ -136,7 +139,7 @@ def run_calibrate(args: argparse.Namespace,
     quiet_tensorflow()
     from ..refusal.calibrate import calibrate_model
 
-    path, rule = calibrate_model(args.model_path, args.data_dir, **source_kwargs)
+    path, rule = calibrate_model(args.model_path, args.data_dir, writing=not args.quick, **source_kwargs)
     refused = rule.details.get("refused", {})
     print(f"wrote {path}: refuses " + ", ".join(f"{share:.1%} of {name}" for name, share in refused.items()))
     return 0

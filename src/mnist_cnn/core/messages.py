@@ -81,6 +81,8 @@ EN: dict[str, str] = {
     "why_core": "shading, not pen strokes: the inside of the ink averages {core:.0%} brightness, where a stroke "
                 "is solid",
     "why_no_class": "no class stands out (the closest, {closest}, at {probability:.0%})",
+    "why_not_writing": "it does not look like handwriting to the writing scorer (score {score:+.1f}; written "
+                       "digits score well above 0)",
     "plain_refused": "not a digit: {why} (the model has no calibrated \"not a digit\" rule; only these plain checks "
                      "apply)",
     "plain_coverage": "ink covers {coverage:.0%} of the image, more than any handwritten digit",
@@ -151,6 +153,8 @@ PT_BR: dict[str, str] = {
     "why_core": "sombreado, não traços de caneta: o interior da tinta tem em média {core:.0%} de brilho, onde um "
                 "traço é sólido",
     "why_no_class": "nenhuma classe se destaca (a mais próxima, {closest}, com {probability:.0%})",
+    "why_not_writing": "não parece escrita à mão para o avaliador de escrita (nota {score:+.1f}; dígitos escritos "
+                       "ficam bem acima de 0)",
     "plain_refused": "não é um dígito: {why} (o modelo não tem uma regra calibrada de \"não é um dígito\"; valem só "
                      "estas verificações simples)",
     "plain_coverage": "a tinta cobre {coverage:.0%} da imagem, mais do que qualquer dígito manuscrito",

@@ -12,7 +12,11 @@ preprocessed image (what the model saw) and the model's answer for it:
   for a digit at MNIST's scale, far more for a filled shape;
 - core: the mean brightness of the ink's core, the inked pixels (above INK_FLOOR) whose
   whole 3x3 neighbourhood is inked. A pen stroke's core is solid, however blurred its rim
-  (a photographed or resampled digit); a photographed thing keeps its shading inside.
+  (a photographed or resampled digit); a photographed thing keeps its shading inside;
+- writing (rules of format 4, written by `mnist-cnn calibrate`): the logit of a small CNN
+  trained to tell writing from things, noise and doodles (`writing`), stored beside the
+  model as writing.keras. The four measurements above leave some noise and photos through;
+  this one learns what they miss.
 
 It is fitted on digits of the model's own training split against Fashion-MNIST's
 *training* images (MNIST's for a Fashion-MNIST model) plus generated scribbles, and its
@@ -47,11 +51,14 @@ from ..core.hashing import sha256_file
 from ..core.messages import DEFAULT_LANG, class_label, text
 from ..runs.run import Run
 from .preprocess import SIDE, erode3, stroke_width
+from .writing import WRITING_FILE
 
-FORMAT = "mnist-cnn acceptance 3"  # bump when the file's meaning changes (2: stroke; 3: core)
-FEATURES = ("margin", "coverage", "stroke", "core")
+FORMAT = "mnist-cnn acceptance 3"  # bump when the file's meaning changes (2: stroke; 3: core; 4: writing)
+FEATURES = ("margin", "coverage", "stroke", "core")  # what every rule measures (after training, too)
+WRITING_FORMAT = "mnist-cnn acceptance 4"
+WRITING_FEATURES = (*FEATURES, "writing")  # ... and `mnist-cnn calibrate`'s rule for a digit model
 # What each format's files hold; older ones are still applied (their rule uses fewer features).
-READABLE = {"mnist-cnn acceptance 2": FEATURES[:3], FORMAT: FEATURES}
+READABLE = {"mnist-cnn acceptance 2": FEATURES[:3], FORMAT: FEATURES, WRITING_FORMAT: WRITING_FEATURES}
 COVERAGE_LEVEL = 0.5  # pixels of the 28x28 input above this count as covered
 INK_FLOOR = 0.1  # pixels of the 28x28 input above this count as inked (for `core`)
 # Share of validation digits the threshold refuses: under the 1% goal, with room for the
@@ -163,8 +170,15 @@ def ink_pieces(images: np.ndarray) -> np.ndarray:
     return found
 
 
-def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str] = FEATURES) -> np.ndarray:
-    """float (N, 28, 28) model inputs + (N, classes) probabilities -> float64 (N, len(names)), in `names` order."""
+def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str] = FEATURES,
+             writing: np.ndarray | None = None) -> np.ndarray:
+    """float (N, 28, 28) model inputs + (N, classes) probabilities -> float64 (N, len(names)), in `names` order.
+
+    `writing`: the writing scorer's (N,) logits for these inputs, needed when "writing" is named.
+    """
+    if "writing" in names and (writing is None or len(writing) != len(probabilities)):
+        raise ValueError(f"the writing feature needs the writing scorer's {len(probabilities)} scores, got "
+                         f"{None if writing is None else len(writing)}")
     log_p = np.log(np.maximum(np.asarray(probabilities, dtype=np.float64), LOG_FLOOR))
     pixels = np.asarray(images, dtype=np.float64).reshape(len(log_p), SIDE, SIDE)
     covered = pixels > COVERAGE_LEVEL
@@ -173,6 +187,7 @@ def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str]
         "coverage": lambda: covered.reshape(len(log_p), -1).mean(axis=1),
         "stroke": lambda: np.array([stroke_width(mask) for mask in covered], dtype=np.float64),
         "core": lambda: np.array([core_brightness(image) for image in pixels], dtype=np.float64),
+        "writing": lambda: np.asarray(writing, dtype=np.float64),
     }
     return np.column_stack([columns[name]() for name in names]) if len(log_p) else np.zeros((0, len(names)))
 
@@ -197,18 +212,23 @@ class Acceptance:
     details: dict[str, Any] = field(default_factory=dict)  # what it was fitted on, what it refuses (measured)
     feature_names: tuple[str, ...] = FEATURES  # which `features` the vectors above are of (older files: fewer)
 
-    def scores(self, images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        """(N,) scores; higher looks more like the training classes."""
-        return self._scores(features(images, probabilities, self.feature_names))
+    @property
+    def uses_writing(self) -> bool:
+        """Whether it needs the writing scorer stored beside the model (`writing.WRITING_FILE`)."""
+        return "writing" in self.feature_names
+
+    def scores(self, images: np.ndarray, probabilities: np.ndarray, writing: np.ndarray | None = None) -> np.ndarray:
+        """(N,) scores; higher looks more like the training classes. `writing`: see `features`."""
+        return self._scores(features(images, probabilities, self.feature_names, writing))
 
     def _scores(self, found: np.ndarray) -> np.ndarray:
         x = (found - np.asarray(self.mean)) / np.asarray(self.scale)
         return self.bias + x @ np.asarray(self.weights)
 
-    def verdicts(self, images: np.ndarray, probabilities: np.ndarray,
-                 class_names: Sequence[str]) -> list[Verdict]:
+    def verdicts(self, images: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+                 writing: np.ndarray | None = None) -> list[Verdict]:
         """One Verdict per image; a refused one says which measurement gave it away most."""
-        found = features(images, probabilities, self.feature_names)
+        found = features(images, probabilities, self.feature_names, writing)
         scores = self._scores(found)
         # Each feature's share of the score: the most negative one names the reason.
         shares = (found - np.asarray(self.mean)) / np.asarray(self.scale) * np.asarray(self.weights)
@@ -230,6 +250,8 @@ class Acceptance:
             return Reason("why_stroke", {"stroke": float(measured["stroke"])})
         if feature == "core":
             return Reason("why_core", {"core": float(measured["core"])})
+        if feature == "writing":
+            return Reason("why_not_writing", {"score": float(measured["writing"])})
         best = int(np.argmax(p))
         return Reason("why_no_class", {"closest": str(class_names[best]), "probability": float(p[best])})
 
@@ -279,11 +301,14 @@ def _finite(value: Any) -> bool:
 
 
 def fit(digit_features: np.ndarray, negative_features: np.ndarray, validation_features: np.ndarray,
-        target_refused: float = TARGET_REFUSED) -> Acceptance:
+        target_refused: float = TARGET_REFUSED, validation_forms: np.ndarray | None = None,
+        feature_names: tuple[str, ...] = FEATURES) -> Acceptance:
     """Fit the rule: digits (the classes) against negatives, threshold from held-out validation digits.
 
-    Each argument is `features(...)` of a set: (N, len(FEATURES)). The logistic regression weights both
-    sets equally (balanced), so the threshold, not the sets' sizes, sets the trade-off.
+    Each argument is `features(...)` of a set: (N, len(feature_names)). The logistic regression weights
+    both sets equally (balanced), so the threshold, not the sets' sizes, sets the trade-off.
+    `validation_forms`: a label per validation image (how it was sent: raw, enlarged, ...); the
+    threshold then refuses at most `target_refused` of *each* form, not only of all together.
     """
     from sklearn.linear_model import LogisticRegression  # slow to import: only when fitting
 
@@ -296,10 +321,12 @@ def fit(digit_features: np.ndarray, negative_features: np.ndarray, validation_fe
     weights, bias = model.coef_[0], float(model.intercept_[0])
     validation_scores = bias + ((validation_features - mean) / scale) @ weights
     # "lower" picks an actual validation score, so at most target_refused of them fall below it.
-    threshold = float(np.quantile(validation_scores, target_refused, method="lower"))
+    forms = np.zeros(len(validation_scores)) if validation_forms is None else np.asarray(validation_forms)
+    threshold = min(float(np.quantile(validation_scores[forms == form], target_refused, method="lower"))
+                    for form in np.unique(forms))
     filled = float(np.quantile(validation_features[:, 1], FILLED_QUANTILE))
     return Acceptance(tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, weights)), bias,
-                      threshold, filled, target_refused)
+                      threshold, filled, target_refused, feature_names=tuple(feature_names))
 
 
 def read(path: Path) -> Acceptance | None:
@@ -311,12 +338,16 @@ def read(path: Path) -> Acceptance | None:
 
 
 def write(rule: Acceptance, model_path: Path) -> Path:
-    """Store `rule` beside `model_path` (its run folder's acceptance.json), with the model's digest."""
+    """Store `rule` beside `model_path` (its run folder's acceptance.json), with the model's digest
+    (and the writing scorer's, which must be beside the model already if the rule uses it)."""
     model_path = Path(model_path).resolve()  # beside the file itself, not beside a link to it
     details = {**rule.details, "model_file": model_path.name, "model_sha256": sha256_file(model_path)}
+    if rule.uses_writing:
+        details.update(writing_file=WRITING_FILE, writing_sha256=sha256_file(model_path.parent / WRITING_FILE))
     path = model_path.parent / Run.acceptance
     write_json(path, replace(rule, details=details).to_json())
     return path
+
 
 def for_model(model_path: Path) -> Acceptance | None:
     """The calibration stored beside `model_path`; None if none; RunFileError if damaged or stale."""
@@ -327,4 +358,12 @@ def for_model(model_path: Path) -> Acceptance | None:
             and rule.details.get("model_sha256") != sha256_file(model_path):
         raise RunFileError(f"{path} was calibrated for another {model_path.name} (its digest differs: "
                            f"retrained?); run `mnist-cnn calibrate {model_path}` again, or delete it")
+    if rule is not None and rule.uses_writing:
+        scorer = model_path.parent / WRITING_FILE
+        problem = ("is missing" if not scorer.is_file() else
+                   "is not the one it was fitted with (its digest differs)"
+                   if sha256_file(scorer) != rule.details.get("writing_sha256") else None)
+        if problem:
+            raise RunFileError(f"{path} uses the writing scorer {scorer}, which {problem}; run "
+                               f"`mnist-cnn calibrate {model_path}` again, or delete {path.name}")
     return rule

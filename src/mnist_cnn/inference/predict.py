@@ -38,6 +38,7 @@ from .preprocess import (
 )
 from .runtimes import predict_probabilities
 from .touching import READER_FILE, StripDigit, TouchingReader
+from .writing import WRITING_FILE, WritingScorer
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,11 @@ class Predictor:
         self.reader_file: Path | None = None
         self.reader_on_litert = False  # set by `serve_with`: the reader then runs on LiteRT too
         self._reader: TouchingReader | None = None
+        # The writing scorer beside the model, when its rule uses one (`writing`), loaded at the first
+        # judged image; `writing_litert`: a LiteRT file of it to answer from (set by `serve_with`).
+        self.writing_file: Path | None = None
+        self.writing_litert: Path | None = None
+        self._writing: WritingScorer | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -127,6 +133,8 @@ class Predictor:
         predictor = cls(model, opened.info, **limits)
         predictor.file = str(opened.path)
         predictor.acceptance = opened.rule
+        if opened.rule is not None and opened.rule.uses_writing:
+            predictor.writing_file = Path(opened.path).with_name(WRITING_FILE)  # `open_model` checked its digest
         reader_file = Path(opened.path).with_name(READER_FILE)
         if predictor.style == "digit" and predictor.num_classes == 10 and reader_file.is_file():
             predictor.reader_file = reader_file
@@ -152,6 +160,17 @@ class Predictor:
                 self._reader = reader
             return self._reader
 
+    def writing_scorer(self) -> WritingScorer:
+        """The writing scorer of this model's rule, loaded once: from `writing_litert` (a LiteRT file
+        the server converted and checked) when set, else from the .keras file beside the model."""
+        if self.writing_file is None:
+            raise MnistCnnError("this model's \"not a digit\" rule uses no writing scorer")
+        with self._lock:
+            if self._writing is None:
+                self._writing = (WritingScorer.converted(self.writing_litert) if self.writing_litert is not None
+                                 else WritingScorer.load(self.writing_file))
+            return self._writing
+
     def read_strips(self, strips: np.ndarray) -> list[list[StripDigit]]:
         """float32 (N, STRIP_HEIGHT, STRIP_WIDTH) strips -> the digits the touching-digit reader reads in each."""
         reader = self.touching_reader()
@@ -172,6 +191,10 @@ class Predictor:
         with self._lock:
             self.backend = for_serving(self.backend, runtime, quantized_record(self.file))
         self.reader_on_litert = not isinstance(self.backend, KerasModel)
+        if self.reader_on_litert and self.writing_file is not None:  # convert once; workers open the file
+            scorer = self.writing_scorer()
+            if scorer.use_litert():
+                self.writing_litert = scorer.litert_file
 
     def describe(self) -> dict[str, Any]:
         """Name, dataset, classes, parameter count and the run's test metrics (for GET /model)."""
@@ -198,8 +221,18 @@ class Predictor:
         """Whether each preprocessed image (N, 28, 28) looks like one of the classes; all accepted if uncalibrated."""
         if self.acceptance is None:  # a digit model still refuses what is plainly not writing
             return plain_ink_verdicts(images) if self.style == "digit" else [ACCEPTED_UNCALIBRATED] * len(probabilities)
-        verdicts = self.acceptance.verdicts(images, probabilities, self.class_names)
+        verdicts = self.acceptance.verdicts(images, probabilities, self.class_names, self._writing_scores(images))
         return refuse_scattered(images, verdicts) if self.style == "digit" else verdicts
+
+    def acceptance_scores(self, images: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """The calibrated rule's (N,) scores (accepted iff >= its threshold); MnistCnnError if uncalibrated."""
+        if self.acceptance is None:
+            raise MnistCnnError("this model has no calibrated \"not a digit\" rule; run `mnist-cnn calibrate MODEL`")
+        return self.acceptance.scores(images, probabilities, self._writing_scores(images))
+
+    def _writing_scores(self, images: np.ndarray) -> np.ndarray | None:
+        uses = self.acceptance is not None and self.acceptance.uses_writing
+        return self.writing_scorer().scores(images) if uses else None
 
     def preprocess(self, source: Any) -> np.ndarray:
         """One image (bytes, path, Pillow image or 0..255 array) -> float32 (28, 28)."""

@@ -21,7 +21,6 @@ the model file is loaded with Keras only when a `TouchingReader` is made.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,7 @@ from PIL import Image
 
 from ..core.errors import ModelFileError
 from .preprocess import INK_LEVEL, MIN_STROKE_PX, TARGET_STROKE_PX, _bounding_box, _dilate, _max_pool, stroke_width
-
-log = logging.getLogger(__name__)
+from .side_model import SideModel, probe_batch
 
 STRIP_HEIGHT = 28  # the strip the reader sees (px): MNIST's height ...
 STRIP_WIDTH = 112  # ... and room for four MNIST-sized digits side by side
@@ -121,17 +119,6 @@ def decode(probabilities: np.ndarray, band: int = BAND) -> list[StripDigit]:
     return digits
 
 
-def _probe_strips(count: int = 16, seed: int = 0) -> np.ndarray:
-    """float32 (count, STRIP_HEIGHT, STRIP_WIDTH, 1): blank, noise and bars, to compare two runtimes."""
-    rng = np.random.default_rng(seed)
-    probe = np.zeros((count, STRIP_HEIGHT, STRIP_WIDTH, 1), np.float32)
-    probe[count // 4: count // 2] = rng.random((count // 2 - count // 4, STRIP_HEIGHT, STRIP_WIDTH, 1))
-    for strip in probe[count // 2:]:
-        for start in rng.integers(2, STRIP_WIDTH - 8, size=rng.integers(1, 5)):
-            strip[4:24, start:start + 3] = 1.0
-    return probe
-
-
 class TouchingReader:
     """A touching-digit reader: strips in, digits out. Loaded from a `.keras` file."""
 
@@ -144,8 +131,7 @@ class TouchingReader:
         self.band = STRIP_WIDTH // bands  # strip columns per band
         self.model = model
         self.source = str(source)
-        self._interpreter: Any = None  # a LiteRT interpreter once `use_litert` succeeded
-        self._batch = -1
+        self._side = SideModel(model, source, "touching-digit reader")
 
     @classmethod
     def load(cls, path: Path) -> "TouchingReader":
@@ -155,52 +141,12 @@ class TouchingReader:
 
     def use_litert(self) -> None:
         """Make the calls on LiteRT (float), which has far less overhead per call than Keras,
-        if it reads a probe of strips exactly as Keras does; else keep Keras (logged)."""
-        import shutil
-        import tempfile
-        import weakref
-
-        from ..core.system import quiet_stderr
-        from .convert import write_litert
-        from .runtimes import open_interpreter
-
-        folder = tempfile.mkdtemp(prefix="mnist-cnn-reader-")
-        try:
-            path = Path(folder) / "reader.tflite"
-            with quiet_stderr():
-                write_litert(self.model, path, Path(folder))
-            interpreter, _ = open_interpreter(path, threads=1)  # one request, one core, as the classifier serves
-            probe = _probe_strips()
-            expected = self._keras_logits(probe)
-            self._interpreter, self._batch = interpreter, -1
-            got = self._litert_logits(probe)
-            if np.abs(expected - got).max() > 1e-3 or not (expected.argmax(-1) == got.argmax(-1)).all():
-                raise ValueError(f"LiteRT differs from Keras by {np.abs(expected - got).max():.1e} on the probe")
-        except Exception as e:  # conversion is an optimisation: Keras still answers
-            self._interpreter = None
-            shutil.rmtree(folder, ignore_errors=True)
-            log.warning("the touching-digit reader stays on Keras: %s", str(e).splitlines()[0][:200])
-            return
-        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
-
-    def _keras_logits(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
-
-    def _litert_logits(self, batch: np.ndarray) -> np.ndarray:
-        interpreter = self._interpreter
-        (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(batch) != self._batch:  # the interpreter's tensors have one size at a time
-            interpreter.resize_tensor_input(source["index"], [len(batch), STRIP_HEIGHT, STRIP_WIDTH, 1])
-            interpreter.allocate_tensors()
-            self._batch = len(batch)
-        interpreter.set_tensor(source["index"], np.ascontiguousarray(batch, dtype=np.float32))
-        interpreter.invoke()
-        return np.array(interpreter.get_tensor(target["index"]), dtype=np.float64)
+        if it reads a probe of strips as Keras does; else keep Keras (logged)."""
+        self._side.use_litert(probe_batch(STRIP_HEIGHT, STRIP_WIDTH))
 
     def probabilities(self, strips: np.ndarray) -> np.ndarray:
         """float32 (N, STRIP_HEIGHT, STRIP_WIDTH) -> (N, bands, 11) class probabilities per band."""
-        batch = strips[..., np.newaxis]
-        logits = self._litert_logits(batch) if self._interpreter is not None else self._keras_logits(batch)
+        logits = self._side.logits(strips[..., np.newaxis])
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))  # the model gives logits, as CTC wants
         return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 

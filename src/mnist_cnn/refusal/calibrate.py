@@ -24,6 +24,8 @@ from ..core.errors import EmptyImageError, MnistCnnError
 from ..inference import acceptance
 from ..runs.run import Run, utc_now
 from . import negatives
+from .forms import as_pixels, sample
+from .negatives import SEED
 
 if TYPE_CHECKING:
     from ..data.registry import Dataset
@@ -41,9 +43,6 @@ FIT_NEGATIVES = 2000  # negative images of the other dataset it is fitted agains
 FIT_SCRIBBLES = 300  # ... and generated scribbles
 MIN_VALIDATION = 1000  # fewer validation images cannot place a threshold near 1% (10 images below it)
 MAX_VALIDATION = 3000  # validation digits the threshold is placed on (a fixed sample of larger splits)
-MEASURE_GENERATED = 200  # noise and scribble images each, measured (not fitted on)
-MEASURE_FONTS = 8  # fonts whose letters are measured (spread over those found; every letter of each)
-SEED = 0
 
 
 @dataclass(frozen=True)
@@ -136,22 +135,6 @@ def calibrate(predictor: "Predictor", fit_digits: Sequence[Any], fit_negatives: 
     return replace(rule, details=details)
 
 
-def _sample(images: np.ndarray, count: int, seed: int) -> np.ndarray:
-    picks = np.random.default_rng(seed).permutation(len(images))[:count]
-    return images[np.sort(picks)]
-
-
-def generated_negatives(seed: int = SEED) -> dict[str, list[np.ndarray]]:
-    """The made-up negatives every calibration is measured on: noise, scribbles, letters (if fonts exist)."""
-    sets = {"noise": negatives.noise_images(MEASURE_GENERATED, seed),
-            "scribbles": negatives.scribble_images(MEASURE_GENERATED, seed)}
-    fonts = negatives.find_fonts()
-    fonts = fonts[::-(-len(fonts) // MEASURE_FONTS)] if fonts else fonts  # every k-th: families stay mixed
-    if fonts:
-        sets["letters"] = [image for _, image in negatives.letter_images(fonts, seed=seed)]
-    return sets
-
-
 def negative_dataset(style: str) -> str:
     """Which dataset's training images are the negatives: Fashion-MNIST for digits, MNIST for items."""
     return "mnist" if style == "fashion" else "fashion-mnist"
@@ -180,13 +163,6 @@ class PreparedInputs(Protocol):
     def result(self, digest: str, style: str) -> CalibrationSources | None: ...
 
 
-def _as_pixels(x: np.ndarray) -> np.ndarray:
-    """(N, 28, 28[, 1]) uint8, or float in [0, 1] -> (N, 28, 28) 0..255."""
-    if x.dtype == np.uint8:
-        return x.reshape(len(x), *x.shape[1:3])
-    return np.round(np.asarray(x, dtype=np.float32).reshape(len(x), *x.shape[1:3]) * 255.0)
-
-
 def split_sources(x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray, negative_name: str,
                   seed: int = SEED) -> CalibrationSources:
     """The sets a calibration on a training split reads: fixed samples of it, the negatives, generated sets."""
@@ -196,10 +172,10 @@ def split_sources(x_train: np.ndarray, x_val: np.ndarray, negative_images: np.nd
     # Scribbles are fitted on too: pen strokes that are no class, which the other dataset lacks,
     # so a rule fitted without them lets more through (benchmarks/README.md, "Not a digit").
     # The generated sets measured afterwards are drawn with another seed.
-    fit_negatives = {f"{negative_name} train": _sample(negative_images, FIT_NEGATIVES, seed),
+    fit_negatives = {f"{negative_name} train": sample(negative_images, FIT_NEGATIVES, seed),
                      "scribbles (fitted)": negatives.scribble_images(FIT_SCRIBBLES, seed)}
-    return CalibrationSources(_as_pixels(_sample(x_train, FIT_DIGITS, seed)), fit_negatives,
-                              _as_pixels(_sample(x_val, MAX_VALIDATION, seed)), generated_negatives(seed + 1))
+    return CalibrationSources(as_pixels(sample(x_train, FIT_DIGITS, seed)), fit_negatives,
+                              as_pixels(sample(x_val, MAX_VALIDATION, seed)), negatives.generated_negatives(seed + 1))
 
 
 def split_digest(x_train: np.ndarray, x_val: np.ndarray, seed: int = SEED) -> str:
@@ -207,7 +183,7 @@ def split_digest(x_train: np.ndarray, x_val: np.ndarray, seed: int = SEED) -> st
     import hashlib
 
     digest = hashlib.sha256()
-    for part in (_as_pixels(_sample(x_train, FIT_DIGITS, seed)), _as_pixels(_sample(x_val, MAX_VALIDATION, seed))):
+    for part in (as_pixels(sample(x_train, FIT_DIGITS, seed)), as_pixels(sample(x_val, MAX_VALIDATION, seed))):
         digest.update(np.ascontiguousarray(part, dtype=np.float32).tobytes())
     return digest.hexdigest()
 
@@ -221,12 +197,15 @@ def calibrate_split(predictor: "Predictor", x_train: np.ndarray, x_val: np.ndarr
     return calibrate(predictor, found.fit_digits, found.fit_negatives, found.validation, found.measured)
 
 
-def calibrate_model(model_path: Path, data_dir: Path | None = None,
+def calibrate_model(model_path: Path, data_dir: Path | None = None, writing: bool = True,
                     **source: Any) -> tuple[Path, acceptance.Acceptance]:
     """`mnist-cnn calibrate MODEL`: fit, measure and store the rule of a model in a run folder.
 
-    The data is found (or fetched) as `data.load.load_dataset` does; `source` goes to it
-    (`mirrors`, `offline`, `progress`). Returns the file written and the rule as stored.
+    A digit model's rule gets the writing score too (`writing.calibrate_with_writing`: a
+    scorer trained and stored beside the model), unless `writing=False`: then it is the quick
+    four-feature rule that training fits. The data is found (or fetched) as
+    `data.load.load_dataset` does; `source` goes to it (`mirrors`, `offline`, `progress`).
+    Returns the file written and the rule as stored.
     """
     from ..data.load import load_dataset
     from ..data.prepare import prepare_data
@@ -244,7 +223,15 @@ def calibrate_model(model_path: Path, data_dir: Path | None = None,
     data = prepare_data(config, dataset)
     negative_name = negative_dataset(predictor.style)
     negative = load_dataset(negative_name, data_dir, **source)
-    rule = calibrate_split(predictor, data.x_train, data.x_val, negative.train_images, negative_name)
+    if writing and predictor.style == "digit":
+        from .writing import calibrate_with_writing
+
+        if len(data.x_val) < MIN_VALIDATION:  # as `split_sources` says for the quick rule
+            split_sources(data.x_train, data.x_val, negative.train_images, negative_name)
+        rule = calibrate_with_writing(predictor, data.x_train, data.x_val, negative.train_images, negative_name,
+                                      model_path)
+    else:
+        rule = calibrate_split(predictor, data.x_train, data.x_val, negative.train_images, negative_name)
     path = acceptance.write(rule, model_path)
     return path, acceptance.read(path) or rule
 

@@ -32,6 +32,9 @@ FONT_FAMILIES = ("DejaVu", "Liberation")  # Debian's fonts-dejavu-core and fonts
 DIGIT_LIKE_LETTERS = "OoDliZzSsq"
 NEGATIVE_LETTERS = "".join(c for c in string.ascii_letters if c not in DIGIT_LIKE_LETTERS)
 SIDES = (28, 64, 160)  # image sizes (px) the generators pick from
+SEED = 0  # what a calibration fits on is drawn with this seed; what it measures, with SEED + 1
+MEASURE_GENERATED = 200  # noise and scribble images each, measured by a calibration (not fitted on)
+MEASURE_FONTS = 8  # fonts whose letters are measured (spread over those found; every letter of each)
 
 
 def noise_images(count: int, seed: int = 0) -> list[np.ndarray]:
@@ -119,3 +122,14 @@ def letter_images(fonts: list[Path], letters: str = NEGATIVE_LETTERS, seed: int 
                 im = im.rotate(rng.uniform(-10, 10), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=255)
                 out.append((letter, np.asarray(im, dtype=np.uint8)))
     return out
+
+
+def generated_negatives(seed: int = SEED) -> dict[str, list[np.ndarray]]:
+    """The made-up negatives every calibration is measured on: noise, scribbles, letters (if fonts exist)."""
+    sets = {"noise": noise_images(MEASURE_GENERATED, seed),
+            "scribbles": scribble_images(MEASURE_GENERATED, seed)}
+    fonts = find_fonts()
+    fonts = fonts[::-(-len(fonts) // MEASURE_FONTS)] if fonts else fonts  # every k-th: families stay mixed
+    if fonts:
+        sets["letters"] = [image for _, image in letter_images(fonts, seed=seed)]
+    return sets

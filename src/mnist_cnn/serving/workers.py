@@ -74,6 +74,8 @@ class PredictorSpec:
     acceptance: Acceptance | None
     file: str | None
     reader_file: Path | None = None  # the touching-digit reader beside the model, loaded at the first /read
+    writing_file: Path | None = None  # the writing scorer of the rule, if it uses one ...
+    writing_litert: Path | None = None  # ... and the LiteRT file the server converted it to
 
 
 def spec_of(predictor: Predictor) -> PredictorSpec | None:
@@ -82,7 +84,8 @@ def spec_of(predictor: Predictor) -> PredictorSpec | None:
     if source is None:
         return None
     return PredictorSpec(source, predictor.info, predictor.max_bytes, predictor.max_pixels,
-                         predictor.acceptance, predictor.file, predictor.reader_file)
+                         predictor.acceptance, predictor.file, predictor.reader_file, predictor.writing_file,
+                         predictor.writing_litert)
 
 
 # -- the work, as run in a worker (or in a thread of the server when there are no workers) --------------
@@ -112,6 +115,9 @@ def _build(spec: PredictorSpec) -> Predictor:
     predictor = Predictor(reload(spec.source_file, threads=1), spec.info, spec.max_bytes, spec.max_pixels)
     predictor.acceptance, predictor.file, predictor.reader_file = spec.acceptance, spec.file, spec.reader_file
     predictor.reader_on_litert = spec.source_file[0] != "keras"  # as `serve_with` decided in the server
+    predictor.writing_file, predictor.writing_litert = spec.writing_file, spec.writing_litert
+    if predictor.writing_file is not None:
+        predictor.writing_scorer()  # loaded now, not during the first request
     predictor.probabilities(np.zeros((1, 28, 28), np.float32))  # the first call allocates: do it now
     return predictor
 
