@@ -72,7 +72,7 @@ def refusal_unseen(name: str, digest: str) -> str:
             share = {k: v["share"] for k, v in record["refused"].items()}
             return (f"on data the rule was not fitted on (`benchmarks/results/{path.name}`): refuses "
                     f"{100 * share['fashion-mnist test']:.1f}% of Fashion-MNIST test images, "
-                    f"{100 * share['noise']:.1f}% of noise, {100 * share['scribbles']:.1f}% of scribbles, "
+                    f"{100 * share['noise']:.2f}% of noise, {100 * share['scribbles']:.1f}% of scribbles, "
                     f"{100 * share['letters']:.1f}% of letters, and {100 * share['mnist test']:.2f}% of MNIST test "
                     f"digits{_as_sent(share)}")
     return "not yet measured on data the rule was not fitted on (`benchmarks/refusal.py` is digit-oriented)"
@@ -153,6 +153,7 @@ def card(name: str, record: dict, metrics: dict, digest: str) -> str:
         "## File", "",
         f"`model.keras` (Keras 3, safe to load), SHA-256 `{digest}`, checked at every use (also in `model.keras.sha256`).",
         *(["", reader_file_line(name)] if reader_file_line(name) else []),
+        *(["", writing_file_line(name)] if writing_file_line(name) else []),
         ""])
 
 
@@ -167,6 +168,18 @@ def reader_file_line(name: str) -> str | None:
             f"{record['seconds_training']:,.0f} s on {record['environment'].get('cpu') or 'an unrecorded CPU'}; "
             f"{100 * record['test_strips_read_exactly']:.1f}% of {record['test_strips']:,} strips of test digits "
             f"read exactly), SHA-256 `{digest}`, checked at first use.")
+
+
+def writing_file_line(name: str) -> str | None:
+    """The card's line on the writing scorer of the "not a digit" rule, if the model has one."""
+    rule = json.loads((TARGET / name / "acceptance.json").read_text())
+    if "writing" not in rule["features"]:
+        return None
+    scorer = rule["details"]["writing_scorer"]
+    return (f"`writing.keras`: the writing scorer whose logit is the \"not a digit\" rule's fifth feature "
+            f"(`mnist-cnn calibrate`, {scorer['parameters']:,} parameters, {scorer['epochs']} epochs), SHA-256 "
+            f"`{rule['details']['writing_sha256']}`, recorded in `acceptance.json` and checked whenever the "
+            f"model is opened.")
 
 
 INTENDED = {
