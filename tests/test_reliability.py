@@ -94,6 +94,9 @@ def test_a_model_reached_through_a_link_keeps_its_run_and_its_refusal_rule(tmp_p
     assert linked.info.dataset == "mnist" and linked.calibrated and linked.acceptance == direct.acceptance
     noise = (np.random.default_rng(0).random((1000, 1000)) > 0.5).astype(np.uint8) * 255
     assert not linked.predict([noise])[0].accepted  # the rule is on: random noise is not a digit
+    # ... with what lies beside the file it points to: the writing scorer and the touching-digit reader.
+    assert linked.writing_file == direct.writing_file is not None
+    assert linked.reader_file == direct.reader_file is not None
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -133,9 +133,10 @@ class Predictor:
         predictor = cls(model, opened.info, **limits)
         predictor.file = str(opened.path)
         predictor.acceptance = opened.rule
+        beside = Path(opened.path).resolve()  # a link keeps what lies beside the file it points to
         if opened.rule is not None and opened.rule.uses_writing:
-            predictor.writing_file = Path(opened.path).with_name(WRITING_FILE)  # `open_model` checked its digest
-        reader_file = Path(opened.path).with_name(READER_FILE)
+            predictor.writing_file = beside.with_name(WRITING_FILE)  # `open_model` checked its digest
+        reader_file = beside.with_name(READER_FILE)
         if predictor.style == "digit" and predictor.num_classes == 10 and reader_file.is_file():
             predictor.reader_file = reader_file
         return predictor
