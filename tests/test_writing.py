@@ -16,6 +16,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from mnist_cnn.cli.main import main
+from mnist_cnn.core.atomic import normal_file_mode
 from mnist_cnn.core.errors import ModelFileError, RunFileError
 from mnist_cnn.inference import acceptance
 from mnist_cnn.inference.writing import WRITING_FILE, WritingScorer
@@ -78,6 +79,7 @@ def test_a_rule_never_runs_with_another_scorer_than_its_own(tmp_path, tiny_score
         acceptance.write(rule, model)  # the scorer is stored first, then the rule naming its digest
     writing.save_scorer(tiny_scorer, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    assert (tmp_path / WRITING_FILE).stat().st_mode & 0o777 == normal_file_mode()  # not private like a temp file
     path = acceptance.write(rule, model)
     stored = json.loads(path.read_text())["details"]
     assert stored["writing_file"] == WRITING_FILE and len(stored["writing_sha256"]) == 64
@@ -144,6 +146,7 @@ def test_calibrate_trains_the_scorer_and_every_path_applies_it(model_copy, monke
                         ("FIT_NOISE", 300), ("FIT_SCRIBBLES", 200)):
         monkeypatch.setattr(writing, name, value)
     monkeypatch.setattr(writing.calibrate_with_writing, "__defaults__", (calibrate.SEED, 1))  # one epoch
+    monkeypatch.setattr(writing, "MEMBERS", 2)  # the mean of scorers, as shipped (3), made cheaper
     monkeypatch.setattr(calibrate.negatives, "MEASURE_GENERATED", 20)
     monkeypatch.setattr(negatives, "find_fonts", lambda *a: [])
     assert main(["calibrate", str(model_copy), "--data-dir", str(SHARED_DATA), "--offline"]) == 0
@@ -151,7 +154,8 @@ def test_calibrate_trains_the_scorer_and_every_path_applies_it(model_copy, monke
     assert "of validation enlarged to 84 px" in out and "of noise (fitted)" in out
     rule = acceptance.read(model_copy.parent / Run.acceptance)
     assert rule.uses_writing and (model_copy.parent / WRITING_FILE).is_file()
-    assert rule.details["writing_scorer"]["epochs"] == 1 and rule.details["images"]["validation"] > 500
+    assert rule.details["writing_scorer"]["epochs"] == 1 and rule.details["writing_scorer"]["members"] == 2
+    assert rule.details["images"]["validation"] > 1500  # 600 validation digits, each in the three forms
     for form in forms.FORMS:  # the threshold refuses at most its target of each form it was placed on
         assert rule.details["refused"][f"validation {form}"] <= writing.WRITING_TARGET_REFUSED + 1e-9
 

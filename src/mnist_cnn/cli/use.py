@@ -64,7 +64,7 @@ def add_calibrate_arguments(c: argparse.ArgumentParser, add_source_flags: Callab
                    help="the model.keras of a run folder (its config.json names the data and the split)")
     c.add_argument("--quick", action="store_true",
                    help="fit only the four-feature rule that training fits (seconds), not the writing scorer as well "
-                        "(about a minute; refuses more noise and photos, fewer digits sent as images)")
+                        "(about 2.5 minutes on 2 cores; refuses more noise and photos, fewer digits sent as images)")
     add_source_flags(c)  # --data-dir, --mirror, --offline: where MNIST and Fashion-MNIST are found
 
 

@@ -270,7 +270,7 @@ def calibrate_after_training(run: Run, dataset: "Dataset", x_train: np.ndarray, 
         path = acceptance.write(calibrate_split(predictor, x_train, x_val, np.zeros((0, 28, 28), np.uint8),
                                                 negative_name, sources=sources), run.model)
         log.info("calibrated the \"not a digit\" rule: %s (`mnist-cnn calibrate %s` adds the writing score: "
-                 "fewer photos and less noise let through, fewer digits sent as images refused; about a minute)",
+                 "fewer photos and less noise let through, fewer digits sent as images refused; about 2.5 minutes)",
                  path, run.model)
         return path
     except MnistCnnError as e:

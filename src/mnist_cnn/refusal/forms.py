@@ -6,7 +6,8 @@
 - as written: rescaled to 36-90 px, slanted, dark on grainy paper, rendered as
   `data.compose` renders the digits of numbers (resampled twice, so blurrier than MNIST's own).
 
-`calibrate` fits the writing scorer and places the threshold on all three (`sent_forms`);
+`calibrate` fits the writing scorer on digits in all three (`sent_forms`) and places the
+threshold on validation digits each sent in every form (`every_form`);
 `benchmarks/refusal.py` scores test digits in them. Pillow and NumPy; nothing at import.
 """
 
@@ -60,3 +61,9 @@ def sent_forms(images: np.ndarray, seed: int) -> tuple[list[np.ndarray], np.ndar
     sources = list(images[:half]) + enlarged(images[half:three]) + written_digits(images[three:], seed=seed)
     forms = np.array([FORMS[0]] * half + [FORMS[1]] * (three - half) + [FORMS[2]] * (len(images) - three))
     return sources, forms
+
+
+def every_form(images: np.ndarray, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """uint8 (N, 28, 28) digits -> each of them in every form (3N images), and each one's form."""
+    sources = list(images) + enlarged(images) + written_digits(images, seed=seed)
+    return sources, np.repeat(np.array(FORMS), len(images))
