@@ -1060,9 +1060,9 @@ Two things a single-digit reader cannot do, done by the package's pretrained MNI
   training images and scribbles, its threshold set on validation digits) that looks at how
   far the top class stands above the others, how much of the picture is ink, how wide the
   strokes are and how solid their core is (pen strokes are solid, photographed things
-  keep their shading), plus a *writing score*: a second, tiny CNN (`writing.keras`,
+  keep their shading), plus a *writing score*: three tiny CNNs (`writing.keras`,
   trained by `mnist-cnn calibrate` on digits as people send them against photos, noise and
-  doodles) that says how much the input looks like handwriting at all; the garment drawing is `accepted: False`,
+  doodles) whose mean says how much the input looks like handwriting at all; the garment drawing is `accepted: False`,
   with the reason in one line. Every answer of `predict --json`, the API and the page
   carries this flag.
 """,
@@ -1083,8 +1083,8 @@ pacote (`resolve_model("mnist")`, a receita `wide`):
   definido em dígitos de validação) que olha quanto a classe do topo se destaca das outras,
   quanto da imagem é tinta, quão largos são os traços e quão sólido é o miolo deles (traços
   de caneta são sólidos; coisas fotografadas guardam o sombreado), e ainda uma *nota de
-  escrita*: uma segunda CNN, minúscula (`writing.keras`, treinada pelo `mnist-cnn calibrate`
-  em dígitos como as pessoas os enviam contra fotos, ruído e rabiscos), que diz quanto a
+  escrita*: três CNNs minúsculas (`writing.keras`, treinadas pelo `mnist-cnn calibrate` em
+  dígitos como as pessoas os enviam contra fotos, ruído e rabiscos), cuja média diz quanto a
   entrada parece escrita à mão; o
   desenho da peça sai `accepted: False`, com o motivo numa linha. Toda resposta de
   `predict --json`, da API e da página traz essa marca.

@@ -1,14 +1,14 @@
-"""The writing score: how much a preprocessed 28x28 input looks like handwriting, from a small CNN.
+"""The writing score: how much a preprocessed 28x28 input looks like handwriting, from small CNNs.
 
 The "not a digit" rule (`acceptance`) measures four things of each input and the model's
 answer. They tell a photographed thing or a filled shape from a pen stroke, but not every
 kind of noise or doodle from a digit: on unseen sets they left 1% of Fashion-MNIST test
 images and of noise images through while refusing 1.2-2% of digits sent enlarged or
 photographed. A fifth feature learned from the pixels closes that gap (measured in
-benchmarks/README.md, "A learned 'is it writing' score"): a CNN of about 14,000 weights,
+benchmarks/README.md, "The writing score"): the mean logit of three CNNs of 14,081 weights,
 trained by `mnist-cnn calibrate` (`refusal.writing`) on the model's training digits in the
-forms people send them against Fashion-MNIST training images, noise and scribbles. Its
-output is one logit, higher for writing.
+forms people send them against Fashion-MNIST training images, noise and scribbles, stored
+as one Keras model: one logit out, higher for writing.
 
 It is stored beside the model as `writing.keras`; the rule's file names it and its digest
 (`acceptance.write`), so a rule never runs with another scorer than the one it was fitted

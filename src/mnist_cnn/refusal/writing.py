@@ -54,6 +54,7 @@ EPOCHS = 12
 # Scorers trained from different seeds differ most on the rare odd digits that place the
 # threshold; their mean logit varies less (measured: benchmarks/README.md, "The writing score").
 MEMBERS = 3
+WIDTHS = (16, 32, 32)  # channels of each member's three convolutions
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
 # Per form of validation digits: 0.4% leaves room for test digits being refused about twice as
@@ -67,11 +68,11 @@ def writing_model(seed: int = SEED, name: str = "writing_scorer") -> Any:
 
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((28, 28, 1)),
-                              keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(WIDTHS[0], 3, padding="same", activation="relu"),
                               keras.layers.MaxPooling2D(),
-                              keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(WIDTHS[1], 3, padding="same", activation="relu"),
                               keras.layers.MaxPooling2D(),
-                              keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                              keras.layers.Conv2D(WIDTHS[2], 3, padding="same", activation="relu"),
                               keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)], name=name)
     model.compile(keras.optimizers.Adam(LEARNING_RATE), keras.losses.BinaryCrossentropy(from_logits=True))
     return model
