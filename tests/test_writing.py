@@ -193,3 +193,24 @@ def test_calibrate_trains_the_scorer_and_every_path_applies_it(model_copy, monke
     # --quick: the four-feature rule, as training fits it.
     assert main(["calibrate", str(model_copy), "--data-dir", str(SHARED_DATA), "--offline", "--quick"]) == 0
     assert not acceptance.read(model_copy.parent / Run.acceptance).uses_writing
+
+
+def test_threads_share_the_shipped_scorer_safely():
+    """`serve` without workers answers from threads: scoring batches of different sizes at once (each
+    resizes the LiteRT interpreter) gives every thread the scores it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mnist_cnn.inference.predict import Predictor
+
+    predictor = Predictor.from_path("mnist")
+    assert predictor.acceptance.uses_writing  # the shipped rule has the writing score
+    predictor.serve_with("litert")
+    assert predictor.writing_litert is not None
+    rng = np.random.default_rng(0)
+    batches = [rng.random((size, 28, 28)).astype(np.float32) for size in (1, 3, 7, 16) * 6]
+    probabilities = [np.full((len(b), 10), 0.1) for b in batches]
+    alone = [predictor.acceptance_scores(b, p) for b, p in zip(batches, probabilities)]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(predictor.acceptance_scores, batches, probabilities))
+    for one, other in zip(alone, together):
+        assert np.array_equal(one, other)

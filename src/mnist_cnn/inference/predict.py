@@ -232,8 +232,11 @@ class Predictor:
         return self.acceptance.scores(images, probabilities, self._writing_scores(images))
 
     def _writing_scores(self, images: np.ndarray) -> np.ndarray | None:
-        uses = self.acceptance is not None and self.acceptance.uses_writing
-        return self.writing_scorer().scores(images) if uses else None
+        if self.acceptance is None or not self.acceptance.uses_writing:
+            return None
+        scorer = self.writing_scorer()
+        with self._lock:  # one call at a time, as the classifier's: an interpreter is not thread-safe
+            return scorer.scores(images)
 
     def preprocess(self, source: Any) -> np.ndarray:
         """One image (bytes, path, Pillow image or 0..255 array) -> float32 (28, 28)."""
