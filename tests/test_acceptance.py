@@ -293,7 +293,7 @@ def test_calibrate_command_writes_the_file_from_the_runs_split(model_copy, monke
     monkeypatch.setattr(calibrate, "FIT_NEGATIVES", 500)
     monkeypatch.setattr(calibrate.negatives, "MEASURE_GENERATED", 20)
     monkeypatch.setattr(calibrate.negatives, "find_fonts", lambda *a: [])  # letters: measured in benchmarks
-    assert main(["calibrate", str(model_copy), "--data-dir", str(SHARED_DATA), "--offline"]) == 0
+    assert main(["calibrate", str(model_copy), "--data-dir", str(SHARED_DATA), "--offline", "--quick"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"wrote {model_copy.parent / Run.acceptance}: refuses ") and "of validation" in out
     stored = acceptance.read(model_copy.parent / Run.acceptance)
@@ -306,7 +306,7 @@ def test_calibrate_command_writes_the_file_from_the_runs_split(model_copy, monke
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "acceptance.json is damaged" in err
     # ... while calibrate itself ignores the damaged file and replaces it.
-    assert main(["calibrate", str(model_copy), "--data-dir", str(SHARED_DATA), "--offline"]) == 0
+    assert main(["calibrate", str(model_copy), "--data-dir", str(SHARED_DATA), "--offline", "--quick"]) == 0
     assert acceptance.read(model_copy.parent / Run.acceptance) is not None
 
 

@@ -13,9 +13,9 @@ preprocessed image (what the model saw) and the model's answer for it:
 - core: the mean brightness of the ink's core, the inked pixels (above INK_FLOOR) whose
   whole 3x3 neighbourhood is inked. A pen stroke's core is solid, however blurred its rim
   (a photographed or resampled digit); a photographed thing keeps its shading inside;
-- writing (rules of format 4, written by `mnist-cnn calibrate`): the logit of a small CNN
-  trained to tell writing from things, noise and doodles (`writing`), stored beside the
-  model as writing.keras. The four measurements above leave some noise and photos through;
+- writing (rules of format 4, written by `mnist-cnn calibrate`): the mean logit of small
+  CNNs trained to tell writing from things, noise and doodles (`writing`), stored beside
+  the model as writing.keras. The four measurements above leave some noise and photos through;
   this one learns what they miss.
 
 It is fitted on digits of the model's own training split against Fashion-MNIST's
