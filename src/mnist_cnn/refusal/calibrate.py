@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from ..core.errors import EmptyImageError, MnistCnnError
+from ..core.errors import MnistCnnError
 from ..inference import acceptance
 from ..runs.run import Run, utc_now
 from . import negatives
 from .forms import as_pixels, sample
 from .negatives import SEED
+from .prepared import Preprocessed, preprocess_set, refused_share, run_model
 
 if TYPE_CHECKING:
     from ..data.registry import Dataset
@@ -45,44 +46,6 @@ MIN_VALIDATION = 1000  # fewer validation images cannot place a threshold near 1
 MAX_VALIDATION = 3000  # validation digits the threshold is placed on (a fixed sample of larger splits)
 
 
-@dataclass(frozen=True)
-class Preprocessed:
-    """A set of images already through `preprocess`: those with ink (float32 (N, 28, 28)), and how many had none."""
-
-    images: np.ndarray
-    blank: int
-
-
-def preprocess_set(sources: Iterable[Any], style: str) -> Preprocessed:
-    """Each source as `predict` prepares it (the slow part of calibrating: ~0.3 ms an image)."""
-    from ..inference.preprocess import preprocess
-
-    images, blank = [], 0
-    for source in sources:
-        try:
-            images.append(preprocess(source, style=style))  # type: ignore[arg-type]
-        except EmptyImageError:
-            blank += 1
-    return Preprocessed(np.stack(images) if images else np.zeros((0, 28, 28), np.float32), blank)
-
-
-def run_model(predictor: "Predictor", sources: Iterable[Any] | Preprocessed) -> tuple[np.ndarray, np.ndarray, int]:
-    """Preprocess each source as `predict` would (unless it is `Preprocessed` already) and run the
-    model in batches: (images (N, 28, 28), probabilities (N, C), how many had no ink and were left out)."""
-    if not isinstance(sources, Preprocessed):
-        images, blank = [], 0
-        for source in sources:
-            try:
-                images.append(predictor.preprocess(source))
-            except EmptyImageError:
-                blank += 1
-        sources = Preprocessed(np.stack(images) if images else np.zeros((0, 28, 28), np.float32), blank)
-    if not len(sources.images):
-        return sources.images, np.zeros((0, predictor.num_classes)), sources.blank
-    # the predictor runs it in bounded batches
-    return sources.images, predictor.probabilities(sources.images), sources.blank
-
-
 def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray, int]:
     """(features (N, len(FEATURES)), images with no ink) of `sources`: blank images are left out of the
     features, as `predict` refuses them before the model."""
@@ -90,15 +53,6 @@ def measure(predictor: "Predictor", sources: Iterable[Any]) -> tuple[np.ndarray,
     if not len(stacked):
         return np.zeros((0, len(acceptance.FEATURES))), blank
     return acceptance.features(stacked, probabilities), blank
-
-
-def _refused(rule: acceptance.Acceptance, found: np.ndarray, blank: int = 0) -> float:
-    """Share of a set refused: scored under the threshold, or blank (refused before the model)."""
-    total = len(found) + blank
-    if total == 0:
-        return float("nan")
-    scores = rule.bias + ((found - np.asarray(rule.mean)) / np.asarray(rule.scale)) @ np.asarray(rule.weights)
-    return float(((scores < rule.threshold).sum() + blank) / total)
 
 
 def calibrate(predictor: "Predictor", fit_digits: Sequence[Any], fit_negatives: Sequence[Any] | dict[str, Sequence[Any]],
@@ -123,10 +77,10 @@ def calibrate(predictor: "Predictor", fit_digits: Sequence[Any], fit_negatives: 
     if not len(digits) or not len(negative):
         raise MnistCnnError("calibration needs digits and negatives with ink in them; got none of one kind")
     rule = acceptance.fit(digits, negative, held_out, target_refused)
-    refused = {"validation": _refused(rule, held_out, held_out_blank),
-               **{name: _refused(rule, found, blank) for name, (found, blank) in negatives_found.items()}}
+    refused = {"validation": refused_share(rule, held_out, held_out_blank),
+               **{name: refused_share(rule, found, blank) for name, (found, blank) in negatives_found.items()}}
     for name, sources in (measured or {}).items():
-        refused[name] = _refused(rule, *measure(predictor, sources))
+        refused[name] = refused_share(rule, *measure(predictor, sources))
     details = {"calibrated_utc": utc_now(),
                "images": {"fit digits": len(digits), **{name: len(found) for name, (found, _) in negatives_found.items()},
                           "validation": len(held_out)},
@@ -163,12 +117,17 @@ class PreparedInputs(Protocol):
     def result(self, digest: str, style: str) -> CalibrationSources | None: ...
 
 
-def split_sources(x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray, negative_name: str,
-                  seed: int = SEED) -> CalibrationSources:
-    """The sets a calibration on a training split reads: fixed samples of it, the negatives, generated sets."""
+def check_validation_size(x_val: np.ndarray) -> None:
+    """MnistCnnError (one line, with the fix) if a run's validation split is too small to place a threshold."""
     if len(x_val) < MIN_VALIDATION:
         raise MnistCnnError(f"the run's validation split has {len(x_val)} images, too few to calibrate (at least "
                             f"{MIN_VALIDATION}); train on more data (--train-limit) or a larger --val-fraction")
+
+
+def split_sources(x_train: np.ndarray, x_val: np.ndarray, negative_images: np.ndarray, negative_name: str,
+                  seed: int = SEED) -> CalibrationSources:
+    """The sets a calibration on a training split reads: fixed samples of it, the negatives, generated sets."""
+    check_validation_size(x_val)
     # Scribbles are fitted on too: pen strokes that are no class, which the other dataset lacks,
     # so a rule fitted without them lets more through (benchmarks/README.md, "Not a digit").
     # The generated sets measured afterwards are drawn with another seed.
@@ -226,8 +185,7 @@ def calibrate_model(model_path: Path, data_dir: Path | None = None, writing: boo
     if writing and predictor.style == "digit":
         from .writing import calibrate_with_writing
 
-        if len(data.x_val) < MIN_VALIDATION:  # as `split_sources` says for the quick rule
-            split_sources(data.x_train, data.x_val, negative.train_images, negative_name)
+        check_validation_size(data.x_val)
         rule = calibrate_with_writing(predictor, data.x_train, data.x_val, negative.train_images, negative_name,
                                       model_path)
     else:

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..core.atomic import atomic_path, normal_file_mode
-from ..core.errors import EmptyImageError, MnistCnnError
+from ..core.errors import MnistCnnError
 from ..inference import acceptance
 from ..inference.writing import WRITING_FILE, WritingScorer
 from ..runs.run import utc_now
 from . import negatives
 from .forms import as_pixels, enlarged, every_form, sample, sent_forms
 from .negatives import SEED, generated_negatives
+from .prepared import Preprocessed, inked, refused_share, run_model
 
 if TYPE_CHECKING:
     from ..inference.predict import Predictor
@@ -108,17 +109,9 @@ def save_scorer(model: Any, folder: Path) -> Path:
 
 def _prepared(predictor: "Predictor", sources: Sequence[Any], forms: np.ndarray | None = None):
     """Preprocess as `predict` would: (images, probabilities, forms of those kept, how many were blank)."""
-    images, kept = [], []
-    for i, source in enumerate(sources):
-        try:
-            images.append(predictor.preprocess(source))
-            kept.append(i)
-        except EmptyImageError:
-            pass
-    stacked = np.stack(images) if images else np.zeros((0, 28, 28), np.float32)
-    probabilities = predictor.probabilities(stacked) if len(stacked) else np.zeros((0, predictor.num_classes))
-    kept_forms = None if forms is None else np.asarray(forms)[kept]
-    return stacked, probabilities, kept_forms, len(sources) - len(kept)
+    images, kept, blank = inked(predictor.preprocess, sources)
+    _, probabilities, _ = run_model(predictor, Preprocessed(images, blank))
+    return images, probabilities, None if forms is None else np.asarray(forms)[kept], blank
 
 
 def calibrate_with_writing(predictor: "Predictor", x_train: np.ndarray, x_val: np.ndarray,
@@ -154,14 +147,11 @@ def calibrate_with_writing(predictor: "Predictor", x_train: np.ndarray, x_val: n
         return acceptance.features(images, probabilities, acceptance.WRITING_FEATURES, scorer.scores(images))
 
     negative_p = np.concatenate([p for _, p, _, _ in found.values()])
-    held_found = features(held, held_p)
-    rule = acceptance.fit(features(digits, digits_p), features(negative, negative_p), held_found,
+    rule = acceptance.fit(features(digits, digits_p), features(negative, negative_p), features(held, held_p),
                           WRITING_TARGET_REFUSED, held_forms, acceptance.WRITING_FEATURES)
 
     def refused(images: np.ndarray, probabilities: np.ndarray, blank: int) -> float:
-        total = len(images) + blank
-        below = int((rule._scores(features(images, probabilities)) < rule.threshold).sum()) if len(images) else 0
-        return round((below + blank) / total, 4) if total else float("nan")
+        return round(refused_share(rule, features(images, probabilities), blank), 4)
 
     shares = {"validation": refused(held, held_p, held_blank),
               **{f"validation {form}": refused(held[held_forms == form], held_p[held_forms == form], 0)
