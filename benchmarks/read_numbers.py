@@ -4,6 +4,7 @@
     python benchmarks/read_numbers.py mnist --data-dir DIR --threads 1  # ... and the one-core time per number
     python benchmarks/read_numbers.py mnist --data-dir DIR --no-reader  # touching digits split by the model alone
     python benchmarks/read_numbers.py mnist --data-dir DIR --tune       # the segmentation grid: *train* digits
+    python benchmarks/read_numbers.py mnist --data-dir DIR --tune --together WHOLE_CONFIDENCE,SPLIT_CANDIDATE
     python benchmarks/read_numbers.py MODEL --data-dir DIR --split-evidence   # touching or one wide digit?
 
 Numbers are laid out by `mnist_cnn.data.compose` (random heights, gaps, slants and
@@ -19,6 +20,7 @@ and writes `results/read-numbers-<time>.json` with the model's and the reader's 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -45,6 +47,7 @@ GRID = {
     "SPLIT_CANDIDATE": [0.9, 1.1, 1.3],
     "SPLIT_PENALTY": [0.0, 0.1, 0.3, 0.6, 1.0],
     "READER_CANDIDATE": [0.0, 0.5, 0.9],
+    "WHOLE_CONFIDENCE": [0.7, 0.8, 0.9, 1.01],
 }
 
 
@@ -83,13 +86,20 @@ def score(predictor: Predictor, numbers: list[Composed]) -> dict:
             "seconds_per_number": (time.perf_counter() - start) / n}
 
 
-def tune(predictor: Predictor, images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[dict]:
+def tune(predictor: Predictor, images: np.ndarray, labels: np.ndarray, count: int, seed: int,
+         together: list[str] | None = None) -> list[dict]:
+    """Score the GRID one constant at a time (the others at their defaults), or, with `together`,
+    every combination of those constants' GRID values."""
     separate = numbers_of(images, labels, count, seed, touching=False)
     touching = numbers_of(images, labels, count // 2, seed + 7, touching=True)
     defaults = {name: getattr(segment, name) for name in GRID}
     rows = []
-    settings = [dict(defaults)] + [{**defaults, name: value} for name, values in GRID.items()
-                                   for value in values if value != defaults[name]]
+    if together:
+        settings = [{**defaults, **dict(zip(together, values))}
+                    for values in itertools.product(*(GRID[name] for name in together))]
+    else:
+        settings = [dict(defaults)] + [{**defaults, name: value} for name, values in GRID.items()
+                                       for value in values if value != defaults[name]]
     for setting in settings:
         for name, value in setting.items():
             setattr(segment, name, value)
@@ -164,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1000, help="numbers per set (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tune", action="store_true", help="score the segmentation grid on training digits")
+    parser.add_argument("--together", metavar="NAME,NAME", type=lambda text: text.split(","),
+                        help="with --tune: every combination of these constants' grid values instead of one at a time")
     parser.add_argument("--split-evidence", action="store_true",
                         help="what tells one wide digit from touching ones (training digits)")
     parser.add_argument("--reader", type=Path,
@@ -199,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
                                                   args.seed)
     elif args.tune:
         report["digits"] = "mnist train"
-        report["tuning"] = tune(predictor, dataset.train_images, dataset.train_labels, args.count, args.seed)
+        unknown = sorted(set(args.together or []) - set(GRID))
+        if unknown:
+            parser.error(f"--together {','.join(unknown)}: not in the grid ({', '.join(GRID)})")
+        report["tuning"] = tune(predictor, dataset.train_images, dataset.train_labels, args.count, args.seed,
+                                args.together)
     else:
         report["digits"] = "mnist test"
         for touching in (False, True):

@@ -186,6 +186,22 @@ def test_two_touching_digits_are_split_by_the_model(predictor, mnist_test):
     assert reading.digits[0].box[0] + reading.digits[0].box[2] <= reading.digits[1].box[0] + 1  # side by side
 
 
+
+def test_no_digit_is_prepared_and_classified_twice(predictor, mnist_test, monkeypatch):
+    import mnist_cnn.inference.numbers as numbers
+
+    prepared: list[tuple[tuple[int, ...], bytes]] = []
+    real = numbers.mnist_from_ink
+
+    def counting(crop: np.ndarray) -> np.ndarray:
+        prepared.append((crop.shape, crop.tobytes()))
+        return real(crop)
+
+    monkeypatch.setattr(numbers, "mnist_from_ink", counting)
+    image, _ = compose(confident_digits(predictor, mnist_test, (4, 7)), gap=-6)
+    assert read_number(predictor, image).text == "47"  # the cuts were judged, then the chosen pieces read
+    assert len(prepared) > 2 and len(set(prepared)) == len(prepared)
+
 def test_boxes_are_in_the_input_pixels_of_huge_and_jpeg_draft_images(predictor, mnist_test):
     digits = confident_digits(predictor, mnist_test, (2, 5))
     image, boxes = compose(digits, scale=40, gap=300, margin=700)  # > 1024 px: pooled before reading

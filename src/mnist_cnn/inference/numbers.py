@@ -140,8 +140,20 @@ def read_number(predictor: "Predictor", source: bytes | Path | Image.Image | np.
     # Input pixels per ink pixel, per axis: the pooling factor times any JPEG draft reduction.
     scale_x, scale_y = factor * size[0] / gray.shape[1], factor * size[1] / gray.shape[0]
 
+    # A crop's 28 x 28 image and the model's probabilities, by its pixels: a digit the model
+    # judged whole while segmenting is read from here, not prepared and run a second time.
+    seen: dict[tuple[tuple[int, ...], bytes], tuple[np.ndarray, np.ndarray]] = {}
+
+    def classify(crops: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        keys = [(c.shape, c.tobytes()) for c in crops]
+        new = {key: crop for key, crop in zip(keys, crops) if key not in seen}
+        if new:
+            images = np.stack([mnist_from_ink(c) for c in new.values()])
+            seen.update(zip(new, zip(images, predictor.probabilities(images))))
+        return [seen[key] for key in keys]
+
     def confidence(crops: list[np.ndarray]) -> np.ndarray:  # the model judges candidate cuts
-        return predictor.probabilities(np.stack([mnist_from_ink(c) for c in crops])).max(axis=1)
+        return np.array([p.max() for _, p in classify(crops)])
 
     def read_touching(inks: list[np.ndarray]) -> list[list[tuple[int, float, float]]]:
         prepared = [strip_from_ink(i) for i in inks]
@@ -154,8 +166,9 @@ def read_number(predictor: "Predictor", source: bytes | Path | Image.Image | np.
     if len(segments) > MAX_DIGITS:
         raise ImageError(f"found {len(segments)} separate marks, more than the {MAX_DIGITS} digits a number may "
                             f"have here; crop the image to the number")
-    images = np.stack([mnist_from_ink(s.ink) for s in segments])  # (N, 28, 28)
-    probabilities = predictor.probabilities(images)
+    classified = classify([s.ink for s in segments])
+    images = np.stack([image for image, _ in classified])  # (N, 28, 28)
+    probabilities = np.stack([p for _, p in classified])
     for k, segment in enumerate(segments):
         if segment.read_as is not None:  # the reader saw this digit whole, where the cut may not have
             probabilities[k] = reader_probabilities(*segment.read_as, predictor.num_classes)

@@ -194,13 +194,14 @@ def segment_digits(ink: np.ndarray, judge: Judge | None = None, reader: Reader |
     owns = [np.where(np.isin(labels[g.top:g.bottom, g.left:g.right], g.labels),
                      ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32) for g in groups]
     wide = [i for i, g in enumerate(groups) if reader is not None and g.width > READER_CANDIDATE * digit_height]
+    # A group no wider than SPLIT_CANDIDATE that the digit model reads whole with WHOLE_CONFIDENCE
+    # stays whole whatever the reader would say (a broad single digit), so it is judged first and
+    # the reader is spared it: most digits of a number written apart never reach the reader.
+    narrow = [i for i in wide if groups[i].width <= SPLIT_CANDIDATE * digit_height]
+    if narrow and judge is not None:
+        sure = {i for i, whole in zip(narrow, judge([owns[i] for i in narrow]) >= WHOLE_CONFIDENCE) if whole}
+        wide = [i for i in wide if i not in sure]
     readings = dict(zip(wide, reader([owns[i] for i in wide]))) if wide and reader is not None else {}
-    # A narrow group the reader splits may be one broad digit it misread: ask the digit model.
-    doubtful = [i for i, found in readings.items()
-                if len(found) >= 2 and groups[i].width <= SPLIT_CANDIDATE * digit_height]
-    if doubtful and judge is not None:
-        sure = judge([owns[i] for i in doubtful]) >= WHOLE_CONFIDENCE
-        readings.update({i: [] for i, whole in zip(doubtful, sure) if whole})
     segments: list[Segment] = []
     for i, (group, own) in enumerate(zip(groups, owns)):
         if len(readings.get(i, [])) >= 2:
