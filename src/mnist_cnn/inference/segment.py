@@ -30,10 +30,11 @@ changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower) is
 which says how many digits it holds and where each one lies; the ink is cut at the column
 of least ink between neighbouring digits' centres, and each piece keeps the reader's
 answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays whole
-for the digit model, and so does one no wider than SPLIT_CANDIDATE that the reader splits
-but the digit model reads whole with WHOLE_CONFIDENCE (a broad single digit: this kept
-numbers written apart from losing 1 point, at the cost of 1 point on touching ones,
-measured on training digits, benchmarks/README.md "Reading touching digits"). Cuts through overlapping digits are only for boxes and images: the
+for the digit model. A group no wider than SPLIT_CANDIDATE that the digit model reads
+whole with WHOLE_CONFIDENCE stays whole too, and is not shown to the reader at all (a broad
+single digit: this kept numbers written apart from losing 1 point, at the cost of 1 point
+on touching ones, measured on training digits, benchmarks/README.md "Reading touching
+digits"); most digits of a number written apart are such groups. Cuts through overlapping digits are only for boxes and images: the
 digits themselves come from the reader, which saw the group uncut.
 
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
