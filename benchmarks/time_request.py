@@ -5,7 +5,9 @@
 Loads MODEL (default: the shipped mnist) as `serve` does, builds the Predictor a worker
 process builds (one thread), and times `serving.workers.predict_json` on a 28x28 PNG of
 MNIST test digit 0 (a drawn bar if the data is not found), then its parts: preprocessing
-alone and the model call alone. Prints medians of 5 repeats, in ms. Run it alone.
+alone and the model call alone. Prints medians of 5 repeats, in ms, and writes
+`results/request-cost-<time>.json` (with the machine: the model call's cost depends on the
+CPU's vector units, which a VM's model name does not say). Run it alone.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import digit_png
+from common import RESULTS, digit_png, model_record, write_result
 
 from mnist_cnn.inference.predict import Predictor
 from mnist_cnn.inference.runtimes import reload
@@ -42,6 +44,7 @@ def main() -> int:
     parser.add_argument("model", nargs="?", default="mnist")
     parser.add_argument("--runtime", default="auto")
     parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     served = Predictor.from_path(args.model)
     served.serve_with(args.runtime)
@@ -53,8 +56,13 @@ def main() -> int:
             "preprocessing": lambda: predictor.preprocess(png),
             "model call": lambda: predictor.probabilities(image)}
     print(f"{args.model} on {predictor.backend.runtime}, one thread")
+    ms = {}
     for name, function in rows.items():
-        print(f"{name:30} {per_call_ms(function, args.calls):.3f} ms")
+        ms[name] = round(per_call_ms(function, args.calls), 4)
+        print(f"{name:30} {ms[name]:.3f} ms")
+    path = write_result("request-cost", {**model_record(args.model), "runtime": predictor.backend.runtime,
+                                         "threads": 1, "calls": args.calls, "median_ms_of_5": ms}, args.out)
+    print(f"wrote {path}")
     return 0
 
 

@@ -207,3 +207,16 @@ def test_the_quick_exit_still_runs_the_exit_clean_ups(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 3, done.stderr
     assert marker.read_text() == "yes"
+
+
+def test_the_cpu_features_say_what_the_model_name_does_not(monkeypatch):
+    from mnist_cnn.core import system
+
+    info = ["processor\t: 0", "model name\t: AMD EPYC", "flags\t\t: fpu sse2 avx fma avx2 avx512f avx512_vnni"]
+    monkeypatch.setattr(system, "_cpuinfo", lambda: info)
+    assert system.cpu_features() == ["avx2", "fma", "avx512f", "avx512_vnni"] and system.cpu_model() == "AMD EPYC"
+    monkeypatch.setattr(system, "_cpuinfo", lambda: [*info[:2], "flags\t\t: avx2 fma amx_tile amx_bf16 amx_int8"])
+    assert system.cpu_features() == ["avx2", "fma", "amx_tile", "amx_bf16", "amx_int8"]
+    assert system.cpu_model() == "AMD EPYC (AMX)"
+    monkeypatch.setattr(system, "_cpuinfo", lambda: None)  # no /proc/cpuinfo (not Linux)
+    assert system.cpu_features() is None

@@ -52,7 +52,7 @@ def test_train_writes_every_artifact_and_learns(shared_data, isolated_env, capsy
     assert config["data"]["num_train"] + config["data"]["num_val"] == 5000
     assert len(config["data"]["sha256"]) == 4 and config["environment"]["keras"]
     if Path("/proc/cpuinfo").exists():  # which processor: bfloat16 speeds differ by the chip's matrix units
-        assert config["environment"]["cpu"]
+        assert config["environment"]["cpu"] and isinstance(config["environment"]["cpu_features"], list)
     report = (run_dir / "report.md").read_text()
     for picture in ("curves.png", "confusion_matrix.png", "misclassified.png"):
         assert f"]({picture})" in report

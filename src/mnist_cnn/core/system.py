@@ -35,16 +35,41 @@ def version_of(package: str) -> str | None:
         return None
 
 
-def cpu_model() -> str | None:
-    """The processor's name (Linux), marked "(AMX)" where it has bfloat16 matrix units: results differ by it."""
+# The vector and matrix units CPU speed depends on. The model name does not say which a VM has:
+# the shipped mnist in int8 took 0.37 ms an image on one "AMD EPYC" VM, 1.5 ms on another
+# that has AVX2 but no AVX-512 (benchmarks/README.md, "Where a number ran").
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpuinfo() -> list[str] | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            lines = f.read(200_000).splitlines()
+            return f.read(200_000).splitlines()
     except OSError:
+        return None
+
+
+def _flags(lines: list[str]) -> list[str]:
+    return next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+
+
+def cpu_model() -> str | None:
+    """The processor's name (Linux), marked "(AMX)" where it has bfloat16 matrix units: results differ by it."""
+    lines = _cpuinfo()
+    if lines is None:
         return platform.processor() or None
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-    return f"{name} (AMX)" if name and "amx_bf16" in flags else name
+    return f"{name} (AMX)" if name and "amx_bf16" in _flags(lines) else name
+
+
+def cpu_features() -> list[str] | None:
+    """Which of CPU_FEATURES the processor has (Linux; None where it cannot be read): a VM's
+    model name alone does not say whether it has AVX-512 or AMX."""
+    lines = _cpuinfo()
+    if lines is None:
+        return None
+    flags = set(_flags(lines))
+    return [feature for feature in CPU_FEATURES if feature in flags]
 
 
 @contextlib.contextmanager
