@@ -137,6 +137,29 @@ def test_segment_digits_asks_the_reader_about_wide_groups_only():
     assert [s.read_as for s in segments] == [None, None] and segments[1].box == (100, 5, 190, 55)
 
 
+
+def test_a_narrow_group_the_digit_model_reads_surely_never_reaches_the_reader():
+    ink = np.zeros((60, 400), np.float32)
+    ink[5:55, 10:50] = 1.0  # 0.8 heights: read whole by the digit model with 0.97
+    ink[5:55, 100:140] = 0.5  # 0.8 heights: the digit model is unsure (0.6), so the reader decides
+    ink[5:55, 200:290] = 1.0  # 1.8 heights: always the reader's, never judged whole
+    judged: list[tuple[int, int]] = []
+    asked: list[tuple[int, int]] = []
+
+    def judge(crops: list[np.ndarray]) -> np.ndarray:
+        judged.extend(c.shape for c in crops)
+        return np.array([0.97 if c.max() == 1.0 else 0.6 for c in crops])
+
+    def reader(inks: list[np.ndarray]) -> list[list[tuple[int, float, float]]]:
+        asked.extend(i.shape for i in inks)
+        return [[(1, 0.9, 10.0), (7, 0.9, i.shape[1] - 10.0)] for i in inks]
+
+    segments = segment_digits(ink, judge=judge, reader=reader)
+    assert judged == [(50, 40), (50, 40)]  # the two narrow groups, in one call
+    assert asked == [(50, 40), (50, 90)]  # the sure one was spared
+    assert [s.read_as for s in segments] == [None, (1, 0.9), (7, 0.9), (1, 0.9), (7, 0.9)]
+    assert segments[0].box == (10, 5, 50, 55)
+
 @pytest.fixture(scope="module")
 def mnist_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from mnist_cnn.data.load import load_dataset
@@ -208,6 +231,37 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
     for old, new in zip(before.trainable_weights, after.trainable_weights):
         assert np.allclose(old.numpy(), new.numpy(), atol=1e-6), old.path
 
+
+
+def test_a_reader_of_the_other_context_gives_the_layers_the_two_share(tmp_path):
+    from mnist_cnn.training.reader import build_reader, warm_start
+
+    old = tmp_path / "conv.keras"
+    conv = build_reader(seed=3, context="conv")
+    conv.save(old)
+    started = warm_start(old, seed=0, context="gru")
+    assert any(layer.name == "context" for layer in started.layers)  # a GRU reader ...
+    shared = [layer for layer in conv.layers if layer.weights][:-1]  # every weighted layer but the last (dense)
+    for given, taken in zip(shared, [layer for layer in started.layers if layer.weights]):
+        for a, b in zip(given.get_weights(), taken.get_weights()):
+            assert np.array_equal(a, b), given.name  # ... holding the conv reader's conv blocks and band convolution
+    fresh = build_reader(seed=0, context="gru")
+    assert not np.array_equal(started.get_layer("logits").get_weights()[0], conv.get_layer("logits").get_weights()[0])
+    assert np.array_equal(started.get_layer("logits").get_weights()[0], fresh.get_layer("logits").get_weights()[0])
+    again = warm_start(old, seed=0, context="conv")  # the same context: that reader itself, to go on training
+    assert [w.shape for w in again.weights] == [w.shape for w in conv.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), conv.get_weights()))
+    with pytest.raises(ValueError, match="not one of conv, gru"):
+        build_reader(context="lstm")
+
+    from mnist_cnn.inference.touching import TouchingReader
+
+    reader = TouchingReader(started, "gru reader")  # the GRU is unrolled: LiteRT takes it, and answers alike
+    strips = np.random.default_rng(0).random((3, STRIP_HEIGHT, STRIP_WIDTH)).astype(np.float32)
+    on_keras = reader.probabilities(strips)
+    reader.use_litert()
+    assert reader._side.on_litert
+    assert np.allclose(reader.probabilities(strips), on_keras, atol=1e-4)
 
 def test_fresh_strips_every_epoch_are_new_strips(mnist_digits, tmp_path, monkeypatch):
     from mnist_cnn.training import reader as training

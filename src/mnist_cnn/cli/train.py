@@ -182,7 +182,7 @@ def learning_rate(text: str) -> float:
 
 
 def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
-    from ..training.reader import ReaderConfig
+    from ..training.reader import CONTEXTS, ReaderConfig
 
     defaults = ReaderConfig()
     r.add_argument("-o", "--out", type=Path, default=Path("reader.keras"), metavar="READER.keras",
@@ -196,7 +196,12 @@ def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str
     r.add_argument("--learning-rate", type=learning_rate, default=defaults.learning_rate, metavar="LR",
                    help=f"peak of the warm-up then cosine schedule (default {defaults.learning_rate:g})")
     r.add_argument("--init", type=Path, metavar="READER.keras",
-                   help="go on training this reader on new strips (those of --seed) instead of starting afresh")
+                   help="go on training this reader on new strips (those of --seed) instead of starting afresh; "
+                        "one of another --context gives the layers the two share")
+    r.add_argument("--context", choices=CONTEXTS, default=defaults.context,
+                   help=f"what carries context along the strip: a band convolution alone (conv) or, on top of it, "
+                        f"a bidirectional GRU (gru; the shipped reader is a gru one started with --init from a conv "
+                        f"one) (default {defaults.context})")
     r.add_argument("--reuse-strips", action="store_true",
                    help="train on the same --strips every epoch (faster: no strips made between epochs) instead of "
                         "new ones each epoch, which reads more test strips right")
@@ -217,7 +222,8 @@ def run_train_reader(args: argparse.Namespace) -> int:
     from ..training.reader import ReaderConfig, train_reader  # imports TensorFlow after making its strips
 
     config = ReaderConfig(strips=args.strips, epochs=args.epochs, seed=args.seed, learning_rate=args.learning_rate,
-                          init=None if args.init is None else str(args.init), fresh=not args.reuse_strips)
+                          init=None if args.init is None else str(args.init), fresh=not args.reuse_strips,
+                          context=args.context)
     print(f"training the touching-digit reader on {config.strips:,} strips x {config.epochs} epochs "
           f"(the default takes about 25 minutes on 2 CPU cores)", flush=True)
     record = train_reader((dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels),

@@ -11,7 +11,15 @@ Architecture (sized by measurement on 2 CPU cores, benchmarks/README.md "Reading
 touching digits"): three conv blocks (16, 32, 64 filters, batch-normalised) pool the
 strip's height by 8 and its width by BAND, leaving COLUMNS bands of 3 x 64 features
 each; a 1-D convolution over neighbouring bands gives each band the context of the
-digit it lies in and of its neighbours; a dense layer scores the 11 classes.
+digit it lies in and of its neighbours; with the "gru" context a bidirectional GRU
+then carries context along the whole strip (whether a stroke is a 1 of its own or part
+of its neighbour depends on more than the next band); a dense layer scores the 11
+classes. The GRU is unrolled over the COLUMNS bands: the same arithmetic, but a graph
+LiteRT converts without TensorFlow's list ops, so the reader stays on LiteRT.
+
+The shipped reader was made in two steps (`make reader`): a "conv" reader from scratch
+(the defaults), then a "gru" reader started from its layers (`init`). A "gru" reader
+trained from scratch has not been measured, so "conv" stays the default.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic import atomic_path, write_json
+from ..core.errors import MnistCnnError
 from ..core.hashing import sha256_file
 from ..core.system import quiet_tensorflow
 from ..runs.run import environment
@@ -38,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_LENGTH = 4  # digits per training strip, at most
 CHUNK = 2_000  # strips per worker task
 RECORD_FORMAT = "mnist-cnn reader 1"  # what reader.json beside a reader holds
+CONTEXTS = ("conv", "gru")  # `ReaderConfig.context` choices
+GRU_UNITS = 64  # per direction
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,9 @@ class ReaderConfig:
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 0
-    init: str | None = None  # a reader.keras to go on training (fresh strips of `seed`), instead of new weights
+    init: str | None = None  # a reader.keras to start from (fresh strips of `seed`), instead of new weights:
+    # all of it if it has this config's `context`, else the layers the two share (the conv blocks)
+    context: str = "conv"  # what carries context along the strip: "conv" (the band convolution alone) or "gru"
     # New strips every epoch (`strips` each) rather than the same ones: the model learns its strips
     # by heart otherwise (loss 0.115 on them, 0.31 on new ones; 93.1% of test strips, fresh 94.4%).
     fresh: bool = True
@@ -98,11 +111,13 @@ def make_strips(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def build_reader(seed: int = 0) -> Any:
+def build_reader(seed: int = 0, context: str = "conv") -> Any:
     """The reader's Keras model: (STRIP_HEIGHT, STRIP_WIDTH, 1) in [0, 1] -> (COLUMNS, 11) logits."""
     import keras
     from keras import layers
 
+    if context not in CONTEXTS:
+        raise ValueError(f"context {context!r} is not one of {', '.join(CONTEXTS)}")
     keras.utils.set_random_seed(seed)
 
     def block(x: Any, filters: int, pool: tuple[int, int]) -> Any:
@@ -118,9 +133,40 @@ def build_reader(seed: int = 0) -> Any:
     x = layers.Permute((2, 1, 3))(x)  # bands first
     x = layers.Reshape((COLUMNS, -1))(x)
     x = layers.Conv1D(128, 3, padding="same", activation="relu")(x)  # a band sees its neighbours
+    if context == "gru":  # ... and, through the GRU, the whole strip
+        x = layers.Bidirectional(layers.GRU(GRU_UNITS, return_sequences=True, unroll=True), name="context")(x)
     x = layers.Dropout(0.1)(x)
     outputs = layers.Dense(11, name="logits")(x)
     return keras.Model(inputs, outputs, name="touching_reader")
+
+
+def warm_start(init: Path, seed: int, context: str) -> Any:
+    """The reader to train on from `init`: that reader itself if it has `context` (a reader
+    whose loss was still falling goes on, on strips it has not seen), else a new one of
+    `context` holding `init`'s weights wherever the two have the same layer (the conv blocks
+    and the band convolution: a GRU then learns its context on features already trained)."""
+    import keras
+
+    from ..inference.touching import TouchingReader
+
+    keras.utils.set_random_seed(seed)
+    donor = TouchingReader.load(init).model  # refuses a file that is not a reader
+    has_gru = any(layer.name == "context" for layer in donor.layers)
+    if has_gru == (context == "gru"):
+        return donor
+    model = build_reader(seed, context)
+    donors = [layer for layer in donor.layers if layer.weights]
+    takers = [layer for layer in model.layers if layer.weights]
+    copied = 0
+    for given, taker in zip(donors, takers):  # in order, until the two differ
+        if [w.shape for w in given.weights] != [w.shape for w in taker.weights]:
+            break
+        taker.set_weights(given.get_weights())
+        copied += 1
+    if not copied:
+        raise MnistCnnError(f"--init {init} shares no layer with a {context} reader; leave --init out to start afresh")
+    log.info("started from %s: %d of its %d weighted layers copied, the rest new", init, copied, len(donors))
+    return model
 
 
 def exact_share(model: Any, strips: np.ndarray, targets: np.ndarray) -> float:
@@ -152,12 +198,9 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     quiet_tensorflow()
     import keras
     if config.init is None:
-        model = build_reader(config.seed)
-    else:  # warm start: a reader whose loss was still falling goes on, on strips it has not seen
-        from ..inference.touching import TouchingReader
-
-        keras.utils.set_random_seed(config.seed)
-        model = TouchingReader.load(Path(config.init)).model  # refuses a file that is not a reader
+        model = build_reader(config.seed, config.context)
+    else:
+        model = warm_start(Path(config.init), config.seed, config.context)
     steps = config.epochs * (len(strips) // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=config.learning_rate,
                                                       warmup_steps=steps // 20)
@@ -200,4 +243,4 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     return {**record, "record_file": str(record_file)}
 
 
-__all__ = ["ReaderConfig", "build_reader", "exact_share", "make_strips", "train_reader"]
+__all__ = ["CONTEXTS", "ReaderConfig", "build_reader", "exact_share", "make_strips", "train_reader", "warm_start"]
