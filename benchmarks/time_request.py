@@ -50,17 +50,19 @@ def main() -> int:
     served.serve_with(args.runtime)
     predictor = Predictor(reload(served.backend.source_file, threads=1), served.info)
     predictor.acceptance = served.acceptance
+    # the rule's writing scorer, as a worker gets it: the file the server converted once
+    predictor.writing_file, predictor.writing_litert = served.writing_file, served.writing_litert
     png = digit_png()
     image = predictor.preprocess(png)[np.newaxis]
     rows = {"whole answer (predict_json)": lambda: predict_json(predictor, png, "upload", 3),
             "preprocessing": lambda: predictor.preprocess(png),
             "model call": lambda: predictor.probabilities(image)}
-    print(f"{args.model} on {predictor.backend.runtime}, one thread")
+    print(f"{args.model} on {served.backend.runtime}, one thread")
     ms = {}
     for name, function in rows.items():
         ms[name] = round(per_call_ms(function, args.calls), 4)
         print(f"{name:30} {ms[name]:.3f} ms")
-    path = write_result("request-cost", {**model_record(args.model), "runtime": predictor.backend.runtime,
+    path = write_result("request-cost", {**model_record(args.model), "runtime": served.backend.runtime,
                                          "threads": 1, "calls": args.calls, "median_ms_of_5": ms}, args.out)
     print(f"wrote {path}")
     return 0

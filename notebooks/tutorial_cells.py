@@ -1187,9 +1187,11 @@ Reading the printout and the figure, left to right:
    are the answer's boxes, one per digit.
 2. **The pieces**, one colour each.
 3. **The strip**: the piece, cropped and scaled so that its ink is 20 pixels tall, like
-   an MNIST digit, in a 28 × 112 field. The reader is a small CNN whose last layers look
-   at the strip in **28 bands of 4 columns** and score, per band, "digit 0-9" or "nothing
-   here". It was trained with **CTC** (Connectionist Temporal Classification, the loss of
+   an MNIST digit, in a 28 × 112 field. The reader is a small CNN that looks at the strip
+   in **28 bands of 4 columns**, then a bidirectional GRU, a recurrent layer that carries
+   what it saw along the strip both ways (whether a stroke is a 1 of its own or part of
+   its neighbour can depend on bands further away); it scores, per band, "digit 0-9" or
+   "nothing here". It was trained with **CTC** (Connectionist Temporal Classification, the loss of
    speech and handwriting recognisers): CTC sums over every way the true digits could be
    spread across the bands, so the training numbers need no boxes, only their digits. The
    second printed string is the best class per band (`.` = nothing): runs of one class
@@ -1210,9 +1212,11 @@ Lendo a saída e a figura, da esquerda para a direita:
    largo. As caixas vermelhas são as da resposta, uma por dígito.
 2. **As peças**, uma cor para cada.
 3. **A faixa**: a peça recortada e redimensionada para que a tinta tenha 20 pixels de altura,
-   como um dígito do MNIST, num campo de 28 × 112. O leitor é uma CNN pequena cujas últimas
-   camadas olham a faixa em **28 bandas de 4 colunas** e dão, para cada banda, a nota de
-   "dígito 0-9" ou de "nada aqui". Ele foi treinado com **CTC** (*Connectionist Temporal
+   como um dígito do MNIST, num campo de 28 × 112. O leitor é uma CNN pequena que olha a
+   faixa em **28 bandas de 4 colunas**, seguida de uma GRU bidirecional, uma camada
+   recorrente que leva o que viu ao longo da faixa nos dois sentidos (se um traço é um 1
+   sozinho ou parte do vizinho pode depender de bandas mais distantes); ele dá, para cada
+   banda, a nota de "dígito 0-9" ou de "nada aqui". Ele foi treinado com **CTC** (*Connectionist Temporal
    Classification*, a perda dos reconhecedores de fala e de escrita à mão): a CTC soma todas
    as maneiras de distribuir os dígitos verdadeiros pelas bandas, então os números de treino
    não precisam de caixas, só dos seus dígitos. A segunda sequência impressa é a melhor

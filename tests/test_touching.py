@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -193,9 +194,9 @@ def test_training_inks_hold_their_digits_as_the_reader_meets_them(mnist_digits):
     assert TOUCHING_GAP[1] < 0  # the touching share is laid out with overlapping boxes
 
 
-def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
-    from mnist_cnn.inference.touching import TouchingReader
-    from mnist_cnn.training.reader import ReaderConfig, train_reader
+def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog):
+    from mnist_cnn.inference.touching import TouchingReader, write_litert_twin
+    from mnist_cnn.training.reader import ReaderConfig, build_reader, train_reader
 
     train = mnist_digits[0][:2000], mnist_digits[1][:2000]
     test = mnist_digits[2][:500], mnist_digits[3][:500]
@@ -206,14 +207,22 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
     saved = json.loads((out.parent / "reader.json").read_text())
     assert saved["strips"] == 512 and saved["test_strips"] == 64 and 0 <= saved["test_strips_read_exactly"] <= 1
     assert saved["environment"]["cpu"] and saved["config"]["epochs"] == 1
-    assert sorted(p.name for p in out.parent.iterdir()) == ["reader.json", "reader.keras"]  # no temp file left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["reader.json", "reader.keras", "reader.tflite"]  # no temp
+    assert record["litert_file"] == str(out.with_suffix(".tflite"))
     reader = TouchingReader.load(out)
     strips = np.zeros((3, STRIP_HEIGHT, STRIP_WIDTH), np.float32)
     strips[1] = np.random.default_rng(0).random((STRIP_HEIGHT, STRIP_WIDTH))
     probabilities = reader.probabilities(strips)
     assert probabilities.shape == (3, COLUMNS, 11)
     assert np.allclose(probabilities.sum(axis=-1), 1.0, atol=1e-5)
-    reader.use_litert()  # as `serve` runs it: the same answers with less overhead per call
+    from mnist_cnn.inference.side_model import SideModel
+
+    def no_conversion(self, probe):
+        raise AssertionError("converted again although the LiteRT twin lies beside the reader")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SideModel, "use_litert", no_conversion)
+        reader.use_litert()  # as `serve` runs it, from the twin: the same answers with less overhead per call
     assert reader._side.on_litert
     assert np.allclose(reader.probabilities(strips), probabilities, atol=1e-4)
     assert np.allclose(reader.probabilities(strips[:1]), probabilities[:1], atol=1e-4)  # another batch size
@@ -230,6 +239,20 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path):
     before, after = TouchingReader.load(out).model, TouchingReader.load(again).model
     for old, new in zip(before.trainable_weights, after.trainable_weights):
         assert np.allclose(old.numpy(), new.numpy(), atol=1e-6), old.path
+
+    # A twin that is not this reader's (another reader's, or garbage) is not used: converted afresh, with a warning.
+    other = build_reader(seed=5)
+    for bad in ("other", "garbage"):
+        if bad == "other":
+            write_litert_twin(other, out)
+        else:
+            out.with_suffix(".tflite").write_bytes(b"not a tflite file")
+        reader = TouchingReader.load(out)
+        with caplog.at_level(logging.WARNING):
+            reader.use_litert()
+        assert reader._side.on_litert and "converting it afresh" in caplog.text, bad
+        assert np.allclose(reader.probabilities(strips), probabilities, atol=1e-4), bad
+        caplog.clear()
 
 
 

@@ -163,11 +163,17 @@ def reader_file_line(name: str) -> str | None:
     if digest is None or not record_file.is_file():
         return None
     record = json.loads(record_file.read_text())
-    return (f"`reader.keras`: the touching-digit reader (`mnist-cnn train-reader`, {record['parameters']:,} "
-            f"parameters, CTC, trained on {record['strips']:,} numbers composed from MNIST training digits in "
-            f"{record['seconds_training']:,.0f} s on {record['environment'].get('cpu') or 'an unrecorded CPU'}; "
+    context = record["config"].get("context", "conv")
+    started = (f", started from the layers of the reader with SHA-256 `{record['init_sha256'][:12]}`"
+               if record.get("init_sha256") else "")
+    twin = (" `reader.tflite` beside it is the same reader converted to LiteRT, checked against it on a probe before "
+            "it answers." if (TARGET / name / "reader.tflite").is_file() else "")
+    return (f"`reader.keras`: the touching-digit reader (`mnist-cnn train-reader --context {context}`, "
+            f"{record['parameters']:,} parameters, CTC, trained on {record['strips']:,} numbers composed from MNIST "
+            f"training digits in {record['seconds_training']:,.0f} s on "
+            f"{record['environment'].get('cpu') or 'an unrecorded CPU'}{started}; "
             f"{100 * record['test_strips_read_exactly']:.1f}% of {record['test_strips']:,} strips of test digits "
-            f"read exactly), SHA-256 `{digest}`, checked at first use.")
+            f"read exactly), SHA-256 `{digest}`, checked at first use.{twin}")
 
 
 def writing_file_line(name: str) -> str | None:

@@ -21,6 +21,7 @@ the model file is loaded with Keras only when a `TouchingReader` is made.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from ..core.errors import ModelFileError
 from .preprocess import INK_LEVEL, MIN_STROKE_PX, TARGET_STROKE_PX, _bounding_box, _dilate, _max_pool, stroke_width
 from .side_model import SideModel, probe_batch
 
+log = logging.getLogger(__name__)
+
 STRIP_HEIGHT = 28  # the strip the reader sees (px): MNIST's height ...
 STRIP_WIDTH = 112  # ... and room for four MNIST-sized digits side by side
 STRIP_INK = 20  # the ink's height in the strip, as MNIST fits a digit's longer side into 20 px
@@ -41,6 +44,31 @@ BAND = 4  # strip columns per output band: the model pools the width by 4 (a rea
 COLUMNS = STRIP_WIDTH // BAND
 BLANK = 0  # CTC's "nothing here" class; digit d is class d + 1
 READER_FILE = "reader.keras"  # beside a digit model: its touching-digit reader, if it has one
+# Beside a reader: the same reader converted to LiteRT when it was trained. Converting at first
+# use costs 1 s for a conv reader but 8 s for a GRU one (its 28 unrolled steps), which a
+# serve worker would make its first /read wait; the twin is checked against the reader on a
+# probe before it answers, and converted afresh if it is missing or differs.
+LITERT_SUFFIX = ".tflite"
+
+
+def litert_twin(reader_file: Path) -> Path:
+    """Where the LiteRT twin of the reader at `reader_file` lies (reader.keras -> reader.tflite)."""
+    return reader_file.with_suffix(LITERT_SUFFIX)
+
+
+def write_litert_twin(model: Any, reader_file: Path) -> Path:
+    """Convert a reader's Keras `model` (saved at `reader_file`) to its LiteRT twin, atomically."""
+    import tempfile
+
+    from ..core.atomic import atomic_path
+    from ..core.system import quiet_stderr
+    from .convert import write_litert
+
+    twin = litert_twin(reader_file)
+    with tempfile.TemporaryDirectory(prefix="mnist-cnn-reader-") as staging, atomic_path(twin) as partial, \
+            quiet_stderr():
+        write_litert(model, partial, Path(staging))
+    return twin
 
 
 @dataclass(frozen=True)
@@ -141,8 +169,18 @@ class TouchingReader:
 
     def use_litert(self) -> None:
         """Make the calls on LiteRT (float), which has far less overhead per call than Keras,
-        if it reads a probe of strips as Keras does; else keep Keras (logged)."""
-        self._side.use_litert(probe_batch(STRIP_HEIGHT, STRIP_WIDTH))
+        if it reads a probe of strips as Keras does; else keep Keras (logged). The LiteRT twin
+        beside the reader's file (`litert_twin`) is used when it reads the probe alike."""
+        probe = probe_batch(STRIP_HEIGHT, STRIP_WIDTH)
+        twin = litert_twin(Path(self.source))
+        if Path(self.source).suffix == ".keras" and twin.is_file():
+            try:
+                self._side.open_litert(twin, probe)
+                return
+            except (ValueError, ModelFileError) as e:  # not this reader's twin: convert instead
+                log.warning("%s is not %s converted (%s); converting it afresh", twin, self.source,
+                            str(e).splitlines()[0][:200])
+        self._side.use_litert(probe)
 
     def probabilities(self, strips: np.ndarray) -> np.ndarray:
         """float32 (N, STRIP_HEIGHT, STRIP_WIDTH) -> (N, bands, 11) class probabilities per band."""

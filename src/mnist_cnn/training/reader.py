@@ -40,7 +40,7 @@ from ..core.hashing import sha256_file
 from ..core.system import quiet_tensorflow
 from ..runs.run import environment
 from ..data.compose import strip_inks
-from ..inference.touching import BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, strip_from_ink
+from ..inference.touching import BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, strip_from_ink, write_litert_twin
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +238,10 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
         record["init_sha256"] = sha256_file(Path(config.init))
     with atomic_path(out) as partial:
         model.save(partial)
+    twin = write_litert_twin(model, out)  # serve's workers open it instead of converting at their first /read
     record_file = out.with_suffix(".json")
     write_json(record_file, record)
-    return {**record, "record_file": str(record_file)}
+    return {**record, "record_file": str(record_file), "litert_file": str(twin)}
 
 
 __all__ = ["CONTEXTS", "ReaderConfig", "build_reader", "exact_share", "make_strips", "train_reader", "warm_start"]
