@@ -216,6 +216,19 @@ WHOLE_COMMAND_CONTENDERS = {  # whole_command.py's contenders as the docs name t
 }
 
 
+def vector_units(environment: dict[str, Any]) -> str:
+    """The CPU's vector units as a results file records them (`cpu_features`, since 2026-12-06): a time
+    per image differs by them more than by the model name (an int8 model: 0.37 ms an image on one
+    "AMD EPYC", 1.6 on another)."""
+    features = environment.get("cpu_features")
+    if features is None:
+        return "not recorded"
+    if "amx_tile" in features:
+        return "AMX"
+    return ("AVX-512 VNNI" if "avx512_vnni" in features else "AVX-512" if "avx512f" in features
+            else "AVX2, no AVX-512" if "avx2" in features else "no AVX2")
+
+
 def every_file_table(kind: str, script: str, header: list[str], rows_of: Any) -> str:
     """One table over every `results/<kind>-*.json`, oldest first: `rows_of(path, record)` gives each
     file's rows (cells after the run's time), then a line naming the files and their CPUs."""
@@ -273,11 +286,13 @@ def serving_table() -> str:
     def rows_of(path: Path, record: dict[str, Any]) -> list[list[str]]:
         return [[_served(path, row), row["runtime"], "" if row.get("workers") is None else str(row["workers"]),
                  f"{row['predict_rps']:,.0f}", f"{row['ratio']:.2f}", f"{row['predict_p50_ms']:g}",
-                 f"{row['predict_p99_ms']:g}", f"{row['failed']:g}", str(len(row.get("rounds", {}).get("predict", [])))]
+                 f"{row['predict_p99_ms']:g}", f"{row['failed']:g}", str(len(row.get("rounds", {}).get("predict", []))),
+                 vector_units(record.get("environment", {}))]
                 for row in record["rows"]]
 
     return every_file_table("ab", "bench_ab.py", ["model served", "runtime", "workers", "/predict req/s",
-                                                  "ratio to /healthz", "p50 ms", "p99 ms", "failed", "rounds"],
+                                                  "ratio to /healthz", "p50 ms", "p99 ms", "failed", "rounds",
+                                                  "vector units"],
                             rows_of)
 
 

@@ -86,14 +86,9 @@ def _cpu(name: str | None) -> str:
 
 
 def _where(environment: dict[str, Any]) -> str:
-    """`_cpu` plus its vector units where the file records them: a time per image differs by them
-    more than by the model name (an int8 model: 0.37 ms an image on one "AMD EPYC", 1.6 on another)."""
-    where, features = _cpu(environment.get("cpu")), environment.get("cpu_features")
-    if features is None or "AMX" in where:
-        return where
-    units = ("AVX-512 VNNI" if "avx512_vnni" in features else "AVX-512" if "avx512f" in features
-             else "AVX2, no AVX-512" if "avx2" in features else "no AVX2")
-    return f"{where}, {units}"
+    """`_cpu` plus its vector units where the file records them (`tables.vector_units`)."""
+    where, units = _cpu(environment.get("cpu")), tables.vector_units(environment)
+    return where if units == "not recorded" or "AMX" in where else f"{where}, {units}"
 
 
 def shipped(name: str) -> dict[str, Any]:
