@@ -209,6 +209,9 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog):
     assert saved["environment"]["cpu"] and saved["config"]["epochs"] == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["reader.json", "reader.keras", "reader.tflite"]  # no temp
     assert record["litert_file"] == str(out.with_suffix(".tflite"))
+    from mnist_cnn.core.hashing import sha256_file
+
+    assert saved["reader_sha256"] == sha256_file(out) and saved["litert_sha256"] == sha256_file(out.with_suffix(".tflite"))
     reader = TouchingReader.load(out)
     strips = np.zeros((3, STRIP_HEIGHT, STRIP_WIDTH), np.float32)
     strips[1] = np.random.default_rng(0).random((STRIP_HEIGHT, STRIP_WIDTH))
@@ -226,6 +229,19 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog):
     assert reader._side.on_litert
     assert np.allclose(reader.probabilities(strips), probabilities, atol=1e-4)
     assert np.allclose(reader.probabilities(strips[:1]), probabilities[:1], atol=1e-4)  # another batch size
+
+    # open(): the twin the record vouches for answers alone, without Keras; a twin or reader changed
+    # since the record was written is not trusted (read with Keras, and checked or converted for LiteRT).
+    alone = TouchingReader.open(out)
+    assert alone.model is None and alone._side.on_litert
+    assert np.allclose(alone.probabilities(strips), probabilities, atol=1e-4)
+    record_text = (out.parent / "reader.json").read_text()
+    (out.parent / "reader.json").write_text(record_text.replace(saved["litert_sha256"], "0" * 64))
+    assert TouchingReader.open(out).model is not None and not TouchingReader.open(out)._side.on_litert
+    assert TouchingReader.open(out, litert=True)._side.on_litert  # the twin after a probe
+    (out.parent / "reader.json").write_text("[not a record")
+    assert TouchingReader.open(out).model is not None
+    (out.parent / "reader.json").write_text(record_text)
 
     # --init: training goes on from these weights (a rate too small to move them keeps them),
     # and the record names the reader it started from.

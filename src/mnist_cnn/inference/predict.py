@@ -155,10 +155,7 @@ class Predictor:
 
                 if self.reader_file.with_name(self.reader_file.name + DIGEST_SUFFIX).exists():
                     check_digest(self.reader_file, "touching-digit reader")
-                reader = TouchingReader.load(self.reader_file)
-                if self.reader_on_litert:
-                    reader.use_litert()
-                self._reader = reader
+                self._reader = TouchingReader.open(self.reader_file, litert=self.reader_on_litert)
             return self._reader
 
     def writing_scorer(self) -> WritingScorer:

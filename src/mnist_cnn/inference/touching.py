@@ -21,6 +21,7 @@ the model file is loaded with Keras only when a `TouchingReader` is made.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import ModelFileError
+from ..core.hashing import sha256_file
 from .preprocess import INK_LEVEL, MIN_STROKE_PX, TARGET_STROKE_PX, _bounding_box, _dilate, _max_pool, stroke_width
 from .side_model import SideModel, probe_batch
 
@@ -147,25 +149,63 @@ def decode(probabilities: np.ndarray, band: int = BAND) -> list[StripDigit]:
     return digits
 
 
-class TouchingReader:
-    """A touching-digit reader: strips in, digits out. Loaded from a `.keras` file."""
+def trusted_twin(reader_file: Path) -> Path | None:
+    """The LiteRT twin of the reader at `reader_file` if the record beside it (`reader.json`,
+    written by `train-reader` after checking the twin against the reader on a probe) names
+    the SHA-256 of both files as they are; else None."""
+    twin = litert_twin(reader_file)
+    try:
+        record = json.loads(reader_file.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not twin.is_file():
+        return None
+    if record.get("reader_sha256") != sha256_file(reader_file) or record.get("litert_sha256") != sha256_file(twin):
+        return None
+    return twin
 
-    def __init__(self, model: Any, source: Path | str = "reader") -> None:
-        shape = tuple(model.input_shape[1:3]), tuple(model.output_shape[1:])
+
+class TouchingReader:
+    """A touching-digit reader: strips in, digits out. Loaded from a `.keras` file (`load`), or
+    from its vouched-for LiteRT twin without Keras (`open`)."""
+
+    def __init__(self, model: Any, source: Path | str = "reader", side: SideModel | None = None) -> None:
+        if side is None:
+            shape = tuple(model.input_shape[1:3]), tuple(model.output_shape[1:])
+        else:  # a LiteRT file alone
+            interpreter = side._interpreter
+            shape = (tuple(int(n) for n in interpreter.get_input_details()[0]["shape"][1:3]),
+                     tuple(int(n) for n in interpreter.get_output_details()[0]["shape"][1:]))
         bands = shape[1][0] if len(shape[1]) == 2 else None
         if shape[0] != (STRIP_HEIGHT, STRIP_WIDTH) or shape[1][-1:] != (11,) or not bands or STRIP_WIDTH % bands:
             raise ModelFileError(f"{source} is not a touching-digit reader: it takes {shape[0]} and gives {shape[1]}, "
                                  f"not ({STRIP_HEIGHT}, {STRIP_WIDTH}) and (bands, 11)")
         self.band = STRIP_WIDTH // bands  # strip columns per band
-        self.model = model
+        self.model = model  # None when it runs from its LiteRT twin alone
         self.source = str(source)
-        self._side = SideModel(model, source, "touching-digit reader")
+        self._side = side or SideModel(model, source, "touching-digit reader")
 
     @classmethod
     def load(cls, path: Path) -> "TouchingReader":
         from .keras_file import load_keras_file
 
         return cls(load_keras_file(path), path)
+
+    @classmethod
+    def open(cls, path: Path, litert: bool = False) -> "TouchingReader":
+        """The reader at `path` for reading: from its LiteRT twin when the record beside it vouches
+        for both files (no Keras: a GRU reader's first Keras call costs 1.4 s of tracing); else
+        loaded with Keras and, with `litert`, moved to LiteRT (`use_litert`)."""
+        twin = trusted_twin(Path(path))
+        if twin is not None:
+            try:
+                return cls(None, path, SideModel.converted(twin, "touching-digit reader"))
+            except ModelFileError as e:
+                log.warning("%s: %s; reading with Keras", twin, str(e).splitlines()[0][:200])
+        reader = cls.load(Path(path))
+        if litert:
+            reader.use_litert()
+        return reader
 
     def use_litert(self) -> None:
         """Make the calls on LiteRT (float), which has far less overhead per call than Keras,
@@ -177,7 +217,7 @@ class TouchingReader:
             try:
                 self._side.open_litert(twin, probe)
                 return
-            except (ValueError, ModelFileError) as e:  # not this reader's twin: convert instead
+            except (ValueError, OSError, ModelFileError) as e:  # unreadable, or not this reader's twin: convert
                 log.warning("%s is not %s converted (%s); converting it afresh", twin, self.source,
                             str(e).splitlines()[0][:200])
         self._side.use_litert(probe)

@@ -40,7 +40,9 @@ from ..core.hashing import sha256_file
 from ..core.system import quiet_tensorflow
 from ..runs.run import environment
 from ..data.compose import strip_inks
-from ..inference.touching import BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, strip_from_ink, write_litert_twin
+from ..inference.side_model import probe_batch
+from ..inference.touching import (BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, TouchingReader, strip_from_ink,
+                                 write_litert_twin)
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +149,6 @@ def warm_start(init: Path, seed: int, context: str) -> Any:
     and the band convolution: a GRU then learns its context on features already trained)."""
     import keras
 
-    from ..inference.touching import TouchingReader
-
     keras.utils.set_random_seed(seed)
     donor = TouchingReader.load(init).model  # refuses a file that is not a reader
     has_gru = any(layer.name == "context" for layer in donor.layers)
@@ -171,8 +171,6 @@ def warm_start(init: Path, seed: int, context: str) -> Any:
 
 def exact_share(model: Any, strips: np.ndarray, targets: np.ndarray) -> float:
     """The share of strips read exactly (every digit, none missing or extra)."""
-    from ..inference.touching import TouchingReader
-
     reader = TouchingReader(model)
     right = 0
     for start in range(0, len(strips), 512):
@@ -238,10 +236,20 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
         record["init_sha256"] = sha256_file(Path(config.init))
     with atomic_path(out) as partial:
         model.save(partial)
-    twin = write_litert_twin(model, out)  # serve's workers open it instead of converting at their first /read
+    converted = write_litert_twin(model, out)  # read from, instead of converting or tracing at first use
+    twin: Path | None = converted
+    try:  # vouched for only once it reads a probe as the reader does (the record below names both digests)
+        TouchingReader(model, out)._side.open_litert(converted, probe_batch(STRIP_HEIGHT, STRIP_WIDTH))
+    except ValueError as e:
+        log.warning("the LiteRT twin differs from the reader (%s): not kept", e)
+        converted.unlink()
+        twin = None
+    record["reader_sha256"] = sha256_file(out)
+    if twin is not None:
+        record["litert_sha256"] = sha256_file(twin)
     record_file = out.with_suffix(".json")
     write_json(record_file, record)
-    return {**record, "record_file": str(record_file), "litert_file": str(twin)}
+    return {**record, "record_file": str(record_file), "litert_file": None if twin is None else str(twin)}
 
 
 __all__ = ["CONTEXTS", "ReaderConfig", "build_reader", "exact_share", "make_strips", "train_reader", "warm_start"]
