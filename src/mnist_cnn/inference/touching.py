@@ -16,7 +16,8 @@ teaches them, and the number of digits is not capped by a head count (measured i
 benchmarks/README.md, "Reading touching digits").
 
 `strip_from_ink` is the one preparation training and reading share. NumPy and Pillow;
-the model file is loaded with Keras only when a `TouchingReader` is made.
+a reader is loaded when a `TouchingReader` is made: from its LiteRT twin when `reader.json`
+vouches for it (no Keras), else with Keras.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ COLUMNS = STRIP_WIDTH // BAND
 BLANK = 0  # CTC's "nothing here" class; digit d is class d + 1
 READER_FILE = "reader.keras"  # beside a digit model: its touching-digit reader, if it has one
 # Beside a reader: the same reader converted to LiteRT when it was trained. Converting at first
-# use costs 1 s for a conv reader but 8 s for a GRU one (its 28 unrolled steps), which a
-# serve worker would make its first /read wait; the twin is checked against the reader on a
-# probe before it answers, and converted afresh if it is missing or differs.
+# use costs 1 s for a conv reader but 8 s for a GRU one (its 28 unrolled steps), and a GRU's
+# first Keras call 1.4 s of tracing. The twin answers alone when reader.json names both files'
+# digests (`trusted_twin`), after a probe against the reader otherwise, and is converted
+# afresh if it is missing or differs.
 LITERT_SUFFIX = ".tflite"
 
 
@@ -156,13 +158,12 @@ def trusted_twin(reader_file: Path) -> Path | None:
     twin = litert_twin(reader_file)
     try:
         record = json.loads(reader_file.with_suffix(".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        vouched = (isinstance(record, dict) and twin.is_file()
+                   and record.get("reader_sha256") == sha256_file(reader_file)
+                   and record.get("litert_sha256") == sha256_file(twin))
+    except (OSError, ValueError):  # no record, not JSON, a file unreadable
         return None
-    if not isinstance(record, dict) or not twin.is_file():
-        return None
-    if record.get("reader_sha256") != sha256_file(reader_file) or record.get("litert_sha256") != sha256_file(twin):
-        return None
-    return twin
+    return twin if vouched else None
 
 
 class TouchingReader:
@@ -211,6 +212,8 @@ class TouchingReader:
         """Make the calls on LiteRT (float), which has far less overhead per call than Keras,
         if it reads a probe of strips as Keras does; else keep Keras (logged). The LiteRT twin
         beside the reader's file (`litert_twin`) is used when it reads the probe alike."""
+        if self._side.on_litert:  # opened from its twin, or moved already
+            return
         probe = probe_batch(STRIP_HEIGHT, STRIP_WIDTH)
         twin = litert_twin(Path(self.source))
         if Path(self.source).suffix == ".keras" and twin.is_file():
