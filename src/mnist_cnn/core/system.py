@@ -36,7 +36,7 @@ def version_of(package: str) -> str | None:
 
 
 # The vector and matrix units CPU speed depends on. The model name does not say which a VM has:
-# the shipped mnist in int8 took 0.37 ms an image on one "AMD EPYC" VM, 1.5 ms on another
+# the shipped mnist in int8 took 0.37 ms an image on one "AMD EPYC" VM, 1.6 ms on another
 # that has AVX2 but no AVX-512 (benchmarks/README.md, "Where a number ran").
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
