@@ -5,7 +5,8 @@
 Loads MODEL (default: the shipped mnist) as `serve` does, builds the Predictor a worker
 process builds (one thread), and times `serving.workers.predict_json` on a 28x28 PNG of
 MNIST test digit 0 (a drawn bar if the data is not found), then its parts: preprocessing
-alone and the model call alone. Prints medians of 5 repeats, in ms, and writes
+alone, the model call alone, and the model call's cost per image in a batch of 8 (what
+micro-batching requests could save). Prints medians of 5 repeats, in ms, and writes
 `results/request-cost-<time>.json` (with the machine: the model call's cost depends on the
 CPU's vector units, which a VM's model name does not say). Run it alone.
 """
@@ -25,6 +26,9 @@ from common import RESULTS, digit_png, model_record, write_result
 from mnist_cnn.inference.predict import Predictor
 from mnist_cnn.inference.runtimes import reload
 from mnist_cnn.serving.workers import predict_json
+
+
+BATCH = 8  # images in one model call, as a worker batching the requests of `ab -c 8` would make
 
 
 def per_call_ms(function, calls: int) -> float:
@@ -54,14 +58,17 @@ def main() -> int:
     predictor.writing_file, predictor.writing_litert = served.writing_file, served.writing_litert
     png = digit_png()
     image = predictor.preprocess(png)[np.newaxis]
-    rows = {"whole answer (predict_json)": lambda: predict_json(predictor, png, "upload", 3),
-            "preprocessing": lambda: predictor.preprocess(png),
-            "model call": lambda: predictor.probabilities(image)}
+    batch = np.repeat(image, BATCH, axis=0)
+    rows = {"whole answer (predict_json)": (lambda: predict_json(predictor, png, "upload", 3), 1),
+            "preprocessing": (lambda: predictor.preprocess(png), 1),
+            "model call": (lambda: predictor.probabilities(image), 1),
+            # what micro-batching across requests could save at most: the call's cost per image
+            f"model call per image, batch of {BATCH}": (lambda: predictor.probabilities(batch), BATCH)}
     print(f"{args.model} on {served.backend.runtime}, one thread")
     ms = {}
-    for name, function in rows.items():
-        ms[name] = round(per_call_ms(function, args.calls), 4)
-        print(f"{name:30} {ms[name]:.3f} ms")
+    for name, (function, images) in rows.items():
+        ms[name] = round(per_call_ms(function, max(1, args.calls // images)) / images, 4)
+        print(f"{name:40} {ms[name]:.3f} ms")
     path = write_result("request-cost", {**model_record(args.model), "runtime": served.backend.runtime,
                                          "threads": 1, "calls": args.calls, "median_ms_of_5": ms}, args.out)
     print(f"wrote {path}")

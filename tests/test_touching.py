@@ -194,6 +194,27 @@ def test_training_inks_hold_their_digits_as_the_reader_meets_them(mnist_digits):
     assert TOUCHING_GAP[1] < 0  # the touching share is laid out with overlapping boxes
 
 
+def test_warped_digits_keep_their_ink_and_only_warp_asks_for_them(mnist_digits):
+    from mnist_cnn.data.compose import warp_digit
+
+    images, labels = mnist_digits[0][:300], mnist_digits[1][:300]
+    rng = np.random.default_rng(0)
+    for digit in images[:50]:
+        warped = warp_digit(digit, rng)
+        assert warped.shape == (28, 28) and warped.dtype == np.uint8 and not np.array_equal(warped, digit)
+        assert 0.6 < warped.sum() / digit.sum() < 1.4  # the same stroke moved, not erased or smeared
+    assert np.array_equal(warp_digit(images[0], np.random.default_rng(3)), warp_digit(images[0], np.random.default_rng(3)))
+    blank = np.zeros((28, 28), np.uint8)
+    blank[0, 0] = 255  # a dot in the corner may be warped off the canvas: then the digit stays as it was
+    assert all(warp_digit(blank, rng).max() > 0 for _ in range(20))
+    plain, unwarped, warped = (strip_inks(images, labels, 40, seed=5, **kw) for kw in ({}, {"warp": 0.0}, {"warp": 1.0}))
+    assert all(np.array_equal(a, b) and da == db for (a, da), (b, db) in zip(plain, unwarped))  # as before warp
+    assert warped[0][1] == plain[0][1] and not np.array_equal(warped[0][0], plain[0][0])  # the same digits, new shapes
+    assert all(1 <= len(d) <= 4 and ink.max() <= 1.0 and ink[ink > 0].min() >= 0.15 for ink, d in warped)
+    with pytest.raises(ValueError, match="share between 0 and 1"):
+        strip_inks(images, labels, 1, seed=0, warp=2.0)
+
+
 def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog):
     from mnist_cnn.inference.touching import TouchingReader, write_litert_twin
     from mnist_cnn.training.reader import ReaderConfig, build_reader, train_reader
@@ -308,17 +329,22 @@ def test_fresh_strips_every_epoch_are_new_strips(mnist_digits, tmp_path, monkeyp
     made: list[int] = []
     real = training.make_strips
 
-    def counting(images, labels, count, seed, workers=None):
+    warps: list[float] = []
+
+    def counting(images, labels, count, seed, workers=None, warp=0.0):
         made.append(seed)
-        return real(images, labels, count, seed, workers=1)
+        warps.append(warp)
+        return real(images, labels, count, seed, workers=1, warp=warp)
 
     monkeypatch.setattr(training, "make_strips", counting)
     train = mnist_digits[0][:1000], mnist_digits[1][:1000]
     test = mnist_digits[2][:200], mnist_digits[3][:200]
     record = training.train_reader(train, test, tmp_path / "reader.keras",
-                                   training.ReaderConfig(strips=128, check_strips=16, epochs=3, fresh=True))
+                                   training.ReaderConfig(strips=128, check_strips=16, epochs=3, fresh=True,
+                                                         warp=0.5))
     training_seeds = [made[0], *made[2:]]  # made[1]: the test strips
     assert len(made) == 4 and len(set(training_seeds)) == 3  # one new set of strips per epoch
+    assert warps == [0.5, 0.0, 0.5, 0.5] and record["config"]["warp"] == 0.5  # test strips are never warped
     assert record["strips"] == 3 * 128 and record["config"]["fresh"] is True
     made.clear()
     record = training.train_reader(train, test, tmp_path / "reader.keras",
@@ -345,10 +371,13 @@ def test_train_reader_refuses_bad_outputs_in_one_line(tmp_path, monkeypatch, cap
 @pytest.mark.parametrize("flags, words", [(["--init", "missing.keras"], "--init missing.keras does not exist"),
                                           (["--learning-rate", "0"], "above 0 and at most 1"),
                                           (["--learning-rate", "nan"], "above 0 and at most 1"),
-                                          (["--learning-rate", "fast"], "is not a number")])
+                                          (["--learning-rate", "fast"], "is not a number"),
+                                          (["--warp", "1.5"], "a share from 0 to 1"),
+                                          (["--warp", "nan"], "a share from 0 to 1"),
+                                          (["--warp", "-0.1"], "a share from 0 to 1")])
 def test_train_reader_refuses_bad_flags_in_one_line(tmp_path, monkeypatch, capsys, flags, words):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) if flags[0] == "--learning-rate" else contextlib.nullcontext():
+    with pytest.raises(SystemExit) if flags[0] in ("--learning-rate", "--warp") else contextlib.nullcontext():
         assert main(["train-reader", "-o", "reader.keras", *flags, "--data-dir", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err

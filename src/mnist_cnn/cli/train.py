@@ -181,6 +181,17 @@ def learning_rate(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """An argparse type: a share from 0 to 1 (nan and inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be a share from 0 to 1 (e.g. 0.5)")
+    return value
+
+
 def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
     from ..training.reader import CONTEXTS, ReaderConfig
 
@@ -202,6 +213,10 @@ def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str
                    help=f"what carries context along the strip: a band convolution alone (conv) or, on top of it, "
                         f"a bidirectional GRU (gru; the shipped reader is a gru one started with --init from a conv "
                         f"one) (default {defaults.context})")
+    r.add_argument("--warp", type=share, default=defaults.warp, metavar="SHARE",
+                   help="warp this share of the training digits (elastic distortion, a small turn, a width change) "
+                        f"before composing them, so the reader sees new shapes of the same digits (default "
+                        f"{defaults.warp:g})")
     r.add_argument("--reuse-strips", action="store_true",
                    help="train on the same --strips every epoch (faster: no strips made between epochs) instead of "
                         "new ones each epoch, which reads more test strips right")
@@ -223,7 +238,7 @@ def run_train_reader(args: argparse.Namespace) -> int:
 
     config = ReaderConfig(strips=args.strips, epochs=args.epochs, seed=args.seed, learning_rate=args.learning_rate,
                           init=None if args.init is None else str(args.init), fresh=not args.reuse_strips,
-                          context=args.context)
+                          context=args.context, warp=args.warp)
     print(f"training the touching-digit reader on {config.strips:,} strips x {config.epochs} epochs "
           f"(the default takes about 25 minutes on 2 CPU cores)", flush=True)
     record = train_reader((dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels),

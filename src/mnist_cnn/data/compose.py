@@ -126,16 +126,45 @@ STRIP_LENGTHS = (1, 2, 3, 4)  # ... with this many digits ...
 STRIP_LENGTH_SHARES = (0.1, 0.35, 0.3, 0.25)  # ... this often (single digits teach it when not to split)
 STRIP_TOUCHING_SHARE = 0.75  # the rest are laid out with ordinary gaps, some touching by chance
 THICKER_SHARE, THINNER_SHARE = 0.25, 0.15  # strokes grown or thinned by one px at the drawn size
+# A warped digit (`warp_digit`): an elastic distortion as in Simard et al. 2003 (displacements
+# smoothed by a Gaussian of WARP_SIGMA px, scaled by up to WARP_ALPHA), a turn of up to
+# WARP_TURN degrees and a width changed by up to WARP_WIDTH: new shapes of the same 60,000
+# training digits, which the reader otherwise learns by heart.
+WARP_ALPHA, WARP_SIGMA, WARP_TURN, WARP_WIDTH = 34.0, 4.0, 10.0, 0.15
 
 
-def strip_inks(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[tuple[np.ndarray, list[int]]]:
+def warp_digit(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (28, 28) MNIST digit -> the same digit randomly warped (uint8 (28, 28))."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    size = digit.shape[0]
+    alpha = rng.uniform(0.0, WARP_ALPHA)
+    dy, dx = (alpha * gaussian_filter(rng.uniform(-1.0, 1.0, digit.shape), WARP_SIGMA, mode="constant")
+              for _ in range(2))
+    turn = np.deg2rad(rng.uniform(-WARP_TURN, WARP_TURN))
+    widen = 1.0 + rng.uniform(-WARP_WIDTH, WARP_WIDTH)
+    centre = (size - 1) / 2.0
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) - centre
+    # where each output pixel reads from: the inverse of widening, then of turning about the centre
+    src_y = np.cos(turn) * y - np.sin(turn) * x / widen + centre + dy
+    src_x = np.sin(turn) * y + np.cos(turn) * x / widen + centre + dx
+    out = map_coordinates(digit.astype(np.float32), [src_y, src_x], order=1, mode="constant", cval=0.0)
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return out if out.max() > 0 else digit  # a digit warped off its canvas stays as it was
+
+
+def strip_inks(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
+               warp: float = 0.0) -> list[tuple[np.ndarray, list[int]]]:
     """`count` numbers as the touching-digit reader meets them: (ink, digits) each.
 
     The ink is white on black, float (h, w) in [0, 1], with nothing under INK_LEVEL, as
-    `preprocess.find_ink` leaves a photo; stroke widths, sizes, slants and gaps vary.
+    `preprocess.find_ink` leaves a photo; stroke widths, sizes, slants and gaps vary, and
+    with `warp` > 0 that share of the digits is warped first (`warp_digit`).
     """
     from PIL import ImageFilter
 
+    if not 0.0 <= warp <= 1.0:
+        raise ValueError(f"warp must be a share between 0 and 1, not {warp}")
     rng = np.random.default_rng(seed)
     made = []
     for _ in range(count):
@@ -143,7 +172,10 @@ def strip_inks(images: np.ndarray, labels: np.ndarray, count: int, seed: int) ->
         picks = rng.integers(0, len(images), size=n)
         gap = TOUCHING_GAP if rng.random() < STRIP_TOUCHING_SHARE else GAP
         height = int(rng.integers(*STRIP_HEIGHT_PX, endpoint=True))
-        ink = np.max(_layers([images[i] for i in picks], rng, gap, height, 2), axis=0)
+        digits = [images[i] for i in picks]
+        if warp:  # drawn from the generator only when asked: warp 0 makes the strips it always made
+            digits = [warp_digit(d, rng) if rng.random() < warp else d for d in digits]
+        ink = np.max(_layers(digits, rng, gap, height, 2), axis=0)
         stroke = rng.random()
         if stroke < THICKER_SHARE + THINNER_SHARE:
             grow = ImageFilter.MaxFilter(3) if stroke < THICKER_SHARE else ImageFilter.MinFilter(3)
