@@ -6,6 +6,7 @@
     python benchmarks/read_numbers.py mnist --data-dir DIR --tune       # the segmentation grid: *train* digits
     python benchmarks/read_numbers.py mnist --data-dir DIR --tune --together WHOLE_CONFIDENCE,SPLIT_CANDIDATE
     python benchmarks/read_numbers.py MODEL --data-dir DIR --split-evidence   # touching or one wide digit?
+    python benchmarks/read_numbers.py mnist --data-dir DIR --against NEW/reader.keras  # a candidate reader vs the shipped
 
 Numbers are laid out by `mnist_cnn.data.compose` (random heights, gaps, slants and
 baselines). Two sets of 1,000 each: numbers of 2-6 digits that do not touch (goal: >= 98%
@@ -15,6 +16,9 @@ read exactly) and numbers of 2-4 digits with touching or overlapping neighbours 
 scores settings of `segment`'s constants on numbers made from MNIST *training* digits, so
 that the constants are never chosen on the digits the goals are scored on. Prints a table
 and writes `results/read-numbers-<time>.json` with the model's and the reader's digests.
+`--against` reads the same numbers with a second reader as well and says whether the two
+differ by more than chance (an exact McNemar test on the numbers one reads and the other
+does not): the test a candidate reader must pass before it replaces the shipped one.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ def numbers_of(images: np.ndarray, labels: np.ndarray, count: int, seed: int, to
     return found[:count]
 
 
-def score(predictor: Predictor, numbers: list[Composed]) -> dict:
+def score(predictor: Predictor, numbers: list[Composed], right: list[bool] | None = None) -> dict:
+    """How well `predictor` reads `numbers`; `right`, if given, gets whether each was read exactly."""
     exact, count_right, digits_right, digits_total, accepted = 0, 0, 0, 0, 0
     by_length: dict[int, list[int]] = {}
     start = time.perf_counter()
@@ -71,6 +76,8 @@ def score(predictor: Predictor, numbers: list[Composed]) -> dict:
         truth = "".join(str(d) for d in number.labels)
         reading = read_number(predictor, number.image)
         exact += reading.text == truth
+        if right is not None:
+            right.append(reading.text == truth)
         accepted += reading.accepted
         by_length.setdefault(len(truth), [0, 0])
         by_length[len(truth)][0] += reading.text == truth
@@ -84,6 +91,18 @@ def score(predictor: Predictor, numbers: list[Composed]) -> dict:
             "digits_right_where_count_right": digits_right / max(1, digits_total), "all_digits_accepted": accepted / n,
             "exact_by_length": {k: round(v[0] / v[1], 4) for k, v in sorted(by_length.items())},
             "seconds_per_number": (time.perf_counter() - start) / n}
+
+
+def mcnemar(first: list[bool], second: list[bool]) -> dict:
+    """Exact McNemar test: of the numbers exactly one of two readers reads, is the split further
+    from even than chance allows? (two-sided binomial p on the discordant pairs)"""
+    from scipy.stats import binomtest
+
+    only_first = sum(a and not b for a, b in zip(first, second))
+    only_second = sum(b and not a for a, b in zip(first, second))
+    discordant = only_first + only_second
+    p = binomtest(only_first, discordant, 0.5).pvalue if discordant else 1.0
+    return {"only_first_right": only_first, "only_second_right": only_second, "p_value": float(p)}
 
 
 def tune(predictor: Predictor, images: np.ndarray, labels: np.ndarray, count: int, seed: int,
@@ -181,12 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reader", type=Path,
                         help="read touching digits with this reader.keras (default: the one beside the model, if any)")
     parser.add_argument("--no-reader", action="store_true", help="split touching digits by the model's judgement alone")
+    parser.add_argument("--against", type=Path, metavar="READER",
+                        help="also read the same numbers with this reader.keras and test the difference (McNemar)")
     parser.add_argument("--threads", type=int, help="TensorFlow threads (1: the one-core figure)")
     parser.add_argument("--runtime", default="keras", choices=("keras", "auto", "litert"),
                         help="what runs the models' calls: Keras as `predict` does (default), or as `serve` "
                              "does (auto: the parity-checked int8 or float LiteRT, the reader on LiteRT too)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.against and (args.tune or args.split_evidence or args.no_reader):
+        parser.error("--against compares two readers on test numbers: leave out --tune, --split-evidence, --no-reader")
+    if args.against and not args.against.is_file():
+        parser.error(f"--against {args.against}: no such file (give a reader.keras that train-reader wrote)")
 
     if args.threads:
         import tensorflow as tf
@@ -198,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         predictor.reader_file = None if args.no_reader else args.reader
     if args.runtime != "keras":
         predictor.serve_with(args.runtime)
+    other = None
+    if args.against:
+        other = Predictor.from_path(resolve_model(args.model))
+        other.reader_file = args.against
+        if args.runtime != "keras":
+            other.serve_with(args.runtime)
     dataset = load_dataset("mnist", args.data_dir)
     reader = predictor.reader_file
     report: dict = {"model": str(args.model), "seed": args.seed, "count": args.count, "threads": args.threads,
@@ -205,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                     "reader": None if reader is None else {"file": portable_path(reader),
                                                            "sha256": sha256_file(reader)},
                     "segment": {name: getattr(segment, name) for name in GRID}}
+    if other is not None:
+        report["against"] = {"file": portable_path(args.against), "sha256": sha256_file(args.against)}
     if args.split_evidence:
         report["digits"] = "mnist train"
         report["split_evidence"] = split_evidence(predictor, dataset.train_images, dataset.train_labels, args.count,
@@ -220,13 +253,22 @@ def main(argv: list[str] | None = None) -> int:
         report["digits"] = "mnist test"
         for touching in (False, True):
             numbers = numbers_of(dataset.test_images, dataset.test_labels, args.count, args.seed, touching)
-            result = score(predictor, numbers)
+            right: list[bool] = []
+            result = score(predictor, numbers, right)
             report["touching" if touching else "separate"] = result
             print(f"{'touching' if touching else 'not touching':13} {result['numbers']} numbers: "
                   f"{result['exact']:.2%} read exactly, digit count right {result['digit_count_right']:.2%}, "
                   f"digits right {result['digits_right_where_count_right']:.2%}, all digits accepted "
                   f"{result['all_digits_accepted']:.2%}; by length {result['exact_by_length']}", flush=True)
-    kind = "-split-evidence" if args.split_evidence else "-tune" if args.tune else ""
+            if other is not None:
+                other_right: list[bool] = []
+                result["against"] = score(other, numbers, other_right)
+                result["mcnemar"] = mcnemar(right, other_right)
+                print(f"{'':13} --against: {result['against']['exact']:.2%} read exactly; only the first reader "
+                      f"right on {result['mcnemar']['only_first_right']}, only --against on "
+                      f"{result['mcnemar']['only_second_right']} (McNemar p = {result['mcnemar']['p_value']:.3g})",
+                      flush=True)
+    kind = "-split-evidence" if args.split_evidence else "-tune" if args.tune else "-against" if other else ""
     path = write_result("read-numbers", {**model_record(args.model), **report}, args.out, suffix=kind)
     print(f"wrote {path}")
     return 0

@@ -187,3 +187,24 @@ def test_results_name_a_model_by_its_digest_and_a_path_that_means_something_else
     assert saved["command"] == (f"refusal.py 20261127T190744Z-mnist-cnn/model.keras --data-dir data "
                                 f"--out={tmp_path.name}/results")
     assert saved["model_sha256"] == record["model_sha256"] and saved["environment"] == {"cpu": "a test CPU"}
+
+
+def test_mcnemar_counts_only_the_numbers_one_reader_reads_and_the_other_does_not():
+    read_numbers = load_benchmark_script("read_numbers")
+    both_right, neither = [True] * 50, [False] * 50
+    even = read_numbers.mcnemar(both_right + neither + [True, False], both_right + neither + [False, True])
+    assert even == {"only_first_right": 1, "only_second_right": 1, "p_value": 1.0}
+    lopsided = read_numbers.mcnemar([False] * 10 + both_right, [True] * 10 + both_right)
+    assert lopsided["only_first_right"] == 0 and lopsided["only_second_right"] == 10
+    assert lopsided["p_value"] == pytest.approx(2 * 0.5 ** 10)  # two-sided exact binomial
+    assert read_numbers.mcnemar(both_right, both_right)["p_value"] == 1.0  # no discordant pair: no evidence
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--against", "missing/reader.keras"], "no such file"),
+    (["--against", "src/mnist_cnn/pretrained/mnist/reader.keras", "--tune"], "leave out --tune"),
+])
+def test_read_numbers_against_refuses_what_it_cannot_compare(flags, message):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "read_numbers.py"), "mnist", *flags],
+                          check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2 and message in done.stderr

@@ -108,6 +108,10 @@ def test_a_newer_trial_of_another_reader_is_not_quoted_as_the_shipped_models(mon
     trial = {**quoted, "reader": {"file": "trial/reader.keras", "sha256": "f" * 64}}
     trial["touching"] = {**quoted["touching"], "exact": 0.123}
     (tmp_path / "read-numbers-29991231T235959Z.json").write_text(json.dumps(trial))
+    # Nor does a comparison of the shipped reader with a candidate (`read_numbers.py --against`).
+    against = {**quoted, "against": {"file": "trial/reader.keras", "sha256": "f" * 64}}
+    against["touching"] = {**quoted["touching"], "exact": 0.123}
+    (tmp_path / "read-numbers-29991231T235958Z-against.json").write_text(json.dumps(against))
     before = tables.block_shipped_mnist_measured()
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     assert tables.block_shipped_mnist_measured() == before and "12.3%" not in before

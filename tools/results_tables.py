@@ -110,6 +110,8 @@ def newest(kind: str, sha256: str, holding: str | None = None,
         record = _json(path)
         if record.get("model_sha256") != sha256 or (holding is not None and holding not in record):
             continue
+        if "against" in record:  # a comparison of two readers (`--against`), not the goals' measurement
+            continue
         if reader is None or (record.get("reader") or {}).get("sha256") == reader:
             return path, record
     return None

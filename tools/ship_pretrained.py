@@ -98,7 +98,7 @@ def numbers_read(digest: str, reader_sha256: str | None) -> str | None:
     for path in sorted((REPO / "benchmarks" / "results").glob("read-numbers-*.json"), reverse=True):
         record = json.loads(path.read_text())
         reader = record.get("reader")
-        if (record.get("model_sha256") == digest and "separate" in record
+        if (record.get("model_sha256") == digest and "separate" in record and "against" not in record
                 and (reader_sha256 is None or (reader or {}).get("sha256") == reader_sha256)):
             lengths = sorted(int(k) for k in record["touching"]["exact_by_length"])
             how = (f"with the touching-digit reader, SHA-256 `{reader['sha256'][:12]}`" if reader
