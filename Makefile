@@ -12,6 +12,11 @@ export MNIST_CNN_TEST_DATA ?= $(SHARED_DATA)
 endif
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
+# Two test processes (pytest-xdist), each test file whole in one of them so that its module
+# fixtures are made once: the suite took 570 s instead of 870 s on 2 cores (AMD EPYC,
+# 2026-12-06), as much of it waits on subprocesses, imports and servers. Not `-n auto`: each
+# process runs TensorFlow on every core, and holds its own models in memory.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: install install-dev install-bench train test models reader bench clean
 
@@ -44,7 +49,7 @@ train: install
 	$(BIN)/mnist-cnn train $(TRAIN_ARGS)
 
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 models: install
 	$(BIN)/mnist-cnn models
