@@ -144,8 +144,15 @@ def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray,
     from mnist_cnn.data.imagefile import gray_from_array
     from mnist_cnn.inference.preprocess import find_ink, mnist_from_ink
 
+    from mnist_cnn.inference.touching import strip_from_ink
+
     def confidence(crops: list[np.ndarray]) -> np.ndarray:
         return predictor.probabilities(np.stack([mnist_from_ink(c) for c in crops])).max(axis=1)
+
+    def read(own: np.ndarray) -> list[list]:  # the touching-digit reader's digits, if the model has one
+        if predictor.reader_file is None:
+            return []
+        return [[d.digit, round(float(d.probability), 4)] for d in predictor.read_strips(strip_from_ink(own)[0][None])[0]]
 
     rows = []
     for touching, share in ((False, 1.0), (True, 0.6)):
@@ -160,7 +167,7 @@ def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray,
             height = float(np.median([g.height for g in groups]))
             centres = [(box[0] + box[2]) / 2 for box in number.boxes]
             for g in groups:
-                if g.width <= 0.6 * height:
+                if g.width <= min(0.6, segment.READER_CANDIDATE) * height:
                     continue
                 own = np.where(np.isin(components[g.top:g.bottom, g.left:g.right], g.labels),
                                ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32)
@@ -169,7 +176,8 @@ def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray,
                 halves = confidence([p for _, _, p in segment._pieces(own, 2)])
                 rows.append({"digits": sum(g.left <= c < g.right for c in centres), "width": g.width / height,
                              "cut_ink": float(profile[segment._cut_columns(profile, 2)[0]] / profile.max()),
-                             "whole": float(whole), "gain": float(np.mean(np.log(halves)) - np.log(whole))})
+                             "whole": float(whole), "gain": float(np.mean(np.log(halves)) - np.log(whole)),
+                             "reader": read(own)})
     single = [r for r in rows if r["digits"] == 1]
     several = [r for r in rows if r["digits"] >= 2]
     rules = []
@@ -180,10 +188,38 @@ def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray,
                           "several_split": sum(r["width"] > width and r["gain"] > gain for r in several)})
             print(f"split when wider than {width} and gain > {gain}: {rules[-1]['singles_split']} of {len(single)} "
                   f"single digits (wrong), {rules[-1]['several_split']} of {len(several)} touching groups (right)")
+    reader_rules = _reader_rules(single, several) if predictor.reader_file is not None else []
     whole = np.array([r["whole"] for r in single])
     print(f"single digits read whole with >= 0.99 confidence: {np.mean(whole >= 0.99):.1%}; touching groups: "
           f"{np.mean(np.array([r['whole'] for r in several]) >= 0.99):.1%}")
-    return {"groups": len(rows), "single": len(single), "several": len(several), "rules": rules}
+    return {"groups": len(rows), "single": len(single), "several": len(several), "rules": rules,
+            "reader_rules": reader_rules}
+
+
+def _reader_rules(single: list[dict], several: list[dict]) -> list[dict]:
+    """With a reader: single digits it splits (wrong) and touching groups left whole (wrong), under
+    today's rule (the reader splits a group it reads as 2+ digits, unless the group is no wider
+    than SPLIT_CANDIDATE and the digit model reads it whole with WHOLE_CONFIDENCE) and under that
+    rule widened: also keep whole a group no wider than `width` that the model reads whole with
+    `whole` while the reader's least sure digit is below `reader_below`."""
+    def splits(row: dict, width: float = 0.0, whole: float = 2.0, reader_below: float = 0.0) -> bool:
+        if len(row["reader"]) < 2:
+            return False
+        if row["width"] <= segment.SPLIT_CANDIDATE and row["whole"] >= segment.WHOLE_CONFIDENCE:
+            return False
+        return not (row["width"] <= width and row["whole"] >= whole
+                    and min(p for _, p in row["reader"]) < reader_below)
+
+    rules = [{"rule": "today"}]
+    rules += [{"rule": "widened", "width": w, "whole": c, "reader_below": r}
+              for w in (1.2, 1.3, 1.4) for c in (0.8, 0.85, 0.88) for r in (0.9, 0.95)]
+    for rule in rules:
+        limits = {k: v for k, v in rule.items() if k != "rule"}
+        rule["singles_split"] = sum(splits(r, **limits) for r in single)
+        rule["several_whole"] = sum(not splits(r, **limits) for r in several)
+        print(f"reader, {json.dumps(limits) if limits else 'today'}: {rule['singles_split']} of {len(single)} single "
+              f"digits split (wrong), {rule['several_whole']} of {len(several)} touching groups left whole (wrong)")
+    return rules
 
 
 def main(argv: list[str] | None = None) -> int:
