@@ -35,6 +35,7 @@ import numpy as np
 from common import RESULTS, model_record, portable_path, write_result
 
 from mnist_cnn.data.compose import GAP, TOUCHING_GAP, Composed, random_numbers
+from mnist_cnn.core.errors import MnistCnnError
 from mnist_cnn.core.hashing import sha256_file
 from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference import segment
@@ -265,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         other.reader_file = args.against
         if args.runtime != "keras":
             other.serve_with(args.runtime)
+        try:
+            other.touching_reader()  # a file that is no reader fails here, in one line, not midway
+        except MnistCnnError as e:
+            parser.error(f"--against {args.against}: {e}")
     dataset = load_dataset("mnist", args.data_dir)
     reader = predictor.reader_file
     report: dict = {"model": str(args.model), "seed": args.seed, "count": args.count, "threads": args.threads,

@@ -203,6 +203,7 @@ def test_mcnemar_counts_only_the_numbers_one_reader_reads_and_the_other_does_not
 @pytest.mark.parametrize("flags, message", [
     (["--against", "missing/reader.keras"], "no such file"),
     (["--against", "src/mnist_cnn/pretrained/mnist/reader.keras", "--tune"], "leave out --tune"),
+    (["--against", "src/mnist_cnn/pretrained/mnist/model.keras"], "model.keras"),  # a classifier, not a reader
 ])
 def test_read_numbers_against_refuses_what_it_cannot_compare(flags, message):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "read_numbers.py"), "mnist", *flags],
