@@ -14,8 +14,9 @@ TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 # Two test processes (pytest-xdist), each test file whole in one of them so that its module
 # fixtures are made once: the suite took 570 s instead of 870 s on 2 cores (AMD EPYC,
-# 2026-12-06), as much of it waits on subprocesses, imports and servers. Not `-n auto`: each
-# process runs TensorFlow on every core, and holds its own models in memory.
+# 2026-12-06), as much of it waits on subprocesses, imports and servers; handing out single
+# tests instead (`--dist worksteal`) took 592 s. Not `-n auto`: each process runs TensorFlow
+# on every core, and holds its own models in memory.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: install install-dev install-bench train test models reader bench clean
