@@ -144,7 +144,6 @@ def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray,
     """
     from mnist_cnn.data.imagefile import gray_from_array
     from mnist_cnn.inference.preprocess import find_ink, mnist_from_ink
-
     from mnist_cnn.inference.touching import strip_from_ink
 
     def confidence(crops: list[np.ndarray]) -> np.ndarray:

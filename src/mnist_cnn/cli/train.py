@@ -170,26 +170,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def learning_rate(text: str) -> float:
-    """An argparse type: a finite learning rate above 0 and at most 1."""
+def _float_within(text: str, within: Callable[[float], bool], wanted: str) -> float:
+    """Parse a float flag; ArgumentTypeError saying `wanted` unless `within(value)` (nan fails any range)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
-    if not 0 < value <= 1:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"{text[:40]} must be a number above 0 and at most 1 (e.g. 0.003)")
+    if not within(value):
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be {wanted}")
     return value
+
+
+def learning_rate(text: str) -> float:
+    """An argparse type: a finite learning rate above 0 and at most 1."""
+    return _float_within(text, lambda v: 0 < v <= 1, "a number above 0 and at most 1 (e.g. 0.003)")
 
 
 def share(text: str) -> float:
     """An argparse type: a share from 0 to 1 (nan and inf refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text[:40]} must be a share from 0 to 1 (e.g. 0.5)")
-    return value
+    return _float_within(text, lambda v: 0 <= v <= 1, "a share from 0 to 1 (e.g. 0.5)")
 
 
 def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
