@@ -209,3 +209,13 @@ def test_read_numbers_against_refuses_what_it_cannot_compare(flags, message):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "read_numbers.py"), "mnist", *flags],
                           check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2 and message in done.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04" + b"\0" * 20])  # empty, junk, truncated
+def test_read_numbers_against_a_broken_reader_file_is_one_line(tmp_path, content):
+    broken = tmp_path / "reader.keras"
+    broken.write_bytes(content)
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "read_numbers.py"), "mnist",
+                           "--against", str(broken)], check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("read_numbers.py: error: --against") and "cannot load" in done.stderr
