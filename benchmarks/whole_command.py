@@ -17,6 +17,13 @@ own (`os.wait4`).
     python benchmarks/whole_command.py                               # fast vs keras-io-9, 3 rounds
     python benchmarks/whole_command.py --contenders default --rounds 1
     python benchmarks/whole_command.py --contenders fast default keras-io-9 --rounds 3
+    python benchmarks/whole_command.py --contenders fast keras-io-9 --onednn 1 0 --rounds 2
+
+`--onednn` sets TensorFlow's TF_ENABLE_ONEDNN_OPTS for every contender alike, the keras-io
+script included: `1` (the default: what `mnist-cnn` asks for on x86) or `0` (TensorFlow's own
+kernels: what TensorFlow picks by itself on a CPU without AVX-512 VNNI/BF16 or AMX, where
+`mnist-cnn` before 2026-12-07 ran with them). Several values take turns within each round,
+and each row records its own.
 
 Run it on an otherwise idle machine.
 """
@@ -44,12 +51,16 @@ CONTENDERS = {
 }
 
 
-def run_once(name: str, runs_dir: Path) -> dict:
-    """One contender in its own process: wall seconds, peak RSS (MB), training seconds and accuracy."""
+ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def run_once(name: str, runs_dir: Path, onednn: str = "1") -> dict:
+    """One contender in its own process: wall seconds, peak RSS (MB), training seconds and accuracy.
+    `onednn`: TF_ENABLE_ONEDNN_OPTS for the child."""
     args = [sys.executable, *CONTENDERS[name]]
     if name != "keras-io-9":
         args += ["--runs-dir", str(runs_dir)]
-    env = dict(os.environ)
+    env = {**os.environ, ONEDNN_SWITCH: onednn}
     start = time.perf_counter()
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     output = process.stdout.read()
@@ -58,7 +69,8 @@ def run_once(name: str, runs_dir: Path) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{name} failed ({process.returncode}):\n{output[-3000:]}")
-    row = {"contender": name, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    row = {"contender": name, "onednn": onednn, "wall_s": round(wall, 2),
+           "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
     if name == "keras-io-9":
         row.update(json.loads(output.strip().splitlines()[-1]))  # the script's last line: its own record
     else:
@@ -70,14 +82,18 @@ def run_once(name: str, runs_dir: Path) -> dict:
     return row
 
 
-def summarise(rows: list[dict], names: list[str]) -> list[dict]:
+def summarise(rows: list[dict], names: list[str], onednn: list[str] | None = None) -> list[dict]:
+    """Medians per (oneDNN setting, contender), in the order given; wall ratios to the first row."""
     table = []
-    for name in names:
-        mine = [r for r in rows if r["contender"] == name]
-        table.append({"contender": name, "rounds": len(mine),
-                      **{f"{key}_median": round(statistics.median(r[key] for r in mine), 2)
-                         for key in ("wall_s", "train_s", "outside_training_s", "peak_rss_mb")},
-                      "test_accuracy_mean": round(statistics.fmean(r["test_accuracy"] for r in mine), 4)})
+    for setting in onednn or ["1"]:
+        for name in names:
+            mine = [r for r in rows if r["contender"] == name and r.get("onednn", "1") == setting]
+            if not mine:
+                continue
+            table.append({"contender": name, "onednn": setting, "rounds": len(mine),
+                          **{f"{key}_median": round(statistics.median(r[key] for r in mine), 2)
+                             for key in ("wall_s", "train_s", "outside_training_s", "peak_rss_mb")},
+                          "test_accuracy_mean": round(statistics.fmean(r["test_accuracy"] for r in mine), 4)})
     first = table[0]["wall_s_median"]
     for row in table:
         row["wall_ratio_to_first"] = round(row["wall_s_median"] / first, 2)
@@ -88,21 +104,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=["fast", "keras-io-9"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--onednn", nargs="+", choices=["1", "0"], default=["1"],
+                        help="TF_ENABLE_ONEDNN_OPTS for every contender; several take turns (default: 1)")
     args = parser.parse_args()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="whole-command-") as tmp:
         for round_ in range(args.rounds):
-            for name in args.contenders:
-                runs_dir = Path(tmp) / f"{name}-{round_}"
-                runs_dir.mkdir()
-                row = run_once(name, runs_dir)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    table = summarise(rows, args.contenders)
+            for setting in args.onednn:
+                for name in args.contenders:
+                    runs_dir = Path(tmp) / f"{name}-{setting}-{round_}"
+                    runs_dir.mkdir()
+                    row = run_once(name, runs_dir, setting)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    table = summarise(rows, args.contenders, args.onednn)
+    first = f"{table[0]['contender']} (oneDNN {table[0]['onednn']})"
     for row in table:
-        print(f"{row['contender']:>11}: {row['wall_s_median']:7.1f} s whole ({row['train_s_median']:.1f} s training, "
-              f"{row['outside_training_s_median']:.1f} s outside), peak {row['peak_rss_mb_median']:,.0f} MB, "
-              f"{row['test_accuracy_mean']:.2%}, x{row['wall_ratio_to_first']:.2f} of {args.contenders[0]}")
+        print(f"{row['contender']:>11} (oneDNN {row['onednn']:>5}): {row['wall_s_median']:7.1f} s whole "
+              f"({row['train_s_median']:.1f} s training, {row['outside_training_s_median']:.1f} s outside), "
+              f"peak {row['peak_rss_mb_median']:,.0f} MB, {row['test_accuracy_mean']:.2%}, "
+              f"x{row['wall_ratio_to_first']:.2f} of {first}")
     print(write_result("whole-command", {"rows": rows, "table": table}))
     return 0
 

@@ -209,6 +209,37 @@ def test_the_quick_exit_still_runs_the_exit_clean_ups(tmp_path):
     assert marker.read_text() == "yes"
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("0", "0"), ("1", "1")])
+def test_importing_the_package_asks_tensorflow_for_onednn_unless_the_user_chose(given, expected):
+    """TensorFlow picks its oneDNN kernels by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; on
+    an AVX2-only one its own kernels trained `fast` 1.45x slower. It reads the switch once, at its
+    import, so the package sets it on import (never over the user's own setting), and TensorFlow,
+    imported later, must then run oneDNN's kernels (or not, as the user said)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        expected = given  # elsewhere the package leaves TensorFlow's choice alone
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    code = ("import os, mnist_cnn\n"
+            "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))\n"
+            "from mnist_cnn.core.system import quiet_tensorflow\n"
+            "quiet_tensorflow()\n"
+            "from tensorflow.python.util import _pywrap_util_port as port\n"  # private: what TF itself decided
+            "print(port.IsMklEnabled())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    setting, enabled = done.stdout.split()
+    assert setting == str(expected)
+    if expected is not None:
+        assert enabled == str(expected == "1")
+
+
 def test_the_cpu_features_say_what_the_model_name_does_not(monkeypatch):
     from mnist_cnn.core import system
 

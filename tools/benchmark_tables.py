@@ -248,13 +248,17 @@ def every_file_table(kind: str, script: str, header: list[str], rows_of: Any) ->
 
 def whole_command_table() -> str:
     def rows_of(path: Path, record: dict[str, Any]) -> list[list[str]]:
-        return [[WHOLE_COMMAND_CONTENDERS.get(row["contender"], f"`{row['contender']}`"), str(row["rounds"]),
+        units = vector_units(record.get("environment", {}))
+        # Files before 2026-12-07 left TF_ENABLE_ONEDNN_OPTS unset: TensorFlow chose by the CPU.
+        return [[WHOLE_COMMAND_CONTENDERS.get(row["contender"], f"`{row['contender']}`"), units,
+                 row.get("onednn", "unset"), str(row["rounds"]),
                  f"{row['wall_s_median']:.1f} s", f"{row['train_s_median']:.1f} s",
                  f"{row['outside_training_s_median']:.1f} s", f"{row['peak_rss_mb_median']:,.0f} MB",
                  pct(row["test_accuracy_mean"]), f"{row['wall_ratio_to_first']:.2f}x"] for row in record["table"]]
 
     return every_file_table("whole-command", "whole_command.py",
-                            ["command", "rounds", "whole process (median)", "training", "outside training",
+                            ["command", "CPU vector units", "TF_ENABLE_ONEDNN_OPTS", "rounds",
+                             "whole process (median)", "training", "outside training",
                              "peak RSS", "test accuracy", "whole, to the run's first row"], rows_of)
 
 

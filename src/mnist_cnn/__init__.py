@@ -24,9 +24,15 @@ from __future__ import annotations
 from typing import Any
 
 from .core.errors import MnistCnnError
+from .core.system import prefer_onednn
 from .core.version import __version__
 from .data.load import load_dataset
 from .runs.config import TrainConfig
+
+# TensorFlow picks its CPU kernels once, when it is imported: oneDNN's are much faster on
+# x86 CPUs where it would not choose them itself (core/system.py says how much). Sets one
+# environment variable the user has not set; reads and writes nothing.
+prefer_onednn()
 
 __all__ = ["TrainConfig", "load_dataset", "MnistCnnError", "build_model", "train", "load_saved_model",
            "Predictor", "__version__"]

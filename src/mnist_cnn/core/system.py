@@ -1,5 +1,6 @@
-"""Facts about the machine and the process: usable cores, the CPU's name, package versions, and
-TensorFlow imported with its start-up noise silenced. Nothing runs at import.
+"""Facts about the machine and the process: usable cores, the CPU's name, package versions, the
+TensorFlow kernels asked for, and TensorFlow imported with its start-up noise silenced. Nothing
+runs at import.
 """
 
 from __future__ import annotations
@@ -72,6 +73,27 @@ def cpu_features() -> list[str] | None:
     return [feature for feature in CPU_FEATURES if feature in flags]
 
 
+ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def prefer_onednn() -> None:
+    """Ask TensorFlow for its oneDNN kernels on x86 unless the user set TF_ENABLE_ONEDNN_OPTS.
+
+    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI or BF16 or AMX; without
+    (an AVX2-only AMD EPYC VM) its own kernels made the `fast` recipe's training 1.45x slower
+    (benchmarks/README.md, "oneDNN on every x86 CPU"). TensorFlow reads the switch once, when it
+    is imported, so this must run before that; later it changes nothing. Environment only: no
+    file is read (the CPU is told by the architecture's name).
+    """
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        os.environ.setdefault(ONEDNN_SWITCH, "1")
+
+
+def onednn_setting() -> str | None:
+    """TF_ENABLE_ONEDNN_OPTS as this process has it (None: TensorFlow decides by the CPU), for results files."""
+    return os.environ.get(ONEDNN_SWITCH)
+
+
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null: C++ libraries (TensorFlow, tf2onnx) log there, past Python's control."""
@@ -94,6 +116,7 @@ def quiet_tensorflow() -> None:
     import and the first op. Python exceptions still surface after it is restored.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    prefer_onednn()
     if "tensorflow" in sys.modules:
         return
     with quiet_stderr():
