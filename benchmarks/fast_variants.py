@@ -40,6 +40,9 @@ def variants():
         "stem16-48": lambda: [*cbr(16, 4, 2), *cbr(32, 3), pool(), *cbr(48, 3), pool()],
         "stem32-one-stage": lambda: [*cbr(32, 4, 2), pool(), *cbr(64, 3), pool()],
         "stem24": lambda: [*cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],  # the `fast` model
+        # MNIST's digits fit a 20x20 box centred by mass in 28x28: the border is mostly blank.
+        "crop24-stem24": lambda: [layers.Cropping2D(2), *cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop20-stem24": lambda: [layers.Cropping2D(4), *cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
     }
 
 
