@@ -42,6 +42,10 @@ def variants():
         "stem24": lambda: [*cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],  # the `fast` model
         # MNIST's digits fit a 20x20 box centred by mass in 28x28: the border is mostly blank.
         "crop24-stem24": lambda: [layers.Cropping2D(2), *cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop22-stem24": lambda: [layers.Cropping2D(3), *cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop22-stem16": lambda: [layers.Cropping2D(3), *cbr(16, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop24-stem16": lambda: [layers.Cropping2D(2), *cbr(16, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop24-stem24-24": lambda: [layers.Cropping2D(2), *cbr(24, 4, 2), *cbr(24, 3), pool(), *cbr(64, 3), pool()],
         "crop20-stem24": lambda: [layers.Cropping2D(4), *cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
     }
 
