@@ -229,8 +229,8 @@ def test_importing_the_package_asks_tensorflow_for_onednn_unless_the_user_chose(
             "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))\n"
             "from mnist_cnn.core.system import quiet_tensorflow\n"
             "quiet_tensorflow()\n"
-            "from tensorflow.python.util import _pywrap_util_port as port\n"  # private: what TF itself decided
-            "print(port.IsMklEnabled())\n")
+            "from mnist_cnn.runs.run import environment\n"  # what run records say TensorFlow decided
+            "print(environment()['onednn'])\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -238,6 +238,14 @@ def test_importing_the_package_asks_tensorflow_for_onednn_unless_the_user_chose(
     assert setting == str(expected)
     if expected is not None:
         assert enabled == str(expected == "1")
+    if given is None:  # TensorFlow imported first: too late for the switch, and the record must say so
+        check = ("from tensorflow.python.util import _pywrap_util_port as port\n"
+                 "print(port.IsMklEnabled())\n")  # private: what TensorFlow itself decided
+        tf_first = subprocess.run([sys.executable, "-c", "import tensorflow\n" + code + check], capture_output=True,
+                                  text=True, env=env, timeout=120, check=False)
+        assert tf_first.returncode == 0, tf_first.stderr[-2000:]
+        setting, recorded, decided = tf_first.stdout.split()
+        assert setting == str(expected) and recorded == decided  # on an AVX2-only CPU: "1", False, False
 
 
 def test_the_cpu_features_say_what_the_model_name_does_not(monkeypatch):

@@ -94,6 +94,20 @@ def onednn_setting() -> str | None:
     return os.environ.get(ONEDNN_SWITCH)
 
 
+def onednn_in_use() -> bool | None:
+    """Whether TensorFlow runs its oneDNN kernels in this process, as TensorFlow itself decided (None:
+    TensorFlow not loaded, or it cannot say). Differs from the setting where TensorFlow was
+    imported before `mnist_cnn` set it."""
+    if "tensorflow" not in sys.modules:
+        return None
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # noqa: PLC0415  (private, hence the guard)
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
+
+
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null: C++ libraries (TensorFlow, tf2onnx) log there, past Python's control."""

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from ..core.atomic import TEMP_PREFIX, write_json, write_text
 from ..core.errors import ConfigError, MnistCnnError, RunFileError
-from ..core.system import cpu_features, cpu_model, onednn_setting, usable_cores, version_of
+from ..core.system import cpu_features, cpu_model, onednn_in_use, onednn_setting, usable_cores, version_of
 from ..data.registry import DATASETS, Style
 from .config import TrainConfig
 
@@ -419,6 +419,7 @@ def environment() -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_features": cpu_features(),
         "tf_enable_onednn_opts": onednn_setting(),
+        "onednn": onednn_in_use(),  # what TensorFlow decided: the setting counts only if set before its import
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cores(),
         "git_commit": _git_commit(),
