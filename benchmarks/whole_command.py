@@ -42,6 +42,8 @@ from pathlib import Path
 
 from common import write_result
 
+from mnist_cnn.core.system import ONEDNN_SWITCH
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the result's environment record imports Keras
 HERE = Path(__file__).resolve().parent
 CONTENDERS = {
@@ -49,9 +51,6 @@ CONTENDERS = {
     "default": ["-m", "mnist_cnn", "train"],
     "keras-io-9": [str(HERE / "keras_io_convnet.py"), "--epochs", "9"],
 }
-
-
-ONEDNN_SWITCH = "TF_ENABLE_ONEDNN_OPTS"
 
 
 def run_once(name: str, runs_dir: Path, onednn: str = "1") -> dict:
@@ -82,14 +81,12 @@ def run_once(name: str, runs_dir: Path, onednn: str = "1") -> dict:
     return row
 
 
-def summarise(rows: list[dict], names: list[str], onednn: list[str] | None = None) -> list[dict]:
+def summarise(rows: list[dict], names: list[str], onednn: list[str]) -> list[dict]:
     """Medians per (oneDNN setting, contender), in the order given; wall ratios to the first row."""
     table = []
-    for setting in onednn or ["1"]:
+    for setting in onednn:
         for name in names:
-            mine = [r for r in rows if r["contender"] == name and r.get("onednn", "1") == setting]
-            if not mine:
-                continue
+            mine = [r for r in rows if r["contender"] == name and r["onednn"] == setting]
             table.append({"contender": name, "onednn": setting, "rounds": len(mine),
                           **{f"{key}_median": round(statistics.median(r[key] for r in mine), 2)
                              for key in ("wall_s", "train_s", "outside_training_s", "peak_rss_mb")},

@@ -212,7 +212,7 @@ def test_the_quick_exit_still_runs_the_exit_clean_ups(tmp_path):
 @pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("0", "0")])
 def test_importing_the_package_asks_tensorflow_for_onednn_unless_the_user_chose(given, expected):
     """TensorFlow picks its oneDNN kernels by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; on
-    an AVX2-only one its own kernels trained `fast` 1.45x slower. It reads the switch once, at its
+    an AVX2-only one its own kernels made `fast`'s training 1.37x longer. It reads the switch once, at its
     import, so the package sets it on import (never over the user's own setting), and TensorFlow,
     imported later, must then run oneDNN's kernels (or not, as the user said)."""
     import os

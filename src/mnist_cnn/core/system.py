@@ -80,10 +80,11 @@ def prefer_onednn() -> None:
     """Ask TensorFlow for its oneDNN kernels on x86 unless the user set TF_ENABLE_ONEDNN_OPTS.
 
     TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI or BF16 or AMX; without
-    (an AVX2-only AMD EPYC VM) its own kernels made the `fast` recipe's training 1.45x slower
-    (benchmarks/README.md, "oneDNN on every x86 CPU"). TensorFlow reads the switch once, when it
-    is imported, so this must run before that; later it changes nothing. Environment only: no
-    file is read (the CPU is told by the architecture's name).
+    (an AVX2-only AMD EPYC VM) its own kernels made the `fast` recipe's training 1.37x longer
+    (20.4 against 14.9 s; benchmarks/README.md, "oneDNN on every x86 CPU"). TensorFlow reads
+    the switch once, when it is imported, so the package's `__init__` calls this before any
+    module can import TensorFlow; later it changes nothing. Environment only: no file is read
+    (the CPU is told by the architecture's name).
     """
     if platform.machine().lower() in ("x86_64", "amd64"):
         os.environ.setdefault(ONEDNN_SWITCH, "1")
@@ -130,7 +131,6 @@ def quiet_tensorflow() -> None:
     import and the first op. Python exceptions still surface after it is restored.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    prefer_onednn()
     if "tensorflow" in sys.modules:
         return
     with quiet_stderr():
