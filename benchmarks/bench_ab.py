@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import digit_png, drawing_png, model_record, start_server, write_result
+from common import RESULTS, digit_png, drawing_png, model_record, start_server, write_result
 
 WARMUP_REQUESTS = 50  # httpx client: before timing, so graphs are traced and connections open
 
@@ -186,6 +186,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=None, help="per round (default: ab 4000, httpx 600)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="ab rounds per endpoint (median reported)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results file (default results/)")
     args = parser.parse_args()
     args.requests = args.requests or (4000 if args.client == "ab" else 600)
     if args.client == "ab" and shutil.which("ab") is None:
@@ -226,7 +227,7 @@ def main() -> int:
                 print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {row['image']} | "
                       f"{row['concurrency']} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['requests_per_s']:.0f} |")
     out = write_result("ab" if args.client == "ab" else "api", {
-        "client": args.client, "concurrency": args.concurrency, "requests": args.requests, "rows": rows})
+        "client": args.client, "concurrency": args.concurrency, "requests": args.requests, "rows": rows}, args.out)
     print(f"written {out}")
     return 0
 

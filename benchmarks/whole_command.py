@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import write_result
+from common import RESULTS, write_result
 
 from mnist_cnn.core.system import ONEDNN_SWITCH
 
@@ -103,6 +103,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--onednn", nargs="+", choices=["1", "0"], default=["1"],
                         help="TF_ENABLE_ONEDNN_OPTS for every contender; several take turns (default: 1)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results file (default results/)")
     args = parser.parse_args()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="whole-command-") as tmp:
@@ -121,7 +122,7 @@ def main() -> int:
               f"({row['train_s_median']:.1f} s training, {row['outside_training_s_median']:.1f} s outside), "
               f"peak {row['peak_rss_mb_median']:,.0f} MB, {row['test_accuracy_mean']:.2%}, "
               f"x{row['wall_ratio_to_first']:.2f} of {first}")
-    print(write_result("whole-command", {"rows": rows, "table": table}))
+    print(write_result("whole-command", {"rows": rows, "table": table}, args.out))
     return 0
 
 
