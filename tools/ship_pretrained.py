@@ -34,7 +34,7 @@ TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
 
 
 # The three-seed group of training runs each shipped model is one seed of (benchmarks/results/training/).
-SEED_GROUPS = {"mnist": "wide-fused30-onewarp-mnist", "fashion-mnist": "wide-fused34-fashion-mnist"}
+SEED_GROUPS = {"mnist": "strong-fused-onewarp-mnist", "fashion-mnist": "wide-fused34-fashion-mnist"}
 HF_DATASETS = {"mnist": ("MNIST", "ylecun/mnist"), "fashion-mnist": ("Fashion-MNIST", "zalando-datasets/fashion_mnist")}
 DATA_LICENSES = {
     "mnist": "MNIST, by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, made from NIST's Special Databases "
