@@ -1046,7 +1046,7 @@ print(refused.accepted, refused.calibrated)  # refused.reason says why, in one (
     md(
         en="""
 Two things a single-digit reader cannot do, done by the package's pretrained MNIST model
-(`resolve_model("mnist")`, the `wide` recipe):
+(`resolve_model("mnist")`, a `strong` model):
 
 - **A whole number.** `read_number` finds the ink once for the whole page, separates the
   digits by their connected strokes (merging a detached bar, cutting digits that touch
@@ -1068,7 +1068,7 @@ Two things a single-digit reader cannot do, done by the package's pretrained MNI
 """,
         pt="""
 Duas coisas que um leitor de um dígito só não faz, feitas pelo modelo MNIST pré-treinado do
-pacote (`resolve_model("mnist")`, a receita `wide`):
+pacote (`resolve_model("mnist")`, um modelo `strong`):
 
 - **Um número inteiro.** `read_number` encontra a tinta uma vez na página inteira, separa os
   dígitos pelos traços conectados (juntando uma barra solta, cortando dígitos que se tocam
