@@ -34,8 +34,9 @@ RUNTIMES = ("auto", "keras", "litert", "onnx")  # `serve --runtime`: what runs a
 SERVING_TOLERANCE = 1e-4  # a converted model must match Keras to this on the probe (probabilities)
 
 # Dynamic-range LiteRT (int8 weights, activations quantised on the fly, float in and out) runs
-# the `wide` model (the shipped `mnist` until 2026-12-07) about 4x faster per image on CPUs with
-# fast int8 dot products (AVX-512 VNNI), hardly faster without them (benchmarks/README.md). It serves only a model whose
+# the `wide` model (the shipped `mnist` until 2026-12-07) about 4x faster per image on one
+# AMD EPYC VM (its vector units not recorded) and hardly faster on an AVX2-only one
+# (benchmarks/README.md, "Where a number ran"). It serves only a model whose
 # record (QUANTIZED_RECORD beside the file, for its SHA-256) shows top-1 agreement with the
 # float model of at least MIN_AGREEMENT on its test set; `quantized_parity` measures that.
 QUANTIZED_RECORD = "quantized.json"
