@@ -18,12 +18,15 @@ own (`os.wait4`).
     python benchmarks/whole_command.py --contenders default --rounds 1
     python benchmarks/whole_command.py --contenders fast default keras-io-9 --rounds 3
     python benchmarks/whole_command.py --contenders fast keras-io-9 --onednn 1 0 --rounds 2
+    python benchmarks/whole_command.py --contenders fast --baseline OLD_CHECKOUT --rounds 5
 
 `--onednn` sets TensorFlow's TF_ENABLE_ONEDNN_OPTS for every contender alike, the keras-io
 script included: `1` (the default: what `mnist-cnn` asks for on x86) or `0` (TensorFlow's own
 kernels: what TensorFlow picks by itself on a CPU without AVX-512 VNNI/BF16 or AMX, where
 `mnist-cnn` before 2026-12-07 ran with them). Several values take turns within each round,
-and each row records its own.
+and each row records its own. `--baseline DIR` runs each `mnist-cnn` contender a second time
+from another checkout's `src/` (e.g. `git worktree add ../base HEAD~1`), named
+`<contender>@<its commit>`, in turns with this one: a code change measured side by side.
 
 Run it on an otherwise idle machine.
 """
@@ -53,13 +56,15 @@ CONTENDERS = {
 }
 
 
-def run_once(name: str, runs_dir: Path, onednn: str = "1") -> dict:
+def run_once(name: str, runs_dir: Path, onednn: str = "1", src: Path | None = None) -> dict:
     """One contender in its own process: wall seconds, peak RSS (MB), training seconds and accuracy.
-    `onednn`: TF_ENABLE_ONEDNN_OPTS for the child."""
+    `onednn`: TF_ENABLE_ONEDNN_OPTS for the child; `src`: import mnist_cnn from this folder instead."""
     args = [sys.executable, *CONTENDERS[name]]
     if name != "keras-io-9":
         args += ["--runs-dir", str(runs_dir)]
     env = {**os.environ, ONEDNN_SWITCH: onednn}
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     start = time.perf_counter()
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     output = process.stdout.read()
@@ -68,7 +73,7 @@ def run_once(name: str, runs_dir: Path, onednn: str = "1") -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{name} failed ({process.returncode}):\n{output[-3000:]}")
-    row = {"contender": name, "onednn": onednn, "wall_s": round(wall, 2),
+    row = {"contender": name if src is None else f"{name}@{commit_of(src)}", "onednn": onednn, "wall_s": round(wall, 2),
            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
     if name == "keras-io-9":
         row.update(json.loads(output.strip().splitlines()[-1]))  # the script's last line: its own record
@@ -79,6 +84,12 @@ def run_once(name: str, runs_dir: Path, onednn: str = "1") -> dict:
                    calibrated=(run / "acceptance.json").exists())
     row["outside_training_s"] = round(row["wall_s"] - row["train_s"], 2)
     return row
+
+
+def commit_of(src: Path) -> str:
+    """The short commit of the checkout holding `src` ("?" if it is not a git checkout)."""
+    found = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return found.stdout.strip() or "?"
 
 
 def summarise(rows: list[dict], names: list[str], onednn: list[str]) -> list[dict]:
@@ -103,19 +114,29 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--onednn", nargs="+", choices=["1", "0"], default=["1"],
                         help="TF_ENABLE_ONEDNN_OPTS for every contender; several take turns (default: 1)")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run each mnist-cnn contender from this checkout's src/, in turns")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results file (default results/)")
     args = parser.parse_args()
+    sources: list[Path | None] = [None]
+    if args.baseline is not None:
+        if not (args.baseline / "src" / "mnist_cnn").is_dir():
+            parser.error(f"--baseline {args.baseline}: no src/mnist_cnn in it; pass a checkout of this repository")
+        sources.append((args.baseline / "src").resolve())
+    names = [f"{name}@{commit_of(src)}" if src is not None else name
+             for name in args.contenders for src in sources if src is None or name != "keras-io-9"]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="whole-command-") as tmp:
         for round_ in range(args.rounds):
             for setting in args.onednn:
                 for name in args.contenders:
-                    runs_dir = Path(tmp) / f"{name}-{setting}-{round_}"
-                    runs_dir.mkdir()
-                    row = run_once(name, runs_dir, setting)
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-    table = summarise(rows, args.contenders, args.onednn)
+                    for k, src in enumerate(sources if name != "keras-io-9" else [None]):
+                        runs_dir = Path(tmp) / f"{name}-{setting}-{round_}-{k}"
+                        runs_dir.mkdir()
+                        row = run_once(name, runs_dir, setting, src)
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+    table = summarise(rows, names, args.onednn)
     first = f"{table[0]['contender']} (oneDNN {table[0]['onednn']})"
     for row in table:
         print(f"{row['contender']:>11} (oneDNN {row['onednn']:>5}): {row['wall_s_median']:7.1f} s whole "

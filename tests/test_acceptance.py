@@ -20,6 +20,7 @@ from mnist_cnn.cli.main import main
 from mnist_cnn.core.errors import RunFileError
 from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference import acceptance
+from mnist_cnn.inference.preprocess import stroke_widths
 from mnist_cnn.refusal import calibrate
 from mnist_cnn.runs.run import Run
 
@@ -51,6 +52,27 @@ def test_a_blurred_rim_keeps_a_solid_core():
     blurred[4:24, [10, 17]] = 0.4  # a soft rim on both sides
     assert acceptance.core_brightness(stroke) == acceptance.core_brightness(blurred) == pytest.approx(1.0)
 
+
+def test_the_stacked_measurements_equal_one_image_at_a_time():
+    # `features` measures a whole stack at once; each image alone must give the same numbers,
+    # blank ones (no ink, no core) included, whatever the ink's shape.
+    rng = np.random.default_rng(7)
+    images = (rng.random((64, 28, 28)) * (rng.random((64, 28, 28)) > rng.random((64, 1, 1)))).astype(np.float32)
+    images[0] = 0.0
+    images[1, 5:20, 8:12] = 1.0
+    widths = stroke_widths(images > acceptance.COVERAGE_LEVEL)
+    cores = acceptance.core_brightnesses(images)
+    for image, width, core in zip(images, widths, cores):
+        mask = image > acceptance.COVERAGE_LEVEL
+        area = np.count_nonzero(mask)
+        eroded = mask.copy()  # the 3x3 erosion, written out: every neighbour (the field's edge is uninked)
+        padded = np.pad(mask, 1)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                eroded &= padded[1 + dy:29 + dy, 1 + dx:29 + dx]
+        assert width == (0.0 if area == 0 else 2.0 * area / max(area - np.count_nonzero(eroded), 1))
+        assert acceptance.core_brightness(image) == core
+    assert widths[0] == 0.0 and cores[0] == 1.0
 
 def synthetic_rule(target: float = 0.01) -> tuple[acceptance.Acceptance, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)

@@ -49,3 +49,51 @@ def test_absent_class_gets_zero_not_a_crash():
 def test_classification_report_names_classes():
     text = classification_report(np.array([0, 1]), one_hot_probs(np.array([0, 0]), 2), ("cat", "dog"))
     assert "cat" in text and "dog" in text and "0.5000" in text
+
+
+def mistakes_figure(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, tmp_path, monkeypatch):
+    from mnist_cnn.evaluation import plots
+
+    captured = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **_: captured.append(fig) or path)
+    plots.plot_misclassified(images, labels, probabilities, [str(i) for i in range(10)], tmp_path / "m.png")
+    (fig,) = captured
+    (ax,) = fig.axes
+    return fig, ax
+
+
+def test_the_mistakes_grid_shows_the_most_confident_mistakes_in_order_each_in_its_cell(tmp_path, monkeypatch):
+    from mnist_cnn.evaluation import plots
+
+    rng = np.random.default_rng(0)
+    n = 40
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = np.zeros(n, dtype=int)
+    confidence = rng.uniform(0.3, 0.99, n)
+    probabilities = np.full((n, 10), 0.0)
+    predicted = np.where(np.arange(n) < 30, 1 + np.arange(n) % 9, 0)  # 30 mistakes, 10 right answers
+    probabilities[np.arange(n), predicted] = confidence
+    probabilities += (1 - confidence[:, None]) / 10
+    fig, ax = mistakes_figure(images, labels, probabilities, tmp_path, monkeypatch)
+    shown = np.argsort(-confidence[:30])[:25]  # the 25 surest of the 30 mistakes, surest first
+    titles = [t.get_text() for t in ax.texts]
+    assert titles == [f"true 0\npred {predicted[i]} ({probabilities[i].max():.0%})" for i in shown]
+    assert fig._suptitle.get_text() == "Most confident mistakes (25 of 30 shown)"
+    grid = np.asarray(ax.images[0].get_array().filled(np.nan))
+    cell_w, cell_h = 28 + plots.CELL_GAP, 28 + plots.CELL_TITLE
+    assert grid.shape == (5 * cell_h, 5 * cell_w)
+    for k, i in enumerate(shown):
+        row, col = divmod(k, 5)
+        top, left = row * cell_h + plots.CELL_TITLE, col * cell_w + plots.CELL_GAP // 2
+        image = images[i].astype(float)
+        want = (image - image.min()) / (image.max() - image.min())
+        assert np.allclose(grid[top:top + 28, left:left + 28], want)
+    assert np.isnan(grid[:plots.CELL_TITLE]).all()  # paper above the first row: the titles' room
+
+
+def test_no_mistakes_says_so(tmp_path, monkeypatch):
+    probabilities = np.eye(10)[[0, 1, 2]]
+    fig, ax = mistakes_figure(np.zeros((3, 28, 28), np.uint8), np.array([0, 1, 2]), probabilities, tmp_path,
+                              monkeypatch)
+    assert [t.get_text() for t in ax.texts] == ["no mistakes on this split"]
+    assert fig._suptitle.get_text() == "Most confident mistakes (0 of 0 shown)"

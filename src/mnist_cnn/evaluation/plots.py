@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -16,6 +17,8 @@ from ..core.atomic import atomic_path
 from ..core.messages import DEFAULT_LANG, class_labels, text
 
 DPI = 100
+CELL_GAP = 6  # image pixels between the mistakes' cells, side by side
+CELL_TITLE = 12  # ... and above each cell, for its two-line title
 
 
 def save_figure(fig: Figure, path: Path, *, trim: bool = True) -> Path:
@@ -85,6 +88,9 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
     """A grid of the most confident mistakes: image, true class, predicted class, confidence.
 
     `images`: uint8 or float (N, 28, 28[, 1]); `labels`: (N,); `probabilities`: (N, C).
+    The grid is one picture in one axes, each cell's image scaled to its own range (as
+    `imshow` does): matplotlib draws 25 axes three to four times slower, a second of a
+    `--recipe fast` run on a slow CPU.
     """
     class_names = class_labels(class_names, lang)
     predicted = probabilities.argmax(axis=1)
@@ -93,22 +99,34 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np
     wrong = wrong[np.argsort(-confidence[wrong])][:max_images]
     cols = 5
     rows = max(1, int(np.ceil(len(wrong) / cols)))
-    fig = Figure(figsize=(cols * 1.9, rows * 2.1))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.axis("off")
-    if len(wrong) == 0:
-        axes[0].text(0, 0.5, text("no_mistakes", lang), fontsize=12)
-    for ax, i in zip(axes, wrong):
-        ax.imshow(np.squeeze(images[i]), cmap="gray")
-        ax.set_title(text("mistake", lang, true=class_names[labels[i]], pred=class_names[predicted[i]],
-                          confidence=confidence[i]), fontsize=8)
-    # Fixed margins for a grid of equal cells (in inches: the title, then two-line cell titles):
-    # matplotlib's automatic layout of 25 axes costs more than the rest of the picture.
+    side = int(np.squeeze(images[0]).shape[0]) if len(images) else 28
+    cell_w, cell_h = side + CELL_GAP, side + CELL_TITLE  # in image pixels: a margin, then a two-line title above
+    grid = np.full((rows * cell_h, cols * cell_w), np.nan)  # NaN: paper (drawn white)
+    width_in = cols * 1.9
+    scale = width_in / grid.shape[1]  # inches per image pixel
+    title_in = 0.45
+    fig = Figure(figsize=(width_in, grid.shape[0] * scale + title_in))
     height = fig.get_figheight()
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1 - title_in / height))
+    ax.set_axis_off()
     fig.suptitle(text("mistakes_title", lang, shown=len(wrong), total=int((predicted != labels).sum())),
                  y=1 - 0.1 / height, va="top")
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=1 - 0.85 / height, hspace=0.45, wspace=0.05)
+    if len(wrong) == 0:
+        ax.text(0.02, 0.5, text("no_mistakes", lang), fontsize=12, transform=ax.transAxes)
+    for k, i in enumerate(wrong):
+        row, col = divmod(k, cols)
+        top, left = row * cell_h + CELL_TITLE, col * cell_w + CELL_GAP // 2
+        image = np.squeeze(images[i]).astype(np.float64)
+        low, high = image.min(), image.max()
+        grid[top:top + side, left:left + side] = (image - low) / (high - low) if high > low else 0.0
+        ax.text(left + side / 2, top - 1, text("mistake", lang, true=class_names[labels[i]],
+                                               pred=class_names[predicted[i]], confidence=confidence[i]),
+                fontsize=8, ha="center", va="bottom")
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+    ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest",
+              extent=(-0.5, grid.shape[1] - 0.5, grid.shape[0] - 0.5, -0.5))
+    ax.set_xlim(-0.5, grid.shape[1] - 0.5)
+    ax.set_ylim(grid.shape[0] - 0.5, -0.5)
     return save_figure(fig, path, trim=False)
 
 

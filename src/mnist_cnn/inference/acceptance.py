@@ -50,7 +50,7 @@ from ..core.errors import RunFileError
 from ..core.hashing import sha256_file
 from ..core.messages import DEFAULT_LANG, class_label, text
 from ..runs.run import Run
-from .preprocess import SIDE, erode3, stroke_width
+from .preprocess import SIDE, erode3, stroke_widths
 from .writing import WRITING_FILE
 
 FORMAT = "mnist-cnn acceptance 3"  # bump when the file's meaning changes (2: stroke; 3: core; 4: writing)
@@ -185,8 +185,8 @@ def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str]
     columns = {
         "margin": lambda: log_p.max(axis=1) - log_p.mean(axis=1),
         "coverage": lambda: covered.reshape(len(log_p), -1).mean(axis=1),
-        "stroke": lambda: np.array([stroke_width(mask) for mask in covered], dtype=np.float64),
-        "core": lambda: np.array([core_brightness(image) for image in pixels], dtype=np.float64),
+        "stroke": lambda: stroke_widths(covered),
+        "core": lambda: core_brightnesses(pixels),
         "writing": lambda: np.asarray(writing, dtype=np.float64),
     }
     return np.column_stack([columns[name]() for name in names]) if len(log_p) else np.zeros((0, len(names)))
@@ -194,8 +194,16 @@ def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str]
 
 def core_brightness(image: np.ndarray) -> float:
     """Mean brightness of the inked pixels whose 3x3 neighbourhood is all inked; 1.0 if none (thin strokes)."""
-    core = erode3(image > INK_FLOOR)
-    return float(image[core].mean()) if core.any() else 1.0
+    return float(core_brightnesses(np.asarray(image)[np.newaxis])[0])
+
+
+def core_brightnesses(images: np.ndarray) -> np.ndarray:
+    """`core_brightness` of each image of a stack (N, H, W) in one pass: float64 (N,)."""
+    images = np.asarray(images, dtype=np.float64)
+    core = erode3(images > INK_FLOOR)
+    count = np.count_nonzero(core, axis=(-2, -1))
+    total = np.where(core, images, 0.0).sum(axis=(-2, -1))
+    return np.where(count == 0, 1.0, total / np.maximum(count, 1))
 
 
 @dataclass(frozen=True)
