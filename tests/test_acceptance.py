@@ -53,7 +53,7 @@ def test_a_blurred_rim_keeps_a_solid_core():
     assert acceptance.core_brightness(stroke) == acceptance.core_brightness(blurred) == pytest.approx(1.0)
 
 
-def test_the_stacked_measurements_equal_one_image_at_a_time():
+def test_the_stacked_measurements_equal_one_image_at_a_time(monkeypatch):
     # `features` measures a whole stack at once; each image alone must give the same numbers,
     # blank ones (no ink, no core) included, whatever the ink's shape.
     rng = np.random.default_rng(7)
@@ -73,6 +73,12 @@ def test_the_stacked_measurements_equal_one_image_at_a_time():
         assert width == (0.0 if area == 0 else 2.0 * area / max(area - np.count_nonzero(eroded), 1))
         assert acceptance.core_brightness(image) == core
     assert widths[0] == 0.0 and cores[0] == 1.0
+    # `features` measures in slices (bounded memory): the slices' seams change nothing
+    probabilities = np.full((64, 10), 0.1)
+    whole = acceptance.features(images, probabilities, ("stroke", "core"))
+    monkeypatch.setattr(acceptance, "FEATURE_CHUNK", 10)
+    assert np.array_equal(acceptance.features(images, probabilities, ("stroke", "core")), whole)
+    assert np.array_equal(whole, np.column_stack([widths, cores]))
 
 def synthetic_rule(target: float = 0.01) -> tuple[acceptance.Acceptance, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)

@@ -259,3 +259,28 @@ def test_the_cpu_features_say_what_the_model_name_does_not(monkeypatch):
     assert system.cpu_model() == "AMD EPYC (AMX)"
     monkeypatch.setattr(system, "_cpuinfo", lambda: None)  # no /proc/cpuinfo (not Linux)
     assert system.cpu_features() is None
+
+
+def test_the_command_line_imports_keras_without_its_notebook_and_pyplot_extras():
+    """Keras imports IPython and matplotlib.pyplot when installed (half a second of a command's start);
+    the command line hides them while Keras imports, and they import normally afterwards. A library
+    user's process, which did not ask, gets Keras as usual."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("IPython")  # installed with the notebook tools ([dev]); matplotlib always is
+    probe = ("import sys\n"
+             "from mnist_cnn.core import system\n"
+             "{setup}"
+             "system.quiet_tensorflow()\n"
+             "print(sorted(n for n in system.KERAS_EXTRAS if n in sys.modules))\n"
+             "import IPython, matplotlib.pyplot\n"  # the user may still import them
+             "print(sorted(n for n in system.KERAS_EXTRAS if sys.modules.get(n) is not None))\n")
+    outputs = {}
+    for name, setup in (("command", "system.skip_keras_extras()\n"), ("library", "")):
+        done = subprocess.run([sys.executable, "-c", probe.format(setup=setup)], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs[name] = done.stdout.split("\n")[:2]
+    assert outputs["command"] == ["[]", "['IPython', 'matplotlib.pyplot']"]
+    assert outputs["library"] == ["['IPython', 'matplotlib.pyplot']", "['IPython', 'matplotlib.pyplot']"]

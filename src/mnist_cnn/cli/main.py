@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..core.errors import MnistCnnError
-from ..core.system import quiet_tensorflow
+from ..core.system import quiet_tensorflow, skip_keras_extras
 from ..core.messages import text
 from ..core.version import __version__
 from . import data as cli_data
@@ -173,6 +173,7 @@ def entry() -> None:
     flushed, the process ends at once; unless child processes are still running, which the
     normal exit waits for.
     """
+    skip_keras_extras()  # a command never uses what Keras would import for notebooks and its own plots
     code = main()
     children = "multiprocessing" in sys.modules and sys.modules["multiprocessing"].active_children()
     if "tensorflow" in sys.modules and not children:

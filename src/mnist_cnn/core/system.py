@@ -123,17 +123,49 @@ def quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+# Optional packages Keras imports if they are installed, for what no command here uses: IPython
+# (a notebook display of saved files) and matplotlib.pyplot (`keras.visualization`; our plots use
+# matplotlib's Figure API). Half a second of a command's start on a slow 2-core CPU
+# (benchmarks/README.md, "Where a fast run spends its time outside training").
+KERAS_EXTRAS = ("IPython", "matplotlib.pyplot")
+_skip_keras_extras = False
+
+
+def skip_keras_extras() -> None:
+    """Have `quiet_tensorflow` import Keras without KERAS_EXTRAS (the command line's choice: its
+    process never uses them). Keras then takes them for absent in this process; importing
+    them afterwards works as ever. Not for a library user's process, which may want them."""
+    global _skip_keras_extras
+    _skip_keras_extras = True
+
+
+@contextlib.contextmanager
+def _hidden(names: tuple[str, ...]) -> Iterator[None]:
+    """While inside, `import NAME` raises ImportError (as for a package not installed) for
+    each of `names` not imported yet; afterwards they import normally."""
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  (the import system's "not available")
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow and Keras with their C++ start-up chatter silenced (once; a no-op after).
 
     TF 2.2x prints oneDNN and absl notes straight to file descriptor 2 while importing,
     before TF_CPP_MIN_LOG_LEVEL is honoured, so the descriptor itself is silenced for the
     import and the first op. Python exceptions still surface after it is restored.
+    After `skip_keras_extras`, Keras is imported without KERAS_EXTRAS.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
-    with quiet_stderr():
+    with quiet_stderr(), _hidden(KERAS_EXTRAS if _skip_keras_extras else ()):
         import keras  # noqa: F401
         import tensorflow as tf
 

@@ -185,11 +185,19 @@ def features(images: np.ndarray, probabilities: np.ndarray, names: Sequence[str]
     columns = {
         "margin": lambda: log_p.max(axis=1) - log_p.mean(axis=1),
         "coverage": lambda: covered.reshape(len(log_p), -1).mean(axis=1),
-        "stroke": lambda: stroke_widths(covered),
-        "core": lambda: core_brightnesses(pixels),
+        "stroke": lambda: _chunked(stroke_widths, covered),
+        "core": lambda: _chunked(core_brightnesses, pixels),
         "writing": lambda: np.asarray(writing, dtype=np.float64),
     }
     return np.column_stack([columns[name]() for name in names]) if len(log_p) else np.zeros((0, len(names)))
+
+
+FEATURE_CHUNK = 1024  # images measured at once: the erosions' temporaries stay a few MB for any set
+
+
+def _chunked(measure: Any, stack: np.ndarray) -> np.ndarray:
+    """`measure` (a stack (n, H, W) -> (n,)) over `stack` in slices of FEATURE_CHUNK images."""
+    return np.concatenate([measure(stack[i:i + FEATURE_CHUNK]) for i in range(0, len(stack), FEATURE_CHUNK)])
 
 
 def core_brightness(image: np.ndarray) -> float:
@@ -202,7 +210,7 @@ def core_brightnesses(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images, dtype=np.float64)
     core = erode3(images > INK_FLOOR)
     count = np.count_nonzero(core, axis=(-2, -1))
-    total = np.where(core, images, 0.0).sum(axis=(-2, -1))
+    total = images.sum(axis=(-2, -1), where=core)  # no masked copy of the stack
     return np.where(count == 0, 1.0, total / np.maximum(count, 1))
 
 
