@@ -216,6 +216,13 @@ WHOLE_COMMAND_CONTENDERS = {  # whole_command.py's contenders as the docs name t
 }
 
 
+def contender_name(contender: str) -> str:
+    """A whole_command.py contender as the docs name it; `NAME@COMMIT` (`--baseline`) is that code's run."""
+    name, _, commit = contender.partition("@")
+    shown = WHOLE_COMMAND_CONTENDERS.get(name, f"`{name}`")
+    return f"{shown}, the code of `{commit}`" if commit else shown
+
+
 def vector_units(environment: dict[str, Any]) -> str:
     """The CPU's vector units as a results file records them (`cpu_features`, since 2026-12-06): a time
     per image differs by them more than by the model name (an int8 model: 0.37 ms an image on one
@@ -250,7 +257,7 @@ def whole_command_table() -> str:
     def rows_of(path: Path, record: dict[str, Any]) -> list[list[str]]:
         units = vector_units(record.get("environment", {}))
         # Files before 2026-12-07 left TF_ENABLE_ONEDNN_OPTS unset: TensorFlow chose by the CPU.
-        return [[WHOLE_COMMAND_CONTENDERS.get(row["contender"], f"`{row['contender']}`"), units,
+        return [[contender_name(row["contender"]), units,
                  row.get("onednn", "unset"), str(row["rounds"]),
                  f"{row['wall_s_median']:.1f} s", f"{row['train_s_median']:.1f} s",
                  f"{row['outside_training_s_median']:.1f} s", f"{row['peak_rss_mb_median']:,.0f} MB",
