@@ -71,7 +71,8 @@ def test_the_stacked_measurements_equal_one_image_at_a_time(monkeypatch):
             for dx in (-1, 0, 1):
                 eroded &= padded[1 + dy:29 + dy, 1 + dx:29 + dx]
         assert width == (0.0 if area == 0 else 2.0 * area / max(area - np.count_nonzero(eroded), 1))
-        assert acceptance.core_brightness(image) == core
+        # in float64, as `features` measures it; the stack sums in another order
+        assert acceptance.core_brightness(image.astype(np.float64)) == pytest.approx(core, rel=1e-12, abs=0)
     assert widths[0] == 0.0 and cores[0] == 1.0
     # `features` measures in slices (bounded memory): the slices' seams change nothing
     probabilities = np.full((64, 10), 0.1)
@@ -79,6 +80,10 @@ def test_the_stacked_measurements_equal_one_image_at_a_time(monkeypatch):
     monkeypatch.setattr(acceptance, "FEATURE_CHUNK", 10)
     assert np.array_equal(acceptance.features(images, probabilities, ("stroke", "core")), whole)
     assert np.array_equal(whole, np.column_stack([widths, cores]))
+    # a few images (a served one) are measured one by one: the same numbers
+    few = acceptance.features(images[:acceptance.STACK_FROM - 1], probabilities[:acceptance.STACK_FROM - 1],
+                              ("stroke", "core"))
+    assert np.allclose(few, whole[:acceptance.STACK_FROM - 1], rtol=1e-12, atol=0)
 
 def synthetic_rule(target: float = 0.01) -> tuple[acceptance.Acceptance, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)

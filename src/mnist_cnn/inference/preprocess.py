@@ -216,7 +216,11 @@ def stroke_width(ink: np.ndarray) -> float:
     Exact for strokes >= 3 px (erosion peels one pixel off each side); 1- and 2-px strokes
     both read as 2, which is fine for deciding whether to thicken.
     """
-    return float(stroke_widths(np.asarray(ink)[np.newaxis])[0])
+    area = int(np.count_nonzero(ink))  # one image alone: twice as fast as `stroke_widths` of a stack of one
+    if area == 0:
+        return 0.0
+    eroded = erode3(ink)
+    return 2.0 * area / max(area - int(np.count_nonzero(eroded)), 1)
 
 
 def stroke_widths(masks: np.ndarray) -> np.ndarray:
