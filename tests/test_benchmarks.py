@@ -219,3 +219,28 @@ def test_read_numbers_against_a_broken_reader_file_is_one_line(tmp_path, content
                            "--against", str(broken)], check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("read_numbers.py: error: --against") and "cannot load" in done.stderr
+
+
+def test_whole_command_refuses_a_baseline_that_is_no_checkout_before_running_anything(tmp_path):
+    baseline, out = tmp_path / "not-a-checkout", tmp_path / "results"
+    baseline.mkdir()
+    done = subprocess.run([sys.executable, str(COMPARE.with_name("whole_command.py")), "--contenders", "fast",
+                           "--baseline", str(baseline), "--rounds", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert f"--baseline {baseline}: no src/mnist_cnn in it" in done.stderr
+    assert not out.exists()  # no results file, no run
+
+
+def test_whole_command_names_a_baseline_row_by_its_commit_and_the_docs_say_whose_code_it_ran(monkeypatch):
+    whole = load_benchmark_script("whole_command")
+    tables = load_benchmark_script("benchmark_tables", folder="tools")
+    assert whole.commit_of(REPO / "src") not in ("", "?") or not (REPO / ".git").exists()
+    rows = [{"contender": name, "onednn": "1", "wall_s": wall, "train_s": 10.0, "outside_training_s": wall - 10,
+             "peak_rss_mb": 900.0, "test_accuracy": 0.99}
+            for name, wall in (("fast", 20.0), ("fast@abc1234", 25.0), ("fast", 22.0), ("fast@abc1234", 24.0))]
+    table = whole.summarise(rows, ["fast", "fast@abc1234"], ["1"])
+    assert [(r["contender"], r["wall_s_median"], r["wall_ratio_to_first"]) for r in table] == [
+        ("fast", 21.0, 1.0), ("fast@abc1234", 24.5, 1.17)]
+    assert tables.contender_name("fast@abc1234") == "`mnist-cnn train --recipe fast`, the code of `abc1234`"
+    assert tables.contender_name("keras-io-9") == "keras-io convnet, 9 epochs, as its own script"
