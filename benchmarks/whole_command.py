@@ -73,8 +73,8 @@ def run_once(name: str, runs_dir: Path, onednn: str = "1", src: Path | None = No
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{name} failed ({process.returncode}):\n{output[-3000:]}")
-    row = {"contender": name if src is None else f"{name}@{commit_of(src)}", "onednn": onednn, "wall_s": round(wall, 2),
-           "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    row = {"contender": name if src is None else f"{name}@{commit_of(src)}", "onednn": onednn,
+           "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
     if name == "keras-io-9":
         row.update(json.loads(output.strip().splitlines()[-1]))  # the script's last line: its own record
     else:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -196,9 +196,11 @@ FEATURE_CHUNK = 1024  # images measured at once: the erosions' temporaries stay 
 STACK_FROM = 8  # fewer images are measured one by one: a served image's measurements take half the time
 
 
-def _measured(one: Any, stacked: Any, images: np.ndarray) -> np.ndarray:
+def _measured(one: Callable[[np.ndarray], float], stacked: Callable[[np.ndarray], np.ndarray],
+              images: np.ndarray) -> np.ndarray:
     """A per-image measurement of every image: `stacked` (a stack (n, H, W) -> (n,)) in slices of
-    FEATURE_CHUNK images, or `one` (an image -> a float) for fewer than STACK_FROM; the same numbers."""
+    FEATURE_CHUNK images, or `one` (an image -> a float) for fewer than STACK_FROM; the same
+    numbers either way (a mean's last bit aside: the stack sums in another order)."""
     if len(images) < STACK_FROM:
         return np.array([one(image) for image in images], dtype=np.float64)
     return np.concatenate([stacked(images[i:i + FEATURE_CHUNK]) for i in range(0, len(images), FEATURE_CHUNK)])
