@@ -73,7 +73,7 @@ def run_once(name: str, runs_dir: Path, onednn: str = "1", src: Path | None = No
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{name} failed ({process.returncode}):\n{output[-3000:]}")
-    row = {"contender": name if src is None else f"{name}@{commit_of(src)}", "onednn": onednn,
+    row = {"contender": label(name, src), "onednn": onednn,
            "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
     if name == "keras-io-9":
         row.update(json.loads(output.strip().splitlines()[-1]))  # the script's last line: its own record
@@ -84,6 +84,11 @@ def run_once(name: str, runs_dir: Path, onednn: str = "1", src: Path | None = No
                    calibrated=(run / "acceptance.json").exists())
     row["outside_training_s"] = round(row["wall_s"] - row["train_s"], 2)
     return row
+
+
+def label(name: str, src: Path | None) -> str:
+    """How a row names its contender: `name`, or `name@<commit>` when run from another checkout's `src`."""
+    return name if src is None else f"{name}@{commit_of(src)}"
 
 
 def commit_of(src: Path) -> str:
@@ -123,20 +128,19 @@ def main() -> int:
         if not (args.baseline / "src" / "mnist_cnn").is_dir():
             parser.error(f"--baseline {args.baseline}: no src/mnist_cnn in it; pass a checkout of this repository")
         sources.append((args.baseline / "src").resolve())
-    names = [f"{name}@{commit_of(src)}" if src is not None else name
-             for name in args.contenders for src in sources if src is None or name != "keras-io-9"]
+    # Each contender from each source, in turns; the keras-io script is not mnist-cnn's code.
+    jobs = [(name, src) for name in args.contenders for src in (sources if name != "keras-io-9" else [None])]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="whole-command-") as tmp:
         for round_ in range(args.rounds):
             for setting in args.onednn:
-                for name in args.contenders:
-                    for k, src in enumerate(sources if name != "keras-io-9" else [None]):
-                        runs_dir = Path(tmp) / f"{name}-{setting}-{round_}-{k}"
-                        runs_dir.mkdir()
-                        row = run_once(name, runs_dir, setting, src)
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
-    table = summarise(rows, names, args.onednn)
+                for k, (name, src) in enumerate(jobs):
+                    runs_dir = Path(tmp) / f"{name}-{setting}-{round_}-{k}"
+                    runs_dir.mkdir()
+                    row = run_once(name, runs_dir, setting, src)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    table = summarise(rows, [label(name, src) for name, src in jobs], args.onednn)
     first = f"{table[0]['contender']} (oneDNN {table[0]['onednn']})"
     for row in table:
         print(f"{row['contender']:>11} (oneDNN {row['onednn']:>5}): {row['wall_s_median']:7.1f} s whole "

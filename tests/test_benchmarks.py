@@ -235,7 +235,11 @@ def test_whole_command_refuses_a_baseline_that_is_no_checkout_before_running_any
 def test_whole_command_names_a_baseline_row_by_its_commit_and_the_docs_say_whose_code_it_ran(monkeypatch):
     whole = load_benchmark_script("whole_command")
     tables = load_benchmark_script("benchmark_tables", folder="tools")
-    assert whole.commit_of(REPO / "src") not in ("", "?") or not (REPO / ".git").exists()
+    assert whole.label("fast", None) == "fast"
+    if (REPO / ".git").exists():  # a checkout: its rows carry its short commit
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        assert whole.label("fast", REPO / "src") == f"fast@{commit}"
     rows = [{"contender": name, "onednn": "1", "wall_s": wall, "train_s": 10.0, "outside_training_s": wall - 10,
              "peak_rss_mb": 900.0, "test_accuracy": 0.99}
             for name, wall in (("fast", 20.0), ("fast@abc1234", 25.0), ("fast", 22.0), ("fast@abc1234", 24.0))]

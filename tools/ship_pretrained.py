@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "src" / "mnist_cnn" / "pretrained"
 
 
-# The three-seed group of training runs each shipped model is one seed of (benchmarks/results/training/).
+# The group of seeded training runs each shipped model is one seed of (benchmarks/results/training/).
 SEED_GROUPS = {"mnist": "strong-fused-onewarp-mnist", "fashion-mnist": "wide-fused34-fashion-mnist"}
 HF_DATASETS = {"mnist": ("MNIST", "ylecun/mnist"), "fashion-mnist": ("Fashion-MNIST", "zalando-datasets/fashion_mnist")}
 DATA_LICENSES = {
