@@ -3,7 +3,8 @@
 Contenders, each trained on the same 54k-image split of MNIST (seeded, stratified):
   keras-example    the keras-io convnet as published (Adam 1e-3, batch 128, 15 epochs)
   pytorch-example  pytorch/examples mnist re-implemented (Adadelta 1.0, StepLR 0.7, batch 64, 14 epochs)
-  fast, cnn, strong, wide  our recipes (`mnist-cnn train --recipe fast|default|strong|wide`)
+  fast, default, strong, wide  our recipes (`mnist-cnn train --recipe NAME`; results files
+                   before 2026-12-07 name `default` "cnn", its model then)
 
 After every epoch the clock stops and the test set is scored, for the time-to-accuracy
 curve only (never for selection; our final models are chosen on validation loss). Each
@@ -49,7 +50,7 @@ CONTENDERS = {  # name -> (kind, recipe or config, default number of seeds in fu
     "keras-example": ("keras", KERAS_EXAMPLE, 1),
     "pytorch-example": ("torch", None, 1),
     "fast": ("keras", "fast", 5),
-    "cnn": ("keras", "default", 1),
+    "default": ("keras", "default", 1),
     "strong": ("keras", "strong", 3),
     "wide": ("keras", "wide", 3),
 }
@@ -296,7 +297,9 @@ def main() -> int:
             print(f"{name} seed {seed}: accuracy {rows[-1]['final_accuracy']:.4f}, "
                   f"time to 99% {rows[-1]['time_to_target_s']}", file=sys.stderr, flush=True)
 
-    rows.sort(key=lambda r: list(CONTENDERS).index(r["contender"]))  # one order, however the parts came
+    # One order, however the parts came; an included file's retired name ("cnn") goes last.
+    order = list(CONTENDERS)
+    rows.sort(key=lambda r: order.index(r["contender"]) if r["contender"] in order else len(order))
     table = summarise(rows)
     (args.out / f"{stem}.json").write_text(json.dumps(
         {"quick": args.quick, "environment": environment(), "included": [p.name for p in args.include],

@@ -34,8 +34,8 @@ followed by an explanation of what just happened and why.
 **To run it:** from the repository, `pip install -e '.[dev]'`, then open this notebook
 with the notebooks folder as working directory. MNIST is looked for where the package
 always looks (`$MNIST_CNN_DATA_DIR`, then `~/.cache/mnist-cnn`, then
-`/usr/share/datasets`). A full run trains the default model for up to 8 epochs: a few
-minutes on a laptop CPU. With `MNIST_CNN_TUTORIAL_QUICK=1` it trains on 3,000 images for
+`/usr/share/datasets`). A full run trains the default model for up to 8 epochs: one to two
+minutes on a 2-core CPU. With `MNIST_CNN_TUTORIAL_QUICK=1` it trains on 3,000 images for
 one epoch instead (the automated tests do this): fast, but the numbers are much worse.
 """,
         pt="""
@@ -56,8 +56,8 @@ célula de código é seguida de uma explicação do que aconteceu e por quê.
 **Para executar:** no repositório, `pip install -e '.[dev]'` e abra este notebook com a
 pasta `notebooks` como diretório de trabalho. O MNIST é procurado onde o pacote sempre
 procura (`$MNIST_CNN_DATA_DIR`, depois `~/.cache/mnist-cnn`, depois `/usr/share/datasets`).
-Uma execução completa treina o modelo padrão por até 8 épocas: alguns minutos na CPU de
-um notebook. Com `MNIST_CNN_TUTORIAL_QUICK=1` ele treina com 3.000 imagens por uma única
+Uma execução completa treina o modelo padrão por até 8 épocas: um a dois minutos numa CPU
+de 2 núcleos. Com `MNIST_CNN_TUTORIAL_QUICK=1` ele treina com 3.000 imagens por uma única
 época (é o que os testes automáticos fazem): rápido, mas os números ficam bem piores.
 """,
     ),
@@ -342,21 +342,24 @@ print(model.name)
     md(
         en="""
 The package keeps a **registry** of architectures; `build_model` builds one by name. We
-built the default, `cnn`. Reading it from input to output:
+built the default, `compact`. Reading it from input to output:
 
-- **Conv2D(32, 3×3)**: 32 small filters of 3 × 3 pixels slide over the image; each one
-  produces a *feature map* that is bright where its pattern (an edge, a stroke end, ...)
-  appears. Sharing the same 3 × 3 weights at every position is what makes a CNN so much
-  smaller than a fully connected network, and indifferent to where in the image a stroke is.
+- **Conv2D(24, 4×4, stride 2)**: 24 small filters of 4 × 4 pixels slide over the image, two
+  pixels at a time; each one produces a *feature map* that is bright where its pattern (an
+  edge, a stroke end, ...) appears. Sharing the same weights at every position is what makes
+  a CNN so much smaller than a fully connected network, and indifferent to where in the image
+  a stroke is. The stride of 2 halves the image at once (28 → 14): on a CPU, work on the
+  full 28 × 28 grid costs more than its share of the arithmetic.
 - **BatchNormalization + ReLU**: rescales each map to a stable range (so a high learning
   rate trains fast), then keeps only positive responses.
+- A second block with **32 filters** of 3 × 3 combines the first maps into larger shapes
+  (loops, corners, crossings) on the 14 × 14 grid.
 - **MaxPooling2D**: keeps the strongest response in each 2 × 2 block, halving the size
-  (28 → 14): the network becomes tolerant of small shifts and cheaper to run.
-- A second block does the same with **64 filters** that combine the first block's maps into
-  larger shapes (loops, corners, crossings), then pools again (14 → 7); a third block with
-  **128 filters** combines those once more on the 7 × 7 grid, into parts of whole digits.
-- **Flatten → Dropout(0.4) → Dense(10, softmax)**: the 7 × 7 × 128 maps become one vector of
-  6,272 numbers; dropout switches off a random 40% of them at each training step so the
+  (14 → 7): the network becomes tolerant of small shifts and cheaper to run.
+- A third block with **64 filters** combines those once more on the 7 × 7 grid, into parts
+  of whole digits.
+- **Flatten → Dropout(0.4) → Dense(10, softmax)**: the 7 × 7 × 64 maps become one vector of
+  3,136 numbers; dropout switches off a random 40% of them at each training step so the
   classifier cannot rely on any single one (it memorises less); the dense layer turns them
   into 10 scores and softmax into 10 probabilities that add up to 1.
 
@@ -364,22 +367,25 @@ The seed notebook's model is also here, as `keras-example` (the keras.io MNIST c
 """,
         pt="""
 O pacote mantém um **registro** de arquiteturas; `build_model` constrói uma pelo nome.
-Construímos a padrão, `cnn`. Lendo da entrada para a saída:
+Construímos a padrão, `compact`. Lendo da entrada para a saída:
 
-- **Conv2D(32, 3×3)**: 32 pequenos filtros de 3 × 3 pixels deslizam sobre a imagem; cada um
-  produz um *mapa de características* (feature map) que fica claro onde o seu padrão (uma
-  borda, a ponta de um traço, ...) aparece. Usar os mesmos pesos 3 × 3 em todas as posições é
-  o que torna uma CNN muito menor que uma rede totalmente conectada, e indiferente ao lugar
-  da imagem onde o traço está.
+- **Conv2D(24, 4×4, passo 2)**: 24 pequenos filtros de 4 × 4 pixels deslizam sobre a imagem,
+  de dois em dois pixels; cada um produz um *mapa de características* (feature map) que fica
+  claro onde o seu padrão (uma borda, a ponta de um traço, ...) aparece. Usar os mesmos pesos
+  em todas as posições é o que torna uma CNN muito menor que uma rede totalmente conectada, e
+  indiferente ao lugar da imagem onde o traço está. O passo 2 reduz a imagem pela metade de
+  uma vez (28 → 14): numa CPU, trabalhar na grade inteira de 28 × 28 custa mais do que a sua
+  parte das contas.
 - **BatchNormalization + ReLU**: reescala cada mapa para uma faixa estável (assim uma taxa
   de aprendizado alta treina rápido) e depois mantém só as respostas positivas.
+- Um segundo bloco, com **32 filtros** de 3 × 3, combina os primeiros mapas em formas maiores
+  (laços, cantos, cruzamentos) na grade 14 × 14.
 - **MaxPooling2D**: guarda a resposta mais forte de cada bloco 2 × 2, reduzindo o tamanho
-  pela metade (28 → 14): a rede fica tolerante a pequenos deslocamentos e mais barata.
-- Um segundo bloco faz o mesmo com **64 filtros**, que combinam os mapas do primeiro bloco
-  em formas maiores (laços, cantos, cruzamentos), e reduz de novo (14 → 7); um terceiro bloco,
-  com **128 filtros**, combina esses mais uma vez na grade 7 × 7, em partes de dígitos inteiros.
-- **Flatten → Dropout(0,4) → Dense(10, softmax)**: os mapas 7 × 7 × 128 viram um vetor de
-  6.272 números; o dropout desliga 40% deles ao acaso a cada passo de treino, para que o
+  pela metade (14 → 7): a rede fica tolerante a pequenos deslocamentos e mais barata.
+- Um terceiro bloco, com **64 filtros**, combina esses mais uma vez na grade 7 × 7, em partes
+  de dígitos inteiros.
+- **Flatten → Dropout(0,4) → Dense(10, softmax)**: os mapas 7 × 7 × 64 viram um vetor de
+  3.136 números; o dropout desliga 40% deles ao acaso a cada passo de treino, para que o
   classificador não dependa de nenhum em particular (ele decora menos); a camada densa os
   transforma em 10 notas e o softmax em 10 probabilidades que somam 1.
 
@@ -406,15 +412,15 @@ The summary lists each layer with the **shape of its output** (`None` is the bat
 unknown until data arrives) and its **number of parameters** (weights to learn). Checking
 the counts by hand is a good exercise:
 
-- first conv: 3 × 3 pixels × 1 input channel × 32 filters = **288** (no bias: batch norm's
+- first conv: 4 × 4 pixels × 1 input channel × 24 filters = **384** (no bias: batch norm's
   own shift makes it redundant);
-- its batch norm: 4 numbers per channel × 32 = **128**, of which half (the running mean and
+- its batch norm: 4 numbers per channel × 24 = **96**, of which half (the running mean and
   variance) are not trained by gradient descent: they are the "non-trainable" parameters;
-- second conv: 3 × 3 × 32 × 64 = **18,432**; its batch norm 4 × 64 = 256;
-- third conv: 3 × 3 × 64 × 128 = **73,728**, the biggest layer; its batch norm 4 × 128 = 512;
-- the classifier: 6,272 inputs × 10 outputs + 10 biases = **62,730**.
+- second conv: 3 × 3 × 24 × 32 = **6,912**; its batch norm 4 × 32 = 128;
+- third conv: 3 × 3 × 32 × 64 = **18,432**; its batch norm 4 × 64 = 256;
+- the classifier: 3,136 inputs × 10 outputs + 10 biases = **31,370**, the biggest layer.
 
-In total 156,074 numbers, of which 448 (the batch norms' running statistics) are not trained.
+In total 57,578 numbers, of which 240 (the batch norms' running statistics) are not trained.
 
 Pooling, ReLU, flatten and dropout have no parameters: they only move or select numbers.
 """,
@@ -423,16 +429,15 @@ O resumo lista cada camada com o **formato da sua saída** (`None` é o tamanho 
 desconhecido até os dados chegarem) e o seu **número de parâmetros** (pesos a aprender).
 Conferir as contas à mão é um bom exercício:
 
-- primeira convolução: 3 × 3 pixels × 1 canal de entrada × 32 filtros = **288** (sem viés: o
+- primeira convolução: 4 × 4 pixels × 1 canal de entrada × 24 filtros = **384** (sem viés: o
   deslocamento da própria batch norm o torna redundante);
-- sua batch norm: 4 números por canal × 32 = **128**, dos quais metade (a média e a variância
+- sua batch norm: 4 números por canal × 24 = **96**, dos quais metade (a média e a variância
   acumuladas) não são treinados por gradiente: são os parâmetros "não treináveis";
-- segunda convolução: 3 × 3 × 32 × 64 = **18.432**; sua batch norm 4 × 64 = 256;
-- terceira convolução: 3 × 3 × 64 × 128 = **73.728**, a maior camada; sua batch norm
-  4 × 128 = 512;
-- o classificador: 6.272 entradas × 10 saídas + 10 vieses = **62.730**.
+- segunda convolução: 3 × 3 × 24 × 32 = **6.912**; sua batch norm 4 × 32 = 128;
+- terceira convolução: 3 × 3 × 32 × 64 = **18.432**; sua batch norm 4 × 64 = 256;
+- o classificador: 3.136 entradas × 10 saídas + 10 vieses = **31.370**, a maior camada.
 
-No total, 156.074 números, dos quais 448 (as estatísticas acumuladas das batch norms) não são
+No total, 57.578 números, dos quais 240 (as estatísticas acumuladas das batch norms) não são
 treinados.
 
 Pooling, ReLU, flatten e dropout não têm parâmetros: só movem ou selecionam números.
@@ -562,7 +567,7 @@ print("\\n".join(results_lines(result.metrics, LANG)))
         en="""
 Only now, with the best epoch chosen on validation data, was the model run **once** on the
 test set. Test and validation accuracy should be close: both are digits the network never
-trained on. A full run of the default model reaches about 99% (roughly 1 error in 100
+trained on. A full run of the default model reaches about 99.3% (roughly 7 errors in 1,000
 digits); in quick mode, with 3,000 images and one epoch, expect far less.
 
 If the test score were much lower than the validation score, something would be wrong: the
@@ -572,7 +577,7 @@ validation set leaking into choices too much, or the test data being different.
 Só agora, com a melhor época escolhida nos dados de validação, o modelo foi executado **uma
 vez** no conjunto de teste. As acurácias de teste e de validação devem ser próximas: os dois
 conjuntos são dígitos com os quais a rede nunca treinou. Uma execução completa do modelo
-padrão chega a cerca de 99% (mais ou menos 1 erro a cada 100 dígitos); no modo rápido, com
+padrão chega a cerca de 99,3% (mais ou menos 7 erros a cada 1.000 dígitos); no modo rápido, com
 3.000 imagens e uma época, espere bem menos.
 
 Se a nota de teste fosse muito menor que a de validação, haveria algo errado: a validação
@@ -1252,18 +1257,18 @@ show(explain.plot_filters(filters, lang=LANG))
 """),
     md(
         en="""
-These are the 32 **filters of the first convolution**, each a 3 × 3 grid of learned weights
+These are the 24 **filters of the first convolution**, each a 4 × 4 grid of learned weights
 (red positive, blue negative). A filter responds strongly where the image under it looks
-like it. At 3 × 3 pixels they look rough, and many mix several patterns, but look for these:
+like it. At 4 × 4 pixels they look rough, and many mix several patterns, but look for these:
 a red row above a blue row responds to a **horizontal edge** of a stroke, a red column
 beside a blue one to a **vertical edge**, a diagonal of one colour to **slanted strokes**.
 Nobody programmed these: they emerged from lowering the loss, and they resemble the edge
 detectors found in the first stage of animal vision.
 """,
         pt="""
-Estes são os 32 **filtros da primeira convolução**, cada um uma grade 3 × 3 de pesos
+Estes são os 24 **filtros da primeira convolução**, cada um uma grade 4 × 4 de pesos
 aprendidos (vermelho positivo, azul negativo). Um filtro responde forte onde a imagem abaixo
-dele se parece com ele. Com 3 × 3 pixels eles parecem grosseiros, e muitos misturam vários
+dele se parece com ele. Com 4 × 4 pixels eles parecem grosseiros, e muitos misturam vários
 padrões, mas procure estes: uma linha vermelha sobre uma azul responde a uma **borda
 horizontal** de um traço, uma coluna vermelha ao lado de uma azul a uma **borda vertical**,
 uma diagonal de uma só cor a **traços inclinados**. Ninguém programou isso: eles surgiram ao baixar a
@@ -1281,24 +1286,24 @@ show(explain.plot_feature_maps(maps, max_channels=16, lang=LANG))
         en="""
 The **feature maps** are what each convolution layer outputs for one test digit (here the
 first test image), taken after its batch norm and ReLU, i.e. exactly what the next layer
-receives; we show 16 of each layer's maps. In the first layer (28 × 28) you can still
-recognise the digit: each map highlights the parts matching one filter, such as the left
-edges of strokes, the top edges, the stroke itself. After pooling, the second layer's maps
-(14 × 14) are coarser and more abstract: they respond to combinations (a corner, the end of
-a stroke, a curve in one place) rather than to single edges, and the third layer's (7 × 7)
-mark only roughly *where* a larger part of the digit is. Deeper layers trade *where*
+receives; we show 16 of each layer's maps. In the first layer (14 × 14: its filters step two
+pixels at a time) you can still recognise the digit: each map highlights the parts matching
+one filter, such as the left edges of strokes, the top edges, the stroke itself. The second
+layer's maps (14 × 14 too) are more abstract: they respond to combinations (a corner, the end
+of a stroke, a curve in one place) rather than to single edges, and after pooling the third
+layer's (7 × 7) mark only roughly *where* a larger part of the digit is. Deeper layers trade *where*
 for *what*, which is how the network becomes robust to small changes in handwriting.
 """,
         pt="""
 Os **mapas de características** são o que cada camada de convolução produz para um dígito de
 teste (aqui a primeira imagem de teste), tomados depois da sua batch norm e da ReLU, isto é,
 exatamente o que a camada seguinte recebe; mostramos 16 mapas de cada camada. Na primeira
-camada (28 × 28) ainda dá para reconhecer o dígito: cada mapa destaca as partes que combinam
-com um filtro, como as bordas esquerdas dos traços, as bordas de cima, o próprio traço.
-Depois do pooling, os mapas da segunda camada (14 × 14) são mais grosseiros e abstratos:
-respondem a combinações (um canto, a ponta de um traço, uma curva num certo lugar) e não a
-bordas isoladas, e os da terceira (7 × 7) marcam só de modo aproximado *onde* está uma parte
-maior do dígito. Camadas mais profundas trocam o *onde* pelo *o quê*, e é assim que a rede
+camada (14 × 14: os seus filtros andam de dois em dois pixels) ainda dá para reconhecer o
+dígito: cada mapa destaca as partes que combinam com um filtro, como as bordas esquerdas dos
+traços, as bordas de cima, o próprio traço. Os mapas da segunda camada (também 14 × 14) são
+mais abstratos: respondem a combinações (um canto, a ponta de um traço, uma curva num certo
+lugar) e não a bordas isoladas, e, depois do pooling, os da terceira (7 × 7) marcam só de
+modo aproximado *onde* está uma parte maior do dígito. Camadas mais profundas trocam o *onde* pelo *o quê*, e é assim que a rede
 fica robusta a pequenas variações da letra de cada um.
 """,
     ),
@@ -1389,9 +1394,9 @@ takes the same arguments as the shell command). In a terminal:
 Every command has `--help` with an example. Things to try next:
 
 - **Other models and recipes**: `mnist-cnn models` lists the architectures and the named
-  recipes; train the seed's `keras-example` and compare its curves with `cnn`'s.
-  `mnist-cnn train --recipe fast` passes 99% in one short epoch (a strided first convolution
-  straight to 14 × 14, narrow layers, a high peak learning rate); `mnist-cnn train --recipe
+  recipes; train the seed's `keras-example` and compare its curves with `compact`'s.
+  `mnist-cnn train --recipe fast` passes 99% in one short epoch (the image cropped to
+  24 × 24, narrow layers, a high peak learning rate); `mnist-cnn train --recipe
   strong` trains a deeper model with augmentation (small shifts, rotations and zooms) for the
   best accuracy, much longer.
 - **Fashion-MNIST** on your own: chapter 10 showed the way; on the command line,
@@ -1416,9 +1421,8 @@ Todo comando tem `--help` com um exemplo. O que experimentar em seguida:
 
 - **Outros modelos e receitas**: `mnist-cnn models` lista as arquiteturas e as receitas com
   nome; treine o `keras-example` do notebook original e compare as curvas dele com as do
-  `cnn`. `mnist-cnn train --recipe fast` passa de 99% em uma só época curta (uma primeira
-  convolução com passo 2, direto para 14 × 14, camadas estreitas, uma taxa de aprendizado de
-  pico alta); `mnist-cnn train --recipe strong` treina um modelo mais profundo com aumento de dados (pequenos deslocamentos,
+  `compact`. `mnist-cnn train --recipe fast` passa de 99% em uma só época curta (a imagem
+  recortada para 24 × 24, camadas estreitas, uma taxa de aprendizado de pico alta); `mnist-cnn train --recipe strong` treina um modelo mais profundo com aumento de dados (pequenos deslocamentos,
   rotações e zooms) para a melhor acurácia, por muito mais tempo.
 - **Fashion-MNIST** por conta própria: o capítulo 10 mostrou o caminho; na linha de comando,
   `mnist-cnn train --recipe strong --dataset fashion-mnist --lang pt-BR` treina as 20 épocas

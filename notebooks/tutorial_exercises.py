@@ -79,16 +79,18 @@ biggest = max(model.layers, key=lambda layer: layer.count_params())
 print(biggest.name, f"{biggest.count_params():,}")
 """,
         en_after="""
-A convolution's parameters depend on its kernel and channels (3 × 3 × 64 inputs × 128
+A convolution's parameters depend on its kernel and channels (3 × 3 × 32 inputs × 64
 outputs for the third stage), not on the image size; the dense classifier's depend on how
-many numbers reach it (6,272 × 10). In `cnn` the third convolution is the largest layer,
-the classifier a close second; `fast` stays small by shrinking the image early.
+many numbers reach it (3,136 × 10). In `compact` the classifier is the largest layer, the
+third convolution next; `cnn`, the default before it, works on the full 28 × 28 image first
+and ends wider (6,272 numbers reach its classifier).
 """,
         pt_after="""
-Os parâmetros de uma convolução dependem do kernel e dos canais (3 × 3 × 64 entradas × 128
+Os parâmetros de uma convolução dependem do kernel e dos canais (3 × 3 × 32 entradas × 64
 saídas no terceiro estágio), não do tamanho da imagem; os do classificador denso dependem
-de quantos números chegam a ele (6.272 × 10). No `cnn` a terceira convolução é a maior
-camada, o classificador vem logo atrás; o `fast` fica pequeno reduzindo a imagem cedo.
+de quantos números chegam a ele (3.136 × 10). No `compact` o classificador é a maior camada,
+a terceira convolução vem logo atrás; o `cnn`, o padrão antes dele, trabalha primeiro na
+imagem inteira de 28 × 28 e termina mais largo (6.272 números chegam ao classificador).
 """,
     ),
     "3": exercise(

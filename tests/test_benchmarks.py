@@ -63,7 +63,7 @@ def test_quick_compare_writes_json_markdown_and_plot(shared_data, tmp_path):
 
 def test_the_benchmark_runs_every_contender_unless_told_otherwise():
     module = load_benchmark_script("compare")
-    assert list(module.CONTENDERS) == ["keras-example", "pytorch-example", "fast", "cnn", "strong", "wide"]
+    assert list(module.CONTENDERS) == ["keras-example", "pytorch-example", "fast", "default", "strong", "wide"]
     recipes = {spec for kind, spec, _ in module.CONTENDERS.values() if kind == "keras" and isinstance(spec, str)}
     assert recipes == {"fast", "default", "strong", "wide"}  # each a recipe that exists
     from mnist_cnn.training.recipes import RECIPES
@@ -248,3 +248,16 @@ def test_whole_command_names_a_baseline_row_by_its_commit_and_the_docs_say_whose
         ("fast", 21.0, 1.0), ("fast@abc1234", 24.5, 1.17)]
     assert tables.contender_name("fast@abc1234") == "`mnist-cnn train --recipe fast`, the code of `abc1234`"
     assert tables.contender_name("keras-io-9") == "keras-io convnet, 9 epochs, as its own script"
+
+
+@pytest.mark.parametrize("environment, shown", [
+    ({"cpu": "AMD EPYC", "cpu_features": ["avx2", "fma"]}, "AMD EPYC, AVX2, no AVX-512"),
+    ({"cpu": "Intel(R) Xeon(R) Processor (AMX)", "cpu_features": ["avx2", "avx512f", "amx_tile"]}, "Intel Xeon with AMX"),
+    ({"cpu": "Intel(R) Xeon(R) Platinum", "cpu_features": ["avx2", "avx512f", "avx512_vnni"]},
+     "Intel Xeon, AVX-512 VNNI"),
+    ({"cpu": "AMD EPYC"}, "AMD EPYC"),  # files older than the features field
+    ({}, "unknown CPU"),
+])
+def test_timing_tables_name_the_cpu_family_beside_its_vector_units(environment, shown):
+    tables = load_benchmark_script("benchmark_tables", folder="tools")
+    assert tables.where_ran(environment) == shown

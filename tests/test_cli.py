@@ -164,7 +164,9 @@ def test_resume_of_a_non_run_folder(capsys, tmp_path):
 def test_models_lists_parameter_counts(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "keras-example" in out and "34,826" in out and "cnn" in out
+    assert "keras-example" in out and "34,826" in out and "compact" in out and "57,578" in out
+    # The recipe table names the model each recipe trains: `default` the package default.
+    assert any(line.split()[:2] == ["default", "compact"] for line in out.splitlines())
 
 
 def test_the_command_ends_at_once_after_tensorflow_with_all_its_output_and_exit_code(tmp_path):

@@ -12,7 +12,7 @@ from mnist_cnn.runs.config import TrainConfig, load_config_file
 
 def test_defaults_are_valid_and_frozen():
     config = TrainConfig()
-    assert config.model == "cnn" and config.dataset == "mnist"
+    assert config.model == "compact" and config.dataset == "mnist"
     with pytest.raises(AttributeError):
         config.epochs = 3  # type: ignore[misc]
 

@@ -36,18 +36,19 @@ def figure_texts(fig) -> str:
     return "\n".join(t.get_text() for t in fig.findobj(Text))
 
 
-@pytest.mark.parametrize("name, shapes", [
-    ("cnn", [("block1_conv", (28, 28, 32)), ("block2_conv", (14, 14, 64)), ("block3_conv", (7, 7, 128))]),
-    ("keras-example", [(None, (26, 26, 32)), (None, (11, 11, 64))]),
+@pytest.mark.parametrize("name, shapes, filters", [
+    ("compact", [("stem_conv", (14, 14, 24)), ("block1_conv", (14, 14, 32)), ("block2_conv", (7, 7, 64))], (4, 4, 24)),
+    ("cnn", [("block1_conv", (28, 28, 32)), ("block2_conv", (14, 14, 64)), ("block3_conv", (7, 7, 128))], (3, 3, 32)),
+    ("keras-example", [(None, (26, 26, 32)), (None, (11, 11, 64))], (3, 3, 32)),
 ])
-def test_feature_maps_one_per_conv_layer_with_its_shape(name, shapes, digit):
+def test_feature_maps_one_per_conv_layer_with_its_shape(name, shapes, filters, digit):
     model = build_model(name)
     maps = explain.feature_maps(model, digit)
     assert [m.shape for _, m in maps] == [s for _, s in shapes]
     assert [n for n, _ in maps] == [c.name for c in explain.conv_layers(model)]
-    if name == "cnn":  # taken after BN + ReLU: what the next layer receives, never negative
+    if name != "keras-example":  # taken after BN + ReLU: what the next layer receives, never negative
         assert all(m.min() >= 0 for _, m in maps)
-    assert explain.first_layer_filters(model).shape == (3, 3, 32)
+    assert explain.first_layer_filters(model).shape == filters
 
 
 def test_saliency_is_a_nonnegative_nonzero_map_scaled_to_one(digit):

@@ -34,7 +34,7 @@ def test_train_writes_every_artifact_and_learns(shared_data, isolated_env, capsy
                  "--runs-dir", str(isolated_env / "runs"), "--seed", "3"])
     assert code == 0
     run_dir = only_run(isolated_env / "runs")
-    assert run_dir.name.endswith("-mnist-cnn")
+    assert run_dir.name.endswith("-mnist-compact")  # dataset and the default model
     for name in Run.ARTIFACTS:
         assert (run_dir / name).stat().st_size > 0, name
     assert not list(run_dir.glob(".tmp-*"))  # no half-written leftovers

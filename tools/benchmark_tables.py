@@ -22,7 +22,8 @@ CONTENDERS = {  # compare.py's contenders as the docs name them
     "keras-example": "keras-io convnet as published",
     "pytorch-example": "pytorch/examples `mnist`, re-implemented",
     "fast": "`fast`",
-    "cnn": "`default` (`cnn`)",
+    "cnn": "`default` (`cnn`)",  # the contender's name until `compact` became the default model
+    "default": "`default` (`compact`)",
     "strong": "`strong`",
     "wide": "`wide`",
 }
@@ -236,6 +237,20 @@ def vector_units(environment: dict[str, Any]) -> str:
             else "AVX2, no AVX-512" if "avx2" in features else "no AVX2")
 
 
+def cpu_family(name: str | None) -> str:
+    """A CPU as the docs name it: its family, with "with AMX" where it has bfloat16 matrix units."""
+    if not name:
+        return "unknown CPU"
+    family = "Intel Xeon" if "Xeon" in name else "AMD EPYC" if "EPYC" in name else name
+    return f"{family} with AMX" if "AMX" in name else family
+
+
+def where_ran(environment: dict[str, Any]) -> str:
+    """`cpu_family` plus its vector units where the file records them: AMD and Intel rows side by side."""
+    where, units = cpu_family(environment.get("cpu")), vector_units(environment)
+    return where if units == "not recorded" or "AMX" in where else f"{where}, {units}"
+
+
 def every_file_table(kind: str, script: str, header: list[str], rows_of: Any) -> str:
     """One table over every `results/<kind>-*.json`, oldest first: `rows_of(path, record)` gives each
     file's rows (cells after the run's time), then a line naming the files and their CPUs."""
@@ -255,16 +270,16 @@ def every_file_table(kind: str, script: str, header: list[str], rows_of: Any) ->
 
 def whole_command_table() -> str:
     def rows_of(path: Path, record: dict[str, Any]) -> list[list[str]]:
-        units = vector_units(record.get("environment", {}))
+        where = where_ran(record.get("environment", {}))
         # Files before 2026-12-07 left TF_ENABLE_ONEDNN_OPTS unset: TensorFlow chose by the CPU.
-        return [[contender_name(row["contender"]), units,
+        return [[contender_name(row["contender"]), where,
                  row.get("onednn", "unset"), str(row["rounds"]),
                  f"{row['wall_s_median']:.1f} s", f"{row['train_s_median']:.1f} s",
                  f"{row['outside_training_s_median']:.1f} s", f"{row['peak_rss_mb_median']:,.0f} MB",
                  pct(row["test_accuracy_mean"]), f"{row['wall_ratio_to_first']:.2f}x"] for row in record["table"]]
 
     return every_file_table("whole-command", "whole_command.py",
-                            ["command", "CPU vector units", "TF_ENABLE_ONEDNN_OPTS", "rounds",
+                            ["command", "CPU", "TF_ENABLE_ONEDNN_OPTS", "rounds",
                              "whole process (median)", "training", "outside training",
                              "peak RSS", "test accuracy", "whole, to the run's first row"], rows_of)
 
@@ -298,12 +313,12 @@ def serving_table() -> str:
         return [[_served(path, row), row["runtime"], "" if row.get("workers") is None else str(row["workers"]),
                  f"{row['predict_rps']:,.0f}", f"{row['ratio']:.2f}", f"{row['predict_p50_ms']:g}",
                  f"{row['predict_p99_ms']:g}", f"{row['failed']:g}", str(len(row.get("rounds", {}).get("predict", []))),
-                 vector_units(record.get("environment", {}))]
+                 where_ran(record.get("environment", {}))]
                 for row in record["rows"]]
 
     return every_file_table("ab", "bench_ab.py", ["model served", "runtime", "workers", "/predict req/s",
                                                   "ratio to /healthz", "p50 ms", "p99 ms", "failed", "rounds",
-                                                  "vector units"],
+                                                  "CPU"],
                             rows_of)
 
 

@@ -41,7 +41,6 @@ SERVING, TUNING, EXPORT = (REPO / "docs" / name for name in ("serving.md", "tuni
 
 # The seed tables' rows: (run group under benchmarks/results/training/, what it changed), in order.
 DIGIT_STEPS = [
-    ("cnn-mnist", "`default` recipe (`cnn`, 8 epochs)"),
     ("strong-mnist", "`strong`: 20 epochs, shift, rotation and zoom as three Keras layers in a row"),
     ("strong-ema-mnist", "`strong` + weight averaging 0.999, 25 epochs"),
     ("strong-aug15-mnist", "`strong` with rotation 15 degrees, shift and zoom 15%, 25 epochs"),
@@ -71,6 +70,10 @@ CLOTHES_STEPS = [
     ("wide-fused27-fashion-mnist", "fused batch norm (cheaper epochs), 27 epochs"),
     ("wide-fused34-fashion-mnist", "**34 epochs: the `wide` recipe now**"),
 ]
+DEFAULT_STEPS = [("cnn-mnist", "`cnn`: the `default` recipe's model until 2026-12-07"),
+                 ("compact-mnist", "**`compact`: the `default` recipe now**"),
+                 ("cnn-fashion-mnist", "clothes, `cnn`"),
+                 ("compact-fashion-mnist", "clothes, `compact`")]
 FAST_STEPS = [("fast-kerasbn-mnist", "Keras' batch norm layer"),
               ("fast-fusedbn-mnist", "**fused batch norm: the `fast` recipe now**")]
 
@@ -79,26 +82,12 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _cpu(name: str | None) -> str:
-    """A CPU as the docs name it: its family, with "with AMX" where it has bfloat16 matrix units."""
-    if not name:
-        return "unknown CPU"
-    family = "Intel Xeon" if "Xeon" in name else "AMD EPYC" if "EPYC" in name else name
-    return f"{family} with AMX" if "AMX" in name else family
-
-
-def _where(environment: dict[str, Any]) -> str:
-    """`_cpu` plus its vector units where the file records them (`tables.vector_units`)."""
-    where, units = _cpu(environment.get("cpu")), tables.vector_units(environment)
-    return where if units == "not recorded" or "AMX" in where else f"{where}, {units}"
-
-
 def shipped(name: str) -> dict[str, Any]:
     folder = PRETRAINED / name
     metrics, config = _json(folder / "metrics.json"), _json(folder / "config.json")
     return {"name": name, "architecture": config["config"]["model"], "accuracy": metrics["test"]["accuracy"],
             "train_s": metrics["training"]["train_seconds_total"],
-            "cpu": _cpu(config.get("environment", {}).get("cpu")),
+            "cpu": tables.cpu_family(config.get("environment", {}).get("cpu")),
             "sha256": (folder / "model.keras.sha256").read_text(encoding="ascii").split()[0]}
 
 
@@ -184,7 +173,7 @@ def block_shipped_mnist_measured() -> str:
          f"**{pct(n['touching']['exact'])}** ({_reader_of(n)}{_without_reader(model['sha256'])}) | >= 97% |"),
         (f"| time per number (whole `read_number`, {_threads(n)}) | "
          f"{1000 * n['touching']['seconds_per_number']:.1f} ms touching, "
-         f"{1000 * n['separate']['seconds_per_number']:.1f} ms apart ({_where(n['environment'])}) | "
+         f"{1000 * n['separate']['seconds_per_number']:.1f} ms apart ({tables.where_ran(n['environment'])}) | "
          f"<= 5 ms on one core |"),
         f"| Fashion-MNIST test images refused | **{pct(share['fashion-mnist test'])}** | >= 99% |",
         (f"| MNIST test digits refused | **{pct(share['mnist test'], 2)}** (enlarged to 84 px: "
@@ -196,7 +185,7 @@ def block_shipped_mnist_measured() -> str:
          f"{pct(share['scribbles'])} / {pct(share['letters'])} | |"),
         "",
         (f"(`benchmarks/results/{reading_path.name}`, `benchmarks/results/{refusal_path.name}`; "
-        f"{_cpu(r['environment'].get('cpu'))})"),
+        f"{tables.cpu_family(r['environment'].get('cpu'))})"),
     ]
     return "\n".join(lines)
 
@@ -242,6 +231,7 @@ BLOCKS = {
     "compare-wide": (RESULTS_PAGE, lambda: tables.compare_table(["wide"])),
     "compare-fast": (RESULTS_PAGE, lambda: tables.compare_table(["keras-example", "fast"], exact=True)),
     "seeds-fast-batch-norm": (RESULTS_PAGE, lambda: tables.seed_groups(FAST_STEPS)),
+    "seeds-default": (RESULTS_PAGE, lambda: tables.seed_groups(DEFAULT_STEPS)),
     "seeds-digits": (RESULTS_PAGE, lambda: tables.seed_groups(DIGIT_STEPS, goal=("wide-fused30-val05-mnist", 0.9972))),
     "seeds-clothes": (RESULTS_PAGE, lambda: tables.seed_groups(CLOTHES_STEPS, goal=("wide-fused34-fashion-mnist", 0.945))),
     "test-time-augmentation": (RESULTS_PAGE, tables.tta_table),

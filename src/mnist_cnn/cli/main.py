@@ -95,6 +95,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     quiet_tensorflow()
+    from ..runs.config import TrainConfig
     from ..training.models import MODELS, build_model
     from ..training.recipes import RECIPES
 
@@ -103,7 +104,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"{name:<16}{build_model(name).count_params():>12,}  {entry.description}")
     print(f"\n{'recipe':<16}{'model':>12}  description (mnist-cnn train --recipe NAME)")
     for name, recipe in RECIPES.items():
-        print(f"{name:<16}{recipe.settings.get('model', 'cnn'):>12}  {recipe.description}")
+        print(f"{name:<16}{recipe.settings.get('model', TrainConfig.model):>12}  {recipe.description}")
     print(f"\n{'shipped':<16}{'model':>12}  test accuracy, dataset (use the name as MODEL: mnist-cnn predict NAME ...)")
     from ..inference.shipped import shipped_models
 

@@ -79,7 +79,7 @@ def feature_maps(model: keras.Model, image: np.ndarray) -> list[tuple[str, np.nd
     """(conv layer name, activations (h, w, channels)) per conv layer for one image; [] without convs.
 
     The activation is taken after the batch norm and ReLU that follow a conv (as in the
-    `cnn` model), because that is what the next layer receives.
+    `compact` model), because that is what the next layer receives.
     """
     chosen = _feature_layers(model)
     if not chosen:
