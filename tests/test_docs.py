@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, load_benchmark_script
@@ -177,3 +178,14 @@ def test_check_names_the_block_that_drifted(monkeypatch, capsys):
                         lambda self, *a, **k: text if self == path else real_read_text(self, *a, **k))
     assert tables.main(["--check"]) == 1
     assert "block 'test-time-augmentation' differs" in capsys.readouterr().err
+
+
+def test_a_time_is_quoted_per_machine_newest_first():
+    """Each kind of machine keeps its newest figure: an Intel run does not hide the AMD one."""
+    tables = load_benchmark_script("results_tables", "tools")
+    amd = {"cpu": "AMD EPYC", "cpu_features": ["avx2"]}
+    intel = {"cpu": "Intel(R) Xeon(R) Processor (AMX)", "cpu_features": ["avx2", "amx_tile"]}
+    found = [(Path("c.json"), {"environment": intel}), (Path("b.json"), {"environment": amd}),
+             (Path("a.json"), {"environment": amd})]
+    assert [path.name for path, _ in tables.per_machine(found)] == ["c.json", "b.json"]
+    assert tables.per_machine([]) == []
