@@ -422,3 +422,13 @@ def test_weight_decay_shrinks_kernels_and_spares_normalisation_and_biases():
     kernel = model.layers[0].kernel.numpy()
     model.train_on_batch(np.zeros((4, 3), np.float32), keras.utils.to_categorical([0, 1, 0, 1], 2))
     np.testing.assert_allclose(model.layers[0].kernel.numpy(), kernel * (1 - 0.5 * 0.1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("model, noted", [(None, True), ("cnn", False)])
+def test_training_clothes_on_the_default_model_says_it_was_made_for_digits(shared_data, isolated_env, capsys,
+                                                                           model, noted):
+    argv = ["train", "--dataset", "fashion-mnist", "--data-dir", str(shared_data), "--train-limit", "100",
+            "--epochs", "1", "--runs-dir", str(isolated_env / "runs")] + (["--model", model] if model else [])
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert ("made for digits" in out and "--model cnn" in out) is noted

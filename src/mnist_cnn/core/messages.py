@@ -73,6 +73,9 @@ EN: dict[str, str] = {
     "quick_mode": "quick mode", "full_run": "full run", "value_range": "range: {low} to {high}",
     "row_sum": "sum of row 0: {value}", "row_column": "(row, column)", "exit_code": "exit code: {code}",
     "written_to": "written to {path}",
+    "default_model_on_clothes": "note: the default model, compact, is made for digits; on Fashion-MNIST it "
+                                "scored 91.1% against 92.9% for --model cnn (one seed each); --recipe strong "
+                                "or wide go further",
     # why an input was refused ("not a digit"): `inference.acceptance.Reason`
     "refused": "does not look like any of the model's classes: {why}",
     "why_filled": "a filled shape, not pen strokes: ink covers {coverage:.0%} of the 28x28 image, the model's "
@@ -145,6 +148,9 @@ PT_BR: dict[str, str] = {
     "quick_mode": "modo rápido", "full_run": "execução completa", "value_range": "intervalo: {low} a {high}",
     "row_sum": "soma da linha 0: {value}", "row_column": "(linha, coluna)", "exit_code": "código de saída: {code}",
     "written_to": "escrito em {path}",
+    "default_model_on_clothes": "nota: o modelo padrão, compact, foi feito para dígitos; no Fashion-MNIST ele "
+                                "marcou 91,1% contra 92,9% do --model cnn (uma semente cada); --recipe strong "
+                                "ou wide vão além",
     "refused": "não parece nenhuma das classes do modelo: {why}",
     "why_filled": "uma forma preenchida, não traços de caneta: a tinta cobre {coverage:.0%} da imagem 28x28, as "
                   "classes do modelo no máximo {limit:.0%}",
