@@ -47,6 +47,7 @@ from mnist_cnn.inference.shipped import resolve_model
 GRID = {
     "MERGE_OVERLAP": [0.3, 0.5, 0.7],
     "FRAGMENT_HEIGHT": [0.35, 0.5, 0.65],
+    "FRAGMENT_MASS": [0.0, 0.2, 0.3, 0.4],
     "ATTACH_GAP": [0.1, 0.3, 0.5],
     "SMALL_SHARE": [0.04, 0.08, 0.15],
     "SPLIT_CANDIDATE": [0.9, 1.1, 1.3],

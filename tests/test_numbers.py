@@ -122,6 +122,21 @@ def test_a_dotted_one_and_a_serif_one_are_one_digit_each():
     assert segments[1].box[0] <= 252 and segments[1].box[2] >= 308  # flag and foot: one digit
 
 
+def test_broken_bits_stacked_as_tall_as_a_digit_join_their_neighbour_but_a_thin_one_stays():
+    im = Image.new("L", (560, 240), 255)
+    draw = ImageDraw.Draw(im)
+    draw.line([(100, 40), (100, 200)], fill=0, width=12)  # a 1
+    draw.line([(122, 60), (124, 80)], fill=0, width=5)  # two short bits of a broken stroke beside it,
+    draw.line([(124, 150), (126, 190)], fill=0, width=5)  # one above the other: as tall as a digit
+    for left in (180, 330):  # two 0s
+        draw.ellipse([left, 40, left + 100, 200], outline=0, width=12)
+    draw.line([(490, 40), (490, 200)], fill=0, width=7)  # a thin 1, far from its neighbour
+    segments = segments_of(np.asarray(im))
+    assert len(segments) == 4  # 1 (with the bits), 0, 0, thin 1
+    assert segments[0].box[0] < 100 < 124 < segments[0].box[2]
+    assert segments[3].box[0] > 470
+
+
 def test_specks_and_stray_marks_are_not_digits(mnist_test):
     image, boxes = compose([first_of(mnist_test, 3), first_of(mnist_test, 8)])
     image = image.copy()
