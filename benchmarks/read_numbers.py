@@ -4,7 +4,7 @@
     python benchmarks/read_numbers.py mnist --data-dir DIR --threads 1  # ... and the one-core time per number
     python benchmarks/read_numbers.py mnist --data-dir DIR --no-reader  # touching digits split by the model alone
     python benchmarks/read_numbers.py mnist --data-dir DIR --tune       # the segmentation grid: *train* digits
-    python benchmarks/read_numbers.py mnist --data-dir DIR --tune --together WHOLE_CONFIDENCE,SPLIT_CANDIDATE
+    python benchmarks/read_numbers.py mnist --data-dir DIR --tune --together WHOLE_CONFIDENCE,WHOLE_WIDTH
     python benchmarks/read_numbers.py MODEL --data-dir DIR --split-evidence   # touching or one wide digit?
     python benchmarks/read_numbers.py mnist --data-dir DIR --against NEW/reader.keras  # a candidate reader vs the shipped
 
@@ -53,6 +53,7 @@ GRID = {
     "SPLIT_CANDIDATE": [0.9, 1.1, 1.3],
     "SPLIT_PENALTY": [0.0, 0.1, 0.3, 0.6, 1.0],
     "READER_CANDIDATE": [0.0, 0.5, 0.9],
+    "WHOLE_WIDTH": [0.9, 1.1, 1.3],
     "WHOLE_CONFIDENCE": [0.7, 0.8, 0.9, 1.01],
 }
 
@@ -200,13 +201,13 @@ def split_evidence(predictor: Predictor, images: np.ndarray, labels: np.ndarray,
 def _reader_rules(single: list[dict], several: list[dict]) -> list[dict]:
     """With a reader: single digits it splits (wrong) and touching groups left whole (wrong), under
     today's rule (the reader splits a group it reads as 2+ digits, unless the group is no wider
-    than SPLIT_CANDIDATE and the digit model reads it whole with WHOLE_CONFIDENCE) and under that
+    than WHOLE_WIDTH and the digit model reads it whole with WHOLE_CONFIDENCE) and under that
     rule widened: also keep whole a group no wider than `width` that the model reads whole with
     `whole` while the reader's least sure digit is below `reader_below`."""
     def splits(row: dict, width: float = 0.0, whole: float = 2.0, reader_below: float = 0.0) -> bool:
         if len(row["reader"]) < 2:
             return False
-        if row["width"] <= segment.SPLIT_CANDIDATE and row["whole"] >= segment.WHOLE_CONFIDENCE:
+        if row["width"] <= segment.WHOLE_WIDTH and row["whole"] >= segment.WHOLE_CONFIDENCE:
             return False
         return not (row["width"] <= width and row["whole"] >= whole
                     and min(p for _, p in row["reader"]) < reader_below)

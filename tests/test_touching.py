@@ -416,7 +416,7 @@ def test_the_shipped_reader_reads_touching_numbers_of_test_digits(mnist_digits):
     right = sum(r.text == "".join(map(str, n.labels)) for r, n in zip(readings, numbers))
     assert right >= 32, right  # 80%: without the reader 30% of such numbers are read (benchmarks/README.md)
     assert any(d.box[2] > 0 for r in readings for d in r.digits)
-    assert segment.READER_CANDIDATE < segment.SPLIT_CANDIDATE
+    assert segment.READER_CANDIDATE < segment.WHOLE_WIDTH <= segment.SPLIT_CANDIDATE
 
 
 def test_serve_workers_are_told_where_the_reader_is():

@@ -33,11 +33,14 @@ changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower) is
 which says how many digits it holds and where each one lies; the ink is cut at the column
 of least ink between neighbouring digits' centres, and each piece keeps the reader's
 answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays whole
-for the digit model. A group no wider than SPLIT_CANDIDATE that the digit model reads
-whole with WHOLE_CONFIDENCE stays whole too, and is not shown to the reader at all (a broad
-single digit: this kept numbers written apart from losing 1 point, at the cost of 1 point
-on touching ones, measured on training digits, benchmarks/README.md "Reading touching
-digits"); most digits of a number written apart are such groups. Cuts through overlapping digits are only for boxes and images: the
+for the digit model. A group no wider than WHOLE_WIDTH median heights that the digit model
+reads whole with WHOLE_CONFIDENCE stays whole too, and is not shown to the reader at all (a
+broad single digit: this kept numbers written apart from losing 1 point, at the cost of 1
+point on touching ones, measured on training digits, benchmarks/README.md "Reading touching
+digits"); most digits of a number written apart are such groups. WHOLE_WIDTH is its own
+constant (it was SPLIT_CANDIDATE's value): 0.9 read a few more touching numbers with the GRU
+reader but cost numbers written apart 0.5 ms each in reader calls (docs/using.md,
+"Segmentation"), so it stays 1.1. Cuts through overlapping digits are only for boxes and images: the
 digits themselves come from the reader, which saw the group uncut.
 
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
@@ -63,7 +66,8 @@ MAX_PIECES = 4
 SPLIT_PENALTY = 0.1  # per extra piece, the pieces' mean log-confidence must beat the whole's by this
 
 READER_CANDIDATE = 0.5  # with a reader: groups wider than this many median heights are read by it ...
-WHOLE_CONFIDENCE = 0.9  # ... but one no wider than SPLIT_CANDIDATE that the digit model reads this surely stays whole
+WHOLE_WIDTH = 1.1  # ... but one no wider than this many median heights ...
+WHOLE_CONFIDENCE = 0.9  # ... that the digit model reads this surely stays whole
 
 # Scores candidate digit images: each an ink crop (float (h, w)), -> (n,) confidences in (0, 1].
 Judge = Callable[[list[np.ndarray]], np.ndarray]
@@ -200,10 +204,10 @@ def segment_digits(ink: np.ndarray, judge: Judge | None = None, reader: Reader |
     owns = [np.where(np.isin(labels[g.top:g.bottom, g.left:g.right], g.labels),
                      ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32) for g in groups]
     wide = [i for i, g in enumerate(groups) if reader is not None and g.width > READER_CANDIDATE * digit_height]
-    # A group no wider than SPLIT_CANDIDATE that the digit model reads whole with WHOLE_CONFIDENCE
+    # A group no wider than WHOLE_WIDTH that the digit model reads whole with WHOLE_CONFIDENCE
     # stays whole whatever the reader would say (a broad single digit), so it is judged first and
     # the reader is spared it: most digits of a number written apart never reach the reader.
-    narrow = [i for i in wide if groups[i].width <= SPLIT_CANDIDATE * digit_height]
+    narrow = [i for i in wide if groups[i].width <= WHOLE_WIDTH * digit_height]
     if narrow and judge is not None:
         sure = {i for i, whole in zip(narrow, judge([owns[i] for i in narrow]) >= WHOLE_CONFIDENCE) if whole}
         wide = [i for i in wide if i not in sure]
