@@ -151,7 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
         for name, (old, new) in plan.changed.items():
             print(f"  {name}: {old} -> {new}")
         # The default model was chosen on digits: say so where it is clearly worse (still the user's call).
-        if not plan.resuming and plan.config.dataset == "fashion-mnist" and plan.config.model == "compact":
+        if not plan.resuming and plan.config.dataset == "fashion-mnist" and plan.config.model == TrainConfig.model:
             print(text("default_model_on_clothes", plan.config.lang), flush=True)
 
     result = start_or_resume(plan, dataset, args.runs_dir, verbose=1 if sys.stdout.isatty() else 2,
