@@ -323,6 +323,40 @@ def test_a_reader_of_the_other_context_gives_the_layers_the_two_share(tmp_path):
     assert reader._side.on_litert
     assert np.allclose(reader.probabilities(strips), on_keras, atol=1e-4)
 
+
+def test_a_wider_reader_trained_in_bfloat16_is_saved_in_float32(mnist_digits, tmp_path):
+    import keras
+
+    from mnist_cnn.core.errors import MnistCnnError
+    from mnist_cnn.inference.touching import TouchingReader
+    from mnist_cnn.training.reader import ReaderConfig, build_reader, in_precision, reader_shape, train_reader
+
+    assert reader_shape(build_reader(context="gru")) == ("gru", 16)
+    assert reader_shape(build_reader(width=8)) == ("conv", 8)
+    assert build_reader(width=8).count_params() < build_reader().count_params() < build_reader(width=24).count_params()
+    with pytest.raises(ValueError, match="number of filters from 1 to 128"):
+        build_reader(width=0)
+    half = in_precision(build_reader(seed=2, width=8), "bfloat16")
+    assert half.get_layer("logits").compute_dtype == "float32"  # CTC gets float32 logits ...
+    assert any(layer.compute_dtype == "bfloat16" for layer in half.layers if layer.weights)  # ... from bfloat16 work
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
+    with pytest.raises(ValueError, match="not one of float32, bfloat16"):
+        in_precision(half, "float16")
+
+    train = mnist_digits[0][:1000], mnist_digits[1][:1000]
+    test = mnist_digits[2][:200], mnist_digits[3][:200]
+    out = tmp_path / "reader.keras"
+    record = train_reader(train, test, out, ReaderConfig(strips=128, check_strips=16, epochs=1, width=8,
+                                                         context="gru", precision="bfloat16"))
+    saved = TouchingReader.load(out).model
+    assert reader_shape(saved) == ("gru", 8) and record["config"]["precision"] == "bfloat16"
+    assert all(layer.compute_dtype == "float32" for layer in saved.layers)  # read and converted as every reader
+    assert record["litert_file"] is not None  # its LiteRT twin read a probe as it does
+    with pytest.raises(MnistCnnError, match="width 8, not 16; pass --width 8"):
+        train_reader(train, test, tmp_path / "again.keras", ReaderConfig(strips=64, check_strips=16, epochs=1,
+                                                                         init=str(out), context="gru"))
+
+
 def test_fresh_strips_every_epoch_are_new_strips(mnist_digits, tmp_path, monkeypatch):
     from mnist_cnn.training import reader as training
 
@@ -374,10 +408,14 @@ def test_train_reader_refuses_bad_outputs_in_one_line(tmp_path, monkeypatch, cap
                                           (["--learning-rate", "fast"], "is not a number"),
                                           (["--warp", "1.5"], "a share from 0 to 1"),
                                           (["--warp", "nan"], "a share from 0 to 1"),
-                                          (["--warp", "-0.1"], "a share from 0 to 1")])
+                                          (["--warp", "-0.1"], "a share from 0 to 1"),
+                                          (["--width", "0"], "a number of filters from 1 to 128"),
+                                          (["--width", "100000"], "a number of filters from 1 to 128"),
+                                          (["--width", "wide"], "is not an integer"),
+                                          (["--precision", "float16"], "invalid choice: 'float16'")])
 def test_train_reader_refuses_bad_flags_in_one_line(tmp_path, monkeypatch, capsys, flags, words):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) if flags[0] in ("--learning-rate", "--warp") else contextlib.nullcontext():
+    with pytest.raises(SystemExit) if flags[0] in ("--learning-rate", "--warp", "--width", "--precision") else contextlib.nullcontext():
         assert main(["train-reader", "-o", "reader.keras", *flags, "--data-dir", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err

@@ -50,7 +50,10 @@ MAX_LENGTH = 4  # digits per training strip, at most
 CHUNK = 2_000  # strips per worker task
 RECORD_FORMAT = "mnist-cnn reader 1"  # what reader.json beside a reader holds
 CONTEXTS = ("conv", "gru")  # `ReaderConfig.context` choices
-GRU_UNITS = 64  # per direction
+WIDTH = 16  # the first conv block's filters; the next two have 2x and 4x, the band convolution 8x ...
+# ... and the GRU 4x units a direction: 16 gives the shipped reader's 16-32-64 / 128 / 64
+MAX_WIDTH = 128  # past this a reader has ~70 M parameters: more than 2 cores train or a page waits for
+PRECISIONS = ("float32", "bfloat16")  # `ReaderConfig.precision` choices
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class ReaderConfig:
     # by heart otherwise (loss 0.115 on them, 0.31 on new ones; 93.1% of test strips, fresh 94.4%).
     fresh: bool = True
     warp: float = 0.0  # the share of training digits warped before composing (`compose.warp_digit`)
+    width: int = WIDTH  # the reader's size (`build_reader`); a larger one costs more a strip to train and read
+    # bfloat16 trains a larger reader about twice as fast on a CPU with AMX (benchmarks/README.md); the
+    # saved reader is float32 either way, so it reads alike everywhere and converts to LiteRT as before
+    precision: str = "float32"
 
 
 _DIGITS: tuple[np.ndarray, np.ndarray] | None = None  # a worker's copy of the digits, sent once
@@ -114,13 +121,16 @@ def make_strips(images: np.ndarray, labels: np.ndarray, count: int, seed: int,
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def build_reader(seed: int = 0, context: str = "conv") -> Any:
-    """The reader's Keras model: (STRIP_HEIGHT, STRIP_WIDTH, 1) in [0, 1] -> (COLUMNS, 11) logits."""
+def build_reader(seed: int = 0, context: str = "conv", width: int = WIDTH) -> Any:
+    """The reader's Keras model: (STRIP_HEIGHT, STRIP_WIDTH, 1) in [0, 1] -> (COLUMNS, 11) logits (float32
+    whatever Keras' dtype policy, as CTC wants); `width` filters in the first conv block."""
     import keras
     from keras import layers
 
     if context not in CONTEXTS:
         raise ValueError(f"context {context!r} is not one of {', '.join(CONTEXTS)}")
+    if not 1 <= width <= MAX_WIDTH:
+        raise ValueError(f"width {width} must be a number of filters from 1 to {MAX_WIDTH}")
     keras.utils.set_random_seed(seed)
 
     def block(x: Any, filters: int, pool: tuple[int, int]) -> Any:
@@ -130,32 +140,62 @@ def build_reader(seed: int = 0, context: str = "conv") -> Any:
         return layers.MaxPooling2D(pool)(x)
 
     inputs = keras.Input((STRIP_HEIGHT, STRIP_WIDTH, 1), name="strip")
-    x = block(inputs, 16, (2, 2))  # 14 x 56
-    x = block(x, 32, (2, BAND // 2))  # 7 x 28: one band per BAND (4) strip columns from here on
-    x = block(x, 64, (2, 1))  # 3 x 28
+    x = block(inputs, width, (2, 2))  # 14 x 56
+    x = block(x, 2 * width, (2, BAND // 2))  # 7 x 28: one band per BAND (4) strip columns from here on
+    x = block(x, 4 * width, (2, 1))  # 3 x 28
     x = layers.Permute((2, 1, 3))(x)  # bands first
     x = layers.Reshape((COLUMNS, -1))(x)
-    x = layers.Conv1D(128, 3, padding="same", activation="relu")(x)  # a band sees its neighbours
+    x = layers.Conv1D(8 * width, 3, padding="same", activation="relu")(x)  # a band sees its neighbours
     if context == "gru":  # ... and, through the GRU, the whole strip
-        x = layers.Bidirectional(layers.GRU(GRU_UNITS, return_sequences=True, unroll=True), name="context")(x)
+        x = layers.Bidirectional(layers.GRU(4 * width, return_sequences=True, unroll=True), name="context")(x)
     x = layers.Dropout(0.1)(x)
-    outputs = layers.Dense(11, name="logits")(x)
+    outputs = layers.Dense(11, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="touching_reader")
 
 
-def warm_start(init: Path, seed: int, context: str) -> Any:
+def reader_shape(model: Any) -> tuple[str, int]:
+    """A reader model's (context, width): "gru" if it has the GRU layer, and its first conv block's filters."""
+    from keras import layers
+
+    context = "gru" if any(layer.name == "context" for layer in model.layers) else "conv"
+    width = next(layer.filters for layer in model.layers if isinstance(layer, layers.Conv2D))
+    return context, int(width)
+
+
+def in_precision(model: Any, precision: str, seed: int = 0) -> Any:
+    """A reader with `model`'s architecture and weights whose layers compute in `precision`
+    ("bfloat16": Keras' mixed_bfloat16, the weights kept in float32; "float32")."""
+    import keras
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    try:
+        twin = build_reader(seed, *reader_shape(model))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def warm_start(init: Path, seed: int, context: str, width: int = WIDTH) -> Any:
     """The reader to train on from `init`: that reader itself if it has `context` (a reader
     whose loss was still falling goes on, on strips it has not seen), else a new one of
     `context` holding `init`'s weights wherever the two have the same layer (the conv blocks
-    and the band convolution: a GRU then learns its context on features already trained)."""
+    and the band convolution: a GRU then learns its context on features already trained).
+    `init` must have `width`: a reader does not grow."""
     import keras
 
     keras.utils.set_random_seed(seed)
     donor = TouchingReader.load(init).model  # refuses a file that is not a reader
-    has_gru = any(layer.name == "context" for layer in donor.layers)
-    if has_gru == (context == "gru"):
+    donor_context, donor_width = reader_shape(donor)
+    if donor_width != width:
+        raise MnistCnnError(f"--init {init} is a reader of width {donor_width}, not {width}; pass --width "
+                            f"{donor_width} to go on from it, or leave --init out to start afresh")
+    if donor_context == context:
         return donor
-    model = build_reader(seed, context)
+    model = build_reader(seed, context, width)
     donors = [layer for layer in donor.layers if layer.weights]
     takers = [layer for layer in model.layers if layer.weights]
     copied = 0
@@ -197,9 +237,11 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     quiet_tensorflow()
     import keras
     if config.init is None:
-        model = build_reader(config.seed, config.context)
+        model = build_reader(config.seed, config.context, config.width)
     else:
-        model = warm_start(Path(config.init), config.seed, config.context)
+        model = warm_start(Path(config.init), config.seed, config.context, config.width)
+    if config.precision != "float32":
+        model = in_precision(model, config.precision, config.seed)
     steps = config.epochs * (len(strips) // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=config.learning_rate,
                                                       warmup_steps=steps // 20)
@@ -225,6 +267,8 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
                                 shuffle=True, verbose=0, callbacks=[progress])
             losses += history.history["loss"]
     training = time.perf_counter() - fit_started - remade
+    if config.precision != "float32":  # saved, checked and converted in float32, as every reader
+        model = in_precision(model, "float32", config.seed)
     share = exact_share(model, *check)
     log.info("reader: %.2f%% of %d test strips read exactly after %.0f s of training", 100 * share,
              len(check[0]), training)
@@ -253,4 +297,5 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     return {**record, "record_file": str(record_file), "litert_file": None if twin is None else str(twin)}
 
 
-__all__ = ["CONTEXTS", "ReaderConfig", "build_reader", "exact_share", "make_strips", "train_reader", "warm_start"]
+__all__ = ["CONTEXTS", "PRECISIONS", "ReaderConfig", "build_reader", "exact_share", "in_precision", "make_strips",
+           "reader_shape", "train_reader", "warm_start"]
