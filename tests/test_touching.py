@@ -19,6 +19,7 @@ from conftest import SHARED_DATA
 
 from mnist_cnn.cli.main import main
 from mnist_cnn.core.errors import ModelFileError
+from mnist_cnn.core.hashing import sha256_file
 from mnist_cnn.data.compose import TOUCHING_GAP, strip_inks
 from mnist_cnn.inference import segment
 from mnist_cnn.inference.segment import _read_pieces, segment_digits
@@ -215,9 +216,12 @@ def test_warped_digits_keep_their_ink_and_only_warp_asks_for_them(mnist_digits):
         strip_inks(images, labels, 1, seed=0, warp=2.0)
 
 
-def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog):
+def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog, monkeypatch):
     from mnist_cnn.inference.touching import TouchingReader, write_litert_twin
+    from mnist_cnn.training import reader as training
     from mnist_cnn.training.reader import ReaderConfig, build_reader, train_reader
+
+    monkeypatch.setattr(training, "MIN_STRIPS_ALIKE", 1.01)  # no int8 twin passes: the float one (tested below)
 
     train = mnist_digits[0][:2000], mnist_digits[1][:2000]
     test = mnist_digits[2][:500], mnist_digits[3][:500]
@@ -229,7 +233,7 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog):
     assert saved["strips"] == 512 and saved["test_strips"] == 64 and 0 <= saved["test_strips_read_exactly"] <= 1
     assert saved["environment"]["cpu"] and saved["config"]["epochs"] == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["reader.json", "reader.keras", "reader.tflite"]  # no temp
-    assert record["litert_file"] == str(out.with_suffix(".tflite"))
+    assert record["litert_file"] == str(out.with_suffix(".tflite")) and saved["litert"] == "float32"
     from mnist_cnn.core.hashing import sha256_file
 
     assert saved["reader_sha256"] == sha256_file(out) and saved["litert_sha256"] == sha256_file(out.with_suffix(".tflite"))
@@ -322,6 +326,35 @@ def test_a_reader_of_the_other_context_gives_the_layers_the_two_share(tmp_path):
     reader.use_litert()
     assert reader._side.on_litert
     assert np.allclose(reader.probabilities(strips), on_keras, atol=1e-4)
+
+
+def test_the_twin_is_int8_when_it_reads_the_test_strips_as_the_reader_does(mnist_digits, tmp_path, monkeypatch):
+    from mnist_cnn.inference.touching import TouchingReader, litert_twin, trusted_twin
+    from mnist_cnn.training import reader as training
+
+    model = training.build_reader(seed=4, context="gru", width=8)
+    out = tmp_path / "reader.keras"
+    model.save(out)
+    strips, _ = training.make_strips(mnist_digits[2][:300], mnist_digits[3][:300], 40, seed=2, workers=1)
+    probe = strips[:8].astype(np.float32) / 255.0
+    on_keras = TouchingReader(model).probabilities(probe)
+
+    monkeypatch.setattr(training, "MIN_STRIPS_ALIKE", 0.0)  # whatever it reads: int8
+    twin, about = training.write_checked_twin(model, out, strips)
+    assert twin == litert_twin(out) and about["litert"] == "dynamic-range int8"
+    assert 0.0 <= about["litert_strips_read_alike"] <= 1.0
+    int8_size = twin.stat().st_size
+    int8 = TouchingReader(None, out, training.SideModel.converted(twin, "reader")).probabilities(probe)
+    assert not np.allclose(int8, on_keras, atol=1e-6) and np.abs(int8 - on_keras).max() < 0.5  # near, not equal
+
+    monkeypatch.setattr(training, "MIN_STRIPS_ALIKE", 1.01)  # no int8 twin passes: a float one, checked on a probe
+    twin, about = training.write_checked_twin(model, out, strips)
+    assert about["litert"] == "float32" and "litert_strips_read_alike" not in about
+    assert twin.stat().st_size > 1.3 * int8_size  # float weights: four bytes each, not one (plus the graph)
+    (out.with_suffix(".json")).write_text(json.dumps({"reader_sha256": sha256_file(out), **about}))
+    assert trusted_twin(out) == twin  # vouched for by the digests: read without Keras
+    alone = TouchingReader.open(out)
+    assert alone.model is None and np.allclose(alone.probabilities(probe), on_keras, atol=1e-4)
 
 
 def test_a_wider_reader_trained_in_bfloat16_is_saved_in_float32(mnist_digits, tmp_path):

@@ -38,9 +38,10 @@ reads whole with WHOLE_CONFIDENCE stays whole too, and is not shown to the reade
 broad single digit: this kept numbers written apart from losing 1 point, at the cost of 1
 point on touching ones, measured on training digits, benchmarks/README.md "Reading touching
 digits"); most digits of a number written apart are such groups. WHOLE_WIDTH is its own
-constant (it was SPLIT_CANDIDATE's value): 0.9 read a few more touching numbers with the GRU
-reader but cost numbers written apart 0.5 ms each in reader calls (docs/using.md,
-"Segmentation"), so it stays 1.1. Cuts through overlapping digits are only for boxes and images: the
+constant (it was SPLIT_CANDIDATE's value, 1.1): 0.9 reads more touching numbers (the reader
+sees more groups), 1.1 a few more apart; with the width-32 reader shipped on 2026-12-07, 0.9
+read 1.1-1.2 points more touching numbers of *training* digits for 0.1 point apart, and a
+reader call costs little more than before, so it is 0.9 since (docs/using.md, "Segmentation"). Cuts through overlapping digits are only for boxes and images: the
 digits themselves come from the reader, which saw the group uncut.
 
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
@@ -66,7 +67,7 @@ MAX_PIECES = 4
 SPLIT_PENALTY = 0.1  # per extra piece, the pieces' mean log-confidence must beat the whole's by this
 
 READER_CANDIDATE = 0.5  # with a reader: groups wider than this many median heights are read by it ...
-WHOLE_WIDTH = 1.1  # ... but one no wider than this many median heights ...
+WHOLE_WIDTH = 0.9  # ... but one no wider than this many median heights ...
 WHOLE_CONFIDENCE = 0.9  # ... that the digit model reads this surely stays whole
 
 # Scores candidate digit images: each an ink crop (float (h, w)), -> (n,) confidences in (0, 1].

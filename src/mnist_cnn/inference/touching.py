@@ -47,11 +47,12 @@ BAND = 4  # strip columns per output band: the model pools the width by 4 (a rea
 COLUMNS = STRIP_WIDTH // BAND
 BLANK = 0  # CTC's "nothing here" class; digit d is class d + 1
 READER_FILE = "reader.keras"  # beside a digit model: its touching-digit reader, if it has one
-# Beside a reader: the same reader converted to LiteRT when it was trained. Converting at first
-# use costs 1 s for a conv reader but 8 s for a GRU one (its 28 unrolled steps), and a GRU's
-# first Keras call 1.4 s of tracing. The twin answers alone when reader.json names both files'
-# digests (`trusted_twin`), after a probe against the reader otherwise, and is converted
-# afresh if it is missing or differs.
+# Beside a reader: the same reader converted to LiteRT when it was trained, in int8 (dynamic
+# range) when that reads the test strips as the reader does (`training.reader.write_checked_twin`).
+# Converting at first use costs 1 s for a conv reader but 8 s for a GRU one (its 28 unrolled
+# steps), and a GRU's first Keras call 1.4 s of tracing. The twin answers alone when reader.json
+# names both files' digests (`trusted_twin`), after a probe against the reader otherwise (which
+# only a float twin passes), and is converted afresh (float) if it is missing or differs.
 LITERT_SUFFIX = ".tflite"
 
 
@@ -60,8 +61,9 @@ def litert_twin(reader_file: Path) -> Path:
     return reader_file.with_suffix(LITERT_SUFFIX)
 
 
-def write_litert_twin(model: Any, reader_file: Path) -> Path:
-    """Convert a reader's Keras `model` (saved at `reader_file`) to its LiteRT twin, atomically."""
+def write_litert_twin(model: Any, reader_file: Path, quantize: bool = False) -> Path:
+    """Convert a reader's Keras `model` (saved at `reader_file`) to its LiteRT twin, atomically;
+    `quantize`: dynamic-range int8 weights (float in and out)."""
     import tempfile
 
     from ..core.atomic import atomic_path
@@ -71,7 +73,7 @@ def write_litert_twin(model: Any, reader_file: Path) -> Path:
     twin = litert_twin(reader_file)
     with tempfile.TemporaryDirectory(prefix="mnist-cnn-reader-") as staging, atomic_path(twin) as partial, \
             quiet_stderr():
-        write_litert(model, partial, Path(staging))
+        write_litert(model, partial, Path(staging), quantize=quantize)
     return twin
 
 

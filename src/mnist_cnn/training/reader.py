@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic import atomic_path, write_json
-from ..core.errors import MnistCnnError
+from ..core.errors import MnistCnnError, ModelFileError
 from ..core.hashing import sha256_file
 from ..core.system import quiet_tensorflow
 from ..runs.run import environment
 from ..data.compose import strip_inks
-from ..inference.side_model import probe_batch
+from ..inference.side_model import SideModel, probe_batch
 from ..inference.touching import (BAND, COLUMNS, STRIP_HEIGHT, STRIP_WIDTH, TouchingReader, strip_from_ink,
                                  write_litert_twin)
 
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_LENGTH = 4  # digits per training strip, at most
 CHUNK = 2_000  # strips per worker task
 RECORD_FORMAT = "mnist-cnn reader 1"  # what reader.json beside a reader holds
+MIN_STRIPS_ALIKE = 0.995  # an int8 twin must read this share of the test strips as the reader itself does
 CONTEXTS = ("conv", "gru")  # `ReaderConfig.context` choices
 WIDTH = 16  # the first conv block's filters; the next two have 2x and 4x, the band convolution 8x ...
 # ... and the GRU 4x units a direction: 16 gives the shipped reader's 16-32-64 / 128 / 64
@@ -210,15 +211,50 @@ def warm_start(init: Path, seed: int, context: str, width: int = WIDTH) -> Any:
     return model
 
 
-def exact_share(model: Any, strips: np.ndarray, targets: np.ndarray) -> float:
-    """The share of strips read exactly (every digit, none missing or extra)."""
-    reader = TouchingReader(model)
-    right = 0
+def _read(reader: TouchingReader, strips: np.ndarray) -> list[list[int]]:
+    """The digits `reader` reads in each of `strips` (uint8 (N, STRIP_HEIGHT, STRIP_WIDTH))."""
+    found: list[list[int]] = []
     for start in range(0, len(strips), 512):
         batch = strips[start:start + 512].astype(np.float32) / 255.0
-        for digits, target in zip(reader.read(batch), targets[start:start + 512]):
-            right += [d.digit for d in digits] == [t - 1 for t in target if t]
-    return right / len(strips)
+        found += [[d.digit for d in digits] for digits in reader.read(batch)]
+    return found
+
+
+def exact_share(model: Any, strips: np.ndarray, targets: np.ndarray) -> float:
+    """The share of strips read exactly (every digit, none missing or extra)."""
+    return float(np.mean([read == [t - 1 for t in target if t]
+                          for read, target in zip(_read(TouchingReader(model), strips), targets)]))
+
+
+def write_checked_twin(model: Any, out: Path, strips: np.ndarray) -> tuple[Path | None, dict[str, Any]]:
+    """Write the LiteRT twin beside the reader saved at `out`, the file `predict` and `serve` read with.
+
+    Dynamic-range int8 (weights in int8: about a third of float's time a strip on one core, on
+    AVX-512 and on AVX2 alike) when it reads at least MIN_STRIPS_ALIKE of `strips` as the reader
+    does; else float32 when it reads a probe as the reader does (float rounding only); else
+    none (Keras reads). Returns the twin (or None) and what the record says about it.
+    """
+    expected = _read(TouchingReader(model, out), strips)
+    twin = write_litert_twin(model, out, quantize=True)
+    try:
+        got = _read(TouchingReader(None, out, SideModel.converted(twin, "touching-digit reader")), strips)
+        alike = float(np.mean([a == b for a, b in zip(expected, got)]))
+    except ModelFileError as e:  # a file LiteRT cannot open: the float twin below
+        log.warning("the int8 LiteRT twin does not open (%s)", str(e).splitlines()[0][:200])
+        alike = 0.0
+    if alike >= MIN_STRIPS_ALIKE:
+        return twin, {"litert": "dynamic-range int8", "litert_strips_read_alike": alike,
+                      "litert_sha256": sha256_file(twin)}
+    log.warning("the int8 LiteRT twin reads %.2f%% of the test strips as the reader does (under %.1f%%): "
+                "writing a float one", 100 * alike, 100 * MIN_STRIPS_ALIKE)
+    twin = write_litert_twin(model, out)
+    try:  # vouched for only once it reads a probe as the reader does (the record names both digests)
+        TouchingReader(model, out)._side.open_litert(twin, probe_batch(STRIP_HEIGHT, STRIP_WIDTH))
+    except ValueError as e:
+        log.warning("the LiteRT twin differs from the reader (%s): not kept", e)
+        twin.unlink()
+        return None, {"litert": None}
+    return twin, {"litert": "float32", "litert_sha256": sha256_file(twin)}
 
 
 def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], out: Path,
@@ -281,21 +317,13 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
         record["init_sha256"] = sha256_file(Path(config.init))
     with atomic_path(out) as partial:
         model.save(partial)
-    converted = write_litert_twin(model, out)  # read from, instead of converting or tracing at first use
-    twin: Path | None = converted
-    try:  # vouched for only once it reads a probe as the reader does (the record below names both digests)
-        TouchingReader(model, out)._side.open_litert(converted, probe_batch(STRIP_HEIGHT, STRIP_WIDTH))
-    except ValueError as e:
-        log.warning("the LiteRT twin differs from the reader (%s): not kept", e)
-        converted.unlink()
-        twin = None
+    twin, about_twin = write_checked_twin(model, out, check[0])  # read from, instead of converting at first use
+    record.update(about_twin)
     record["reader_sha256"] = sha256_file(out)
-    if twin is not None:
-        record["litert_sha256"] = sha256_file(twin)
     record_file = out.with_suffix(".json")
     write_json(record_file, record)
     return {**record, "record_file": str(record_file), "litert_file": None if twin is None else str(twin)}
 
 
 __all__ = ["CONTEXTS", "PRECISIONS", "ReaderConfig", "build_reader", "exact_share", "in_precision", "make_strips",
-           "reader_shape", "train_reader", "warm_start"]
+           "reader_shape", "train_reader", "warm_start", "write_checked_twin"]
