@@ -163,12 +163,20 @@ def reader_file_line(name: str) -> str | None:
     if digest is None or not record_file.is_file():
         return None
     record = json.loads(record_file.read_text())
-    context = record["config"].get("context", "conv")
+    config = record["config"]
+    flags = " ".join([f"--context {config.get('context', 'conv')}"]
+                     + [f"--{name} {config[name]}" for name in ("width", "precision", "warp")
+                        if name in config and config[name] not in (16, "float32", 0.0)])
     started = (f", started from the layers of the reader with SHA-256 `{record['init_sha256'][:12]}`"
                if record.get("init_sha256") else "")
-    twin = (" `reader.tflite` beside it is the same reader converted to LiteRT, checked against it on a probe before "
-            "it answers." if (TARGET / name / "reader.tflite").is_file() else "")
-    return (f"`reader.keras`: the touching-digit reader (`mnist-cnn train-reader --context {context}`, "
+    if not (TARGET / name / "reader.tflite").is_file():
+        twin = ""
+    elif record.get("litert") == "dynamic-range int8":
+        twin = (" `reader.tflite` beside it is the same reader converted to LiteRT with int8 weights, which reads "
+                f"{100 * record['litert_strips_read_alike']:.1f}% of those strips as the reader does.")
+    else:
+        twin = " `reader.tflite` beside it is the same reader converted to LiteRT, checked against it on a probe."
+    return (f"`reader.keras`: the touching-digit reader (`mnist-cnn train-reader {flags}`, "
             f"{record['parameters']:,} parameters, CTC, trained on {record['strips']:,} numbers composed from MNIST "
             f"training digits in {record['seconds_training']:,.0f} s on "
             f"{record['environment'].get('cpu') or 'an unrecorded CPU'}{started}; "
