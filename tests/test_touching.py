@@ -502,3 +502,39 @@ def test_serve_workers_are_told_where_the_reader_is():
     assert spec is not None and spec.reader_file == predictor.reader_file is not None
     worker = _build(spec)  # a worker reads touching digits as the server does
     assert worker.reader_file == spec.reader_file and worker.reader_on_litert and predictor.reader_on_litert
+
+
+def test_ship_reader_puts_a_reader_beside_a_model_with_its_digest_and_twin(mnist_digits, tmp_path, monkeypatch,
+                                                                          capsys):
+    from conftest import load_benchmark_script
+
+    from mnist_cnn.inference.touching import TouchingReader, trusted_twin
+    from mnist_cnn.training.reader import ReaderConfig, train_reader
+
+    trained = tmp_path / "build" / "reader.keras"
+    trained.parent.mkdir()
+    train_reader((mnist_digits[0][:1000], mnist_digits[1][:1000]), (mnist_digits[2][:200], mnist_digits[3][:200]),
+                 trained, ReaderConfig(strips=64, check_strips=16, epochs=1, width=8))
+    ship = load_benchmark_script("ship_reader", "tools")
+    monkeypatch.setattr(ship, "PRETRAINED", tmp_path / "pretrained")
+    with pytest.raises(SystemExit):  # no such shipped model
+        ship.main([str(trained), "--data-dir", str(SHARED_DATA)])
+    assert "no shipped model" in capsys.readouterr().err
+    folder = tmp_path / "pretrained" / "mnist"
+    folder.mkdir(parents=True)
+    assert ship.main([str(trained), "--data-dir", str(SHARED_DATA)]) == 0
+    shipped = folder / "reader.keras"
+    record = json.loads((folder / "reader.json").read_text())
+    assert (folder / "reader.keras.sha256").read_text().split() == [sha256_file(shipped), "reader.keras"]
+    assert record["reader_sha256"] == sha256_file(shipped) and record["config"]["width"] == 8
+    assert record["litert"] in ("dynamic-range int8", "float32") and trusted_twin(shipped) == folder / "reader.tflite"
+    assert TouchingReader.open(shipped).model is None  # read from the vouched-for twin
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # not a reader.keras: one line, and the shipped one stays
+        ship.main([str(folder / "reader.tflite"), "--data-dir", str(SHARED_DATA)])
+    assert "is not a .keras file" in capsys.readouterr().err
+    assert sha256_file(shipped) == record["reader_sha256"]
+    (trained.with_suffix(".json")).unlink()
+    with pytest.raises(SystemExit):  # a reader without the record train-reader wrote beside it
+        ship.main([str(trained), "--data-dir", str(SHARED_DATA)])
+    assert "needs the reader and the reader.json" in capsys.readouterr().err

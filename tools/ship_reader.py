@@ -18,7 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from mnist_cnn.core.atomic import write_json
+from mnist_cnn.core.atomic import atomic_path, write_json
+from mnist_cnn.core.errors import MnistCnnError
 from mnist_cnn.core.hashing import sha256_file
 from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference.touching import READER_FILE, TouchingReader
@@ -40,13 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = PRETRAINED / args.model
     if not folder.is_dir():
         parser.error(f"--model {args.model}: no shipped model in {folder}")
-    model = TouchingReader.load(args.reader).model  # refuses a file that is not a reader
+    try:
+        model = TouchingReader.load(args.reader).model  # refuses a file that is not a reader, before any copy
+    except MnistCnnError as e:
+        parser.error(str(e).splitlines()[0])
     dataset = load_dataset("mnist", args.data_dir)
     config = record["config"]
     strips, _ = make_strips(dataset.test_images, dataset.test_labels, record["test_strips"], config["seed"] + 1)
 
     target = folder / READER_FILE
-    shutil.copyfile(args.reader, target)
+    with atomic_path(target) as partial:  # a killed copy leaves the shipped reader whole
+        shutil.copyfile(args.reader, partial)
     twin, about = write_checked_twin(model, target, strips)
     for stale in ("litert", "litert_sha256", "litert_strips_read_alike"):
         record.pop(stale, None)
