@@ -534,6 +534,13 @@ def test_ship_reader_puts_a_reader_beside_a_model_with_its_digest_and_twin(mnist
         ship.main([str(folder / "reader.tflite"), "--data-dir", str(SHARED_DATA)])
     assert "is not a .keras file" in capsys.readouterr().err
     assert sha256_file(shipped) == record["reader_sha256"]
+    for damaged in ("[not json", "[]", '{"config": {}}', '{"config": {"seed": "x"}, "test_strips": 16}',
+                    '{"config": {"seed": 0}, "test_strips": 1e12}', '{"config": {"seed": 0}, "test_strips": 0}'):
+        trained.with_suffix(".json").write_text(damaged)
+        with pytest.raises(SystemExit):  # a record that is not train-reader's: one line, nothing copied
+            ship.main([str(trained), "--data-dir", str(SHARED_DATA)])
+        assert "is not the record `train-reader` wrote" in capsys.readouterr().err, damaged
+    assert sha256_file(shipped) == record["reader_sha256"]
     (trained.with_suffix(".json")).unlink()
     with pytest.raises(SystemExit):  # a reader without the record train-reader wrote beside it
         ship.main([str(trained), "--data-dir", str(SHARED_DATA)])

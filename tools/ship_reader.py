@@ -25,6 +25,7 @@ from mnist_cnn.data.load import load_dataset
 from mnist_cnn.inference.touching import READER_FILE, TouchingReader
 from mnist_cnn.training.reader import make_strips, write_checked_twin
 
+MAX_CHECK_STRIPS = 100_000  # strips the twin is checked on, at most (a record asking more is not train-reader's)
 PRETRAINED = Path(__file__).resolve().parent.parent / "src" / "mnist_cnn" / "pretrained"
 
 
@@ -37,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     record_file = args.reader.with_suffix(".json")
     if not args.reader.is_file() or not record_file.is_file():
         parser.error(f"{args.reader}: needs the reader and the reader.json `train-reader` wrote beside it")
-    record = json.loads(record_file.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        seed, check_strips = int(record["config"]["seed"]), int(record["test_strips"])
+        if not 1 <= check_strips <= MAX_CHECK_STRIPS:
+            raise ValueError(f"test_strips {check_strips} is not from 1 to {MAX_CHECK_STRIPS:,}")
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        parser.error(f"{record_file} is not the record `train-reader` wrote ({type(e).__name__}: {e}); train again")
     folder = PRETRAINED / args.model
     if not folder.is_dir():
         parser.error(f"--model {args.model}: no shipped model in {folder}")
@@ -46,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     except MnistCnnError as e:
         parser.error(str(e).splitlines()[0])
     dataset = load_dataset("mnist", args.data_dir)
-    config = record["config"]
-    strips, _ = make_strips(dataset.test_images, dataset.test_labels, record["test_strips"], config["seed"] + 1)
+    strips, _ = make_strips(dataset.test_images, dataset.test_labels, check_strips, seed + 1)
 
     target = folder / READER_FILE
     with atomic_path(target) as partial:  # a killed copy leaves the shipped reader whole

@@ -87,15 +87,20 @@ MAX_PER_CLASS = 100  # `data samples --per-class`: images in one row of the pict
 MAX_COUNT = 1_000_000_000  # the ceiling of every count flag (trials, seconds, top-k, images per class)
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer from 1 to MAX_COUNT."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{text[:40]} must be an integer from 1 to {MAX_COUNT:,}")
-    return value
+def int_from_1(maximum: int, what: str = "an integer") -> Callable[[str], int]:
+    """An argparse type: an integer from 1 to `maximum`, named `what` in the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+        if not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text[:40]} must be {what} from 1 to {maximum:,}")
+        return value
+    return parse
+
+
+positive_int = int_from_1(MAX_COUNT)  # every count flag
 
 
 def add_command(parsers: argparse._SubParsersAction, name: str, help_text: str, epilog: str,

@@ -197,15 +197,6 @@ def share(text: str) -> float:
 def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str], int]) -> None:
     from ..training.reader import CONTEXTS, MAX_WIDTH, PRECISIONS, ReaderConfig
 
-    def width(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
-        if not 1 <= value <= MAX_WIDTH:
-            raise argparse.ArgumentTypeError(f"{text[:40]} must be a number of filters from 1 to {MAX_WIDTH}")
-        return value
-
     defaults = ReaderConfig()
     r.add_argument("-o", "--out", type=Path, default=Path("reader.keras"), metavar="READER.keras",
                    help="where to write the reader (default ./reader.keras); its measurements go beside it "
@@ -228,7 +219,7 @@ def add_reader_arguments(r: argparse.ArgumentParser, positive_int: Callable[[str
                    help="warp this share of the training digits (elastic distortion, a small turn, a width change) "
                         f"before composing them, so the reader sees new shapes of the same digits (default "
                         f"{defaults.warp:g})")
-    r.add_argument("--width", type=width, default=defaults.width, metavar="N",
+    r.add_argument("--width", type=cli_data.int_from_1(MAX_WIDTH, "a number of filters"), default=defaults.width, metavar="N",
                    help=f"filters of the first conv block; the others, the band convolution and the GRU grow with "
                         f"it (default {defaults.width}; larger reads more and costs more a strip)")
     r.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,

@@ -40,9 +40,10 @@ point on touching ones, measured on training digits, benchmarks/README.md "Readi
 digits"); most digits of a number written apart are such groups. WHOLE_WIDTH is its own
 constant (it was SPLIT_CANDIDATE's value, 1.1): 0.9 reads more touching numbers (the reader
 sees more groups), 1.1 a few more apart; with the width-32 reader shipped on 2026-12-07, 0.9
-read 1.1-1.2 points more touching numbers of *training* digits for 0.1 point apart, and a
-reader call costs little more than before, so it is 0.9 since (docs/using.md, "Segmentation"). Cuts through overlapping digits are only for boxes and images: the
-digits themselves come from the reader, which saw the group uncut.
+read 1.1-1.2 points more touching numbers of *training* digits for 0.1 point apart, at
+0.65-0.75 ms more a number written apart (under 5 ms on one core of an Intel Xeon), so it
+is 0.9 since (docs/using.md, "Segmentation"). Cuts through overlapping digits are only for
+boxes and images: the digits themselves come from the reader, which saw the group uncut.
 
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
 """

@@ -53,7 +53,7 @@ MIN_STRIPS_ALIKE = 0.995  # an int8 twin must read this share of the test strips
 CONTEXTS = ("conv", "gru")  # `ReaderConfig.context` choices
 WIDTH = 16  # the first conv block's filters; the next two have 2x and 4x, the band convolution 8x ...
 # ... and the GRU 4x units a direction: 16 gives the shipped reader's 16-32-64 / 128 / 64
-MAX_WIDTH = 128  # past this a reader has ~70 M parameters: more than 2 cores train or a page waits for
+MAX_WIDTH = 128  # a GRU reader of this width has 10.9 M parameters: already more than 2 cores train in a day
 PRECISIONS = ("float32", "bfloat16")  # `ReaderConfig.precision` choices
 
 
@@ -220,21 +220,24 @@ def _read(reader: TouchingReader, strips: np.ndarray) -> list[list[int]]:
     return found
 
 
-def exact_share(model: Any, strips: np.ndarray, targets: np.ndarray) -> float:
-    """The share of strips read exactly (every digit, none missing or extra)."""
-    return float(np.mean([read == [t - 1 for t in target if t]
-                          for read, target in zip(_read(TouchingReader(model), strips), targets)]))
+def exact_share(model: Any, strips: np.ndarray, targets: np.ndarray, read: list[list[int]] | None = None) -> float:
+    """The share of strips read exactly (every digit, none missing or extra); `read`: the digits
+    the model reads in them, if known already."""
+    read = _read(TouchingReader(model), strips) if read is None else read
+    return float(np.mean([found == [t - 1 for t in target if t] for found, target in zip(read, targets)]))
 
 
-def write_checked_twin(model: Any, out: Path, strips: np.ndarray) -> tuple[Path | None, dict[str, Any]]:
+def write_checked_twin(model: Any, out: Path, strips: np.ndarray, expected: list[list[int]] | None = None
+                       ) -> tuple[Path | None, dict[str, Any]]:
     """Write the LiteRT twin beside the reader saved at `out`, the file `predict` and `serve` read with.
 
-    Dynamic-range int8 (weights in int8: about a third of float's time a strip on one core, on
-    AVX-512 and on AVX2 alike) when it reads at least MIN_STRIPS_ALIKE of `strips` as the reader
-    does; else float32 when it reads a probe as the reader does (float rounding only); else
+    Dynamic-range int8 (weights in int8: a third of float's time a strip for the shipped reader on
+    one core of an Intel Xeon, benchmarks/README.md) when it reads at least MIN_STRIPS_ALIKE of
+    `strips` as the reader does (`expected`: what the reader reads in them, if known already); else float32 when it reads a probe as the reader does (float rounding only); else
     none (Keras reads). Returns the twin (or None) and what the record says about it.
     """
-    expected = _read(TouchingReader(model, out), strips)
+    if expected is None:
+        expected = _read(TouchingReader(model, out), strips)
     twin = write_litert_twin(model, out, quantize=True)
     try:
         got = _read(TouchingReader(None, out, SideModel.converted(twin, "touching-digit reader")), strips)
@@ -305,7 +308,8 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     training = time.perf_counter() - fit_started - remade
     if config.precision != "float32":  # saved, checked and converted in float32, as every reader
         model = in_precision(model, "float32", config.seed)
-    share = exact_share(model, *check)
+    read = _read(TouchingReader(model), check[0])  # also what the LiteRT twin is checked against
+    share = exact_share(model, *check, read=read)
     log.info("reader: %.2f%% of %d test strips read exactly after %.0f s of training", 100 * share,
              len(check[0]), training)
     record = {"format": RECORD_FORMAT, "config": asdict(config), "parameters": int(model.count_params()),
@@ -317,7 +321,7 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
         record["init_sha256"] = sha256_file(Path(config.init))
     with atomic_path(out) as partial:
         model.save(partial)
-    twin, about_twin = write_checked_twin(model, out, check[0])  # read from, instead of converting at first use
+    twin, about_twin = write_checked_twin(model, out, check[0], read)  # read from, instead of converting at first use
     record.update(about_twin)
     record["reader_sha256"] = sha256_file(out)
     record_file = out.with_suffix(".json")
