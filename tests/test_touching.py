@@ -227,7 +227,11 @@ def test_a_tiny_reader_trains_saves_and_loads(mnist_digits, tmp_path, caplog, mo
     test = mnist_digits[2][:500], mnist_digits[3][:500]
     out = tmp_path / "out" / "reader.keras"
     out.parent.mkdir()
-    record = train_reader(train, test, out, ReaderConfig(strips=512, check_strips=64, epochs=1, batch_size=64))
+    heard: list[tuple[int, float, float]] = []
+    record = train_reader(train, test, out, ReaderConfig(strips=512, check_strips=64, epochs=1, batch_size=64),
+                          on_epoch=lambda *epoch: heard.append(epoch))
+    assert len(heard) == 1 and heard[0][0] == 1 and heard[0][1] == pytest.approx(record["final_loss"], rel=1e-5)
+    assert 0 < heard[0][2] < record["seconds_training"] + record["seconds_making_strips"] + 1
     assert out.is_file() and Path(record["record_file"]) == out.parent / "reader.json"
     saved = json.loads((out.parent / "reader.json").read_text())
     assert saved["strips"] == 512 and saved["test_strips"] == 64 and 0 <= saved["test_strips_read_exactly"] <= 1
@@ -453,6 +457,23 @@ def test_train_reader_refuses_bad_flags_in_one_line(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "reader.keras").exists()
+
+
+def test_train_reader_prints_each_epoch_as_it_ends(mnist_digits, tmp_path, monkeypatch, capsys):
+    from mnist_cnn.training import reader as training
+
+    def fake(train, test, out, config, on_epoch=None):  # the training itself is tested above
+        for done in range(1, config.epochs + 1):
+            on_epoch(done, 0.5 / done, 10.0 * done)
+        return {"test_strips_read_exactly": 0.5, "test_strips": 10, "seconds_training": 30.0,
+                "record_file": str(out.with_suffix(".json"))}
+
+    monkeypatch.setattr(training, "train_reader", fake)
+    out = tmp_path / "reader.keras"
+    assert main(["train-reader", "-o", str(out), "--epochs", "3", "--data-dir", str(SHARED_DATA)]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/3: loss 0.5000, 10 s so far, about 20 s to go" in printed
+    assert "epoch 3/3: loss 0.1667, 30 s so far, about 0 s to go" in printed
 
 
 def test_a_reader_beside_a_model_is_found_and_a_damaged_shipped_one_is_refused(trained_model, tmp_path):

@@ -248,9 +248,16 @@ def run_train_reader(args: argparse.Namespace) -> int:
                           init=None if args.init is None else str(args.init), fresh=not args.reuse_strips,
                           context=args.context, warp=args.warp, width=args.width, precision=args.precision)
     print(f"training the touching-digit reader on {config.strips:,} strips x {config.epochs} epochs "
-          f"(the default takes about 25 minutes on 2 CPU cores)", flush=True)
+          f"(width {config.width}: {'about 25 minutes' if config.width <= 16 else 'most of an hour or more'} "
+          f"on 2 CPU cores; each epoch is reported as it ends)", flush=True)
+
+    def report(done: int, loss: float, seconds: float) -> None:
+        left = seconds / done * (config.epochs - done)
+        print(f"  epoch {done}/{config.epochs}: loss {loss:.4f}, {seconds:,.0f} s so far, about {left:,.0f} s to go",
+              flush=True)
+
     record = train_reader((dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels),
-                          args.out, config)
+                          args.out, config, on_epoch=report)
     print(f"{record['test_strips_read_exactly']:.2%} of {record['test_strips']:,} strips of MNIST test digits "
           f"read exactly; {record['seconds_training']:.0f} s of training")
     print(f"wrote {args.out} and {record['record_file']}")

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -261,12 +261,14 @@ def write_checked_twin(model: Any, out: Path, strips: np.ndarray, expected: list
 
 
 def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], out: Path,
-                 config: ReaderConfig = ReaderConfig()) -> dict[str, Any]:
+                 config: ReaderConfig = ReaderConfig(),
+                 on_epoch: Callable[[int, float, float], None] | None = None) -> dict[str, Any]:
     """Train a reader on strips of `train` digits, score it on strips of `test` digits, save it to `out`.
 
     Returns what was measured (seconds, the exact-read share on test strips), also written
     beside `out` as JSON. `out` is written atomically: a killed run leaves the previous
-    reader in place.
+    reader in place. `on_epoch(epochs_done, loss, seconds_so_far)`, if given, hears of each
+    epoch as it ends (the CLI prints it: a shipped reader trains for most of an hour).
     """
     started = time.perf_counter()
     strips, targets = make_strips(*train, config.strips, config.seed, warp=config.warp)
@@ -287,9 +289,13 @@ def train_reader(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CTC())
     inputs = (strips.astype(np.float32) / 255.0)[..., np.newaxis]
     fit_started, remade = time.perf_counter(), 0.0  # remade: seconds making new strips between epochs
-    progress = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: log.info(
-        "reader epoch %d/%d: loss %.4f, %.0f s so far", epoch + 1, config.epochs, logs["loss"],
-        time.perf_counter() - fit_started))
+    def epoch_ended(epoch: int, logs: dict[str, float]) -> None:
+        so_far = time.perf_counter() - fit_started
+        log.info("reader epoch %d/%d: loss %.4f, %.0f s so far", epoch + 1, config.epochs, logs["loss"], so_far)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, float(logs["loss"]), so_far)
+
+    progress = keras.callbacks.LambdaCallback(on_epoch_end=epoch_ended)
     if not config.fresh:
         history = model.fit(inputs, targets, batch_size=config.batch_size, epochs=config.epochs,
                             shuffle=True, verbose=0, callbacks=[progress])
