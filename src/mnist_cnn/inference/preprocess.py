@@ -165,7 +165,7 @@ def flatten_paper(gray: np.ndarray, light_paper: bool) -> np.ndarray:
     strip = max(1, round(BORDER_FRACTION * min(h, w)))
     halves = [gray[:strip, :w // 2], gray[:strip, w // 2:], gray[-strip:, :w // 2], gray[-strip:, w // 2:],
               gray[:h // 2, :strip], gray[h // 2:, :strip], gray[:h // 2, -strip:], gray[h // 2:, -strip:]]
-    border_levels = [float(np.median(half)) for half in halves]
+    border_levels = [_quantile(half, 0.5) for half in halves]  # medians
     if max(border_levels) - min(border_levels) < UNEVEN_LIGHTING / 2:
         return gray
     paper = gray if light_paper else 1.0 - gray  # paper bright, ink dark

@@ -115,10 +115,18 @@ def _components(ink: np.ndarray) -> tuple[np.ndarray, list[_Group]]:
     from scipy import ndimage  # SciPy is slow to import: only when a number is read
 
     labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3), dtype=bool))  # 8-connected
-    masses = ndimage.sum_labels(ink, labels, index=np.arange(1, count + 1))
+    # The ink of each label in one pass: ndimage.sum_labels gives the same sums at five times the
+    # cost on a number's page of a few specks (its generic index handling).
+    masses = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)[1:]
     groups = [_Group([i + 1], rows.start, rows.stop, cols.start, cols.stop, float(masses[i]))
               for i, (rows, cols) in enumerate(ndimage.find_objects(labels))]
     return labels, groups
+
+
+def _of_group(labels: np.ndarray, members: list[int]) -> np.ndarray:
+    """Where `labels` is one of `members`: most groups are one component, for which a comparison
+    is a tenth of np.isin's cost."""
+    return labels == members[0] if len(members) == 1 else np.isin(labels, members)
 
 
 def _overlap(a: _Group, b: _Group) -> float:
@@ -203,7 +211,7 @@ def segment_digits(ink: np.ndarray, judge: Judge | None = None, reader: Reader |
     digit_height = float(np.median([g.height for g in groups]))
 
     groups.sort(key=lambda g: g.left)
-    owns = [np.where(np.isin(labels[g.top:g.bottom, g.left:g.right], g.labels),
+    owns = [np.where(_of_group(labels[g.top:g.bottom, g.left:g.right], g.labels),
                      ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32) for g in groups]
     wide = [i for i, g in enumerate(groups) if reader is not None and g.width > READER_CANDIDATE * digit_height]
     # A group no wider than WHOLE_WIDTH that the digit model reads whole with WHOLE_CONFIDENCE
