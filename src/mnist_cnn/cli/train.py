@@ -248,8 +248,7 @@ def run_train_reader(args: argparse.Namespace) -> int:
                           init=None if args.init is None else str(args.init), fresh=not args.reuse_strips,
                           context=args.context, warp=args.warp, width=args.width, precision=args.precision)
     print(f"training the touching-digit reader on {config.strips:,} strips x {config.epochs} epochs "
-          f"(width {config.width}: {'about 25 minutes' if config.width <= 16 else 'most of an hour or more'} "
-          f"on 2 CPU cores; each epoch is reported as it ends)", flush=True)
+          f"(each epoch is reported as it ends, with the time left)", flush=True)
 
     def report(done: int, loss: float, seconds: float) -> None:
         left = seconds / done * (config.epochs - done)
