@@ -162,6 +162,54 @@ def test_a_narrow_group_the_digit_model_reads_surely_never_reaches_the_reader():
     assert [s.read_as for s in segments] == [None, (1, 0.9), (7, 0.9), (1, 0.9), (7, 0.9)]
     assert segments[0].box == (10, 5, 50, 55)
 
+
+@pytest.mark.parametrize("groups, asked", [(3, 0), (2, 1)])
+def test_a_number_written_apart_keeps_a_wider_sure_group_from_the_reader(groups, asked):
+    ink = np.zeros((60, 400), np.float32)
+    ink[5:55, 10:60] = 1.0  # 1.0 heights: wider than WHOLE_WIDTH, within APART_WHOLE_WIDTH
+    for k in range(groups - 1):
+        ink[5:55, 150 + 80 * k:170 + 80 * k] = 1.0  # 0.4 heights: a 1, never the reader's
+    strips: list[tuple[int, int]] = []
+
+    def reader(inks: list[np.ndarray]) -> list[list[tuple[int, float, float]]]:
+        strips.extend(i.shape for i in inks)
+        return [[(4, 0.99, 10.0), (1, 0.99, 40.0)] for _ in inks]
+
+    segments = segment_digits(ink, judge=lambda crops: np.full(len(crops), 0.95), reader=reader)
+    assert len(strips) == asked  # apart: the digit model's sure reading stands; else the reader decides
+    assert len(segments) == groups - 1 + (2 if asked else 1)
+    assert segment.WHOLE_WIDTH < 1.0 <= segment.APART_WHOLE_WIDTH
+
+
+@pytest.mark.parametrize("groups, reader_says, whole, pieces", [
+    (3, [(4, 1.0), (1, 0.6)], 0.85, 1),  # written apart, the reader doubts its 1, the model reads a 4: one digit
+    (3, [(4, 1.0), (1, 0.6)], 0.7, 2),  # ... but the model is no surer of one digit: the reader's two
+    (3, [(4, 1.0), (1, 0.95)], 0.85, 2),  # the reader sure of both: two digits
+    (2, [(4, 1.0), (1, 0.6)], 0.85, 2),  # too few other groups to say the number is written apart
+])
+def test_a_doubtful_split_in_a_number_written_apart_is_one_wide_digit(groups, reader_says, whole, pieces):
+    ink = np.zeros((60, 400), np.float32)
+    ink[5:55, 10:70] = 0.5  # 1.2 heights: wider than WHOLE_WIDTH, so the reader reads it
+    for k in range(groups - 1):
+        ink[5:55, 150 + 80 * k:180 + 80 * k] = 1.0  # narrow digits the model reads surely
+    judged: list[tuple[int, int]] = []
+
+    def judge(crops: list[np.ndarray]) -> np.ndarray:
+        judged.extend(c.shape for c in crops)
+        return np.array([whole if c.max() == 0.5 else 0.97 for c in crops])
+
+    def reader(inks: list[np.ndarray]) -> list[list[tuple[int, float, float]]]:
+        return [[(d, p, c) for (d, p), c in zip(reader_says, (15.0, 45.0))] for _ in inks]
+
+    segments = segment_digits(ink, judge=judge, reader=reader)
+    assert len(segments) == groups - 1 + pieces
+    first = segments[:pieces]
+    assert [s.read_as for s in first] == ([None] if pieces == 1 else [tuple(r) for r in reader_says])
+    if pieces == 1:
+        assert first[0].box == (10, 5, 70, 55)  # whole, for the digit model to read
+    assert ((50, 60) in judged) == (groups >= segment.APART_GROUPS and min(p for _, p in reader_says) < 0.9)
+
+
 @pytest.fixture(scope="module")
 def mnist_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from mnist_cnn.data.load import load_dataset
