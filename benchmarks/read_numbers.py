@@ -56,7 +56,6 @@ GRID = {
     "WHOLE_WIDTH": [0.9, 1.1, 1.3],
     "WHOLE_CONFIDENCE": [0.7, 0.8, 0.9, 1.01],
     "APART_GROUPS": [2, 3, 4, 99],
-    "APART_WHOLE_WIDTH": [0.9, 1.1, 1.3],
     "SPLIT_DOUBT": [0.8, 0.9, 0.95],
     "DOUBT_WHOLE": [0.5, 0.8, 0.9],
 }

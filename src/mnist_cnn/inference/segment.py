@@ -29,31 +29,26 @@ benchmarks/README.md, "Reading numbers"), never on the test digits the goals are
    benchmarks/README.md, "Reading numbers"). Without a judge nothing is split.
 
 With a touching-digit reader (`touching.py`; the shipped `mnist` model has one), step 6
-changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower) is read whole by the reader,
-which says how many digits it holds and where each one lies; the ink is cut at the column
-of least ink between neighbouring digits' centres, and each piece keeps the reader's
-answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays whole
-for the digit model. A group no wider than WHOLE_WIDTH median heights that the digit model
-reads whole with WHOLE_CONFIDENCE stays whole too, and is not shown to the reader at all (a
-broad single digit: this kept numbers written apart from losing 1 point, at the cost of 1
-point on touching ones, measured on training digits, benchmarks/README.md "Reading touching
-digits"); most digits of a number written apart are such groups. WHOLE_WIDTH is its own
-constant (it was SPLIT_CANDIDATE's value, 1.1): 0.9 reads more touching numbers (the reader
-sees more groups), 1.1 a few more apart; with the width-32 reader shipped on 2026-12-07, 0.9
-read 1.1-1.2 points more touching numbers of *training* digits for 0.1 point apart, at
-0.65-0.75 ms more a number written apart (about 5 ms on one core of an Intel Xeon), so it
-is 0.9 since (docs/using.md, "Segmentation"). Cuts through overlapping digits are only for
-boxes and images: the digits themselves come from the reader, which saw the group uncut.
+changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower) is read whole
+by the reader, which says how many digits it holds and where each one lies; the ink is cut
+at the column of least ink between neighbouring digits' centres, and each piece keeps the
+reader's answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays
+whole for the digit model. Cuts through overlapping digits are only for boxes and images:
+the digits themselves come from the reader, which saw the group uncut.
 
-A number of APART_GROUPS groups or more is written apart, so a wide group in it is more
-often one wide digit than two touching ones (a 4 whose stroke the reader takes for a 1):
-there a group up to APART_WHOLE_WIDTH median heights that the digit model reads surely
-stays whole, and the reader's doubtful splits are overruled (two digits, one below
-SPLIT_DOUBT, of a group the digit model reads whole with DOUBT_WHOLE are one digit). On
-numbers of *training* digits (2026-12-07, three seeds, benchmarks/README.md "Reading
-touching digits") the overruling read 0.15-0.2 points more numbers written apart and no
-fewer touching ones (two seeds); the wider limit saved 0.5-0.7 ms a number written apart (fewer groups
-reach the reader) for 5 touching numbers in 8,000 and none apart.
+A number of APART_GROUPS groups or more is written apart, and there a wide group is more
+often one broad digit than two touching ones (a 4 whose stroke the reader takes for a 1):
+a group no wider than WHOLE_WIDTH median heights that the digit model reads whole with
+WHOLE_CONFIDENCE stays whole and is not shown to the reader at all (most digits of a
+number written apart are such groups), and the reader's doubtful splits are overruled (two
+digits, one below SPLIT_DOUBT, of a group the digit model reads whole with DOUBT_WHOLE are
+one digit). In a number of fewer groups every wide group is the reader's: a 1 touching its
+neighbour is often read surely as that neighbour alone. Measured on numbers of MNIST
+*training* digits (2026-12-07, three seeds, benchmarks/README.md "A number written apart"):
+the apart rules read 0.15-0.2 points more numbers apart, touching ones the same to 5 in
+8,000, and WHOLE_WIDTH 1.1 (0.9 before) spared the reader enough groups to save 0.5-0.7 ms
+a number apart; asking the reader about every wide group of a number of one or two groups
+read 0.25 points more touching numbers (20 in 8,000) for 1 apart.
 
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
 """
@@ -78,10 +73,9 @@ MAX_PIECES = 4
 SPLIT_PENALTY = 0.1  # per extra piece, the pieces' mean log-confidence must beat the whole's by this
 
 READER_CANDIDATE = 0.5  # with a reader: groups wider than this many median heights are read by it ...
-WHOLE_WIDTH = 0.9  # ... but one no wider than this many median heights ...
-WHOLE_CONFIDENCE = 0.9  # ... that the digit model reads this surely stays whole
-APART_GROUPS = 3  # a number of at least this many groups is written apart: there ...
-APART_WHOLE_WIDTH = 1.1  # ... WHOLE_WIDTH is this instead, and ...
+APART_GROUPS = 3  # ... but in a number of at least this many groups (written apart) ...
+WHOLE_WIDTH = 1.1  # ... one no wider than this many median heights ...
+WHOLE_CONFIDENCE = 0.9  # ... that the digit model reads this surely stays whole, and ...
 SPLIT_DOUBT = 0.9  # ... a group the reader reads as two digits, one of them below this probability, ...
 DOUBT_WHOLE = 0.8  # ... stays one digit if the digit model reads it whole this surely
 
@@ -228,11 +222,11 @@ def segment_digits(ink: np.ndarray, judge: Judge | None = None, reader: Reader |
     owns = [np.where(_of_group(labels[g.top:g.bottom, g.left:g.right], g.labels),
                      ink[g.top:g.bottom, g.left:g.right], 0.0).astype(np.float32) for g in groups]
     wide = [i for i, g in enumerate(groups) if reader is not None and g.width > READER_CANDIDATE * digit_height]
-    # A group no wider than WHOLE_WIDTH that the digit model reads whole with WHOLE_CONFIDENCE
-    # stays whole whatever the reader would say (a broad single digit), so it is judged first and
-    # the reader is spared it: most digits of a number written apart never reach the reader.
-    apart = len(groups) >= APART_GROUPS  # most digits stand apart: a wide group is rarely two of them
-    narrow = [i for i in wide if groups[i].width <= (APART_WHOLE_WIDTH if apart else WHOLE_WIDTH) * digit_height]
+    # In a number written apart, a group no wider than WHOLE_WIDTH that the digit model reads whole
+    # with WHOLE_CONFIDENCE stays whole whatever the reader would say (a broad single digit), so it
+    # is judged first and the reader is spared it: most digits of such a number never reach it.
+    apart = len(groups) >= APART_GROUPS
+    narrow = [i for i in wide if groups[i].width <= WHOLE_WIDTH * digit_height] if apart else []
     if narrow and judge is not None:
         sure = {i for i, whole in zip(narrow, judge([owns[i] for i in narrow]) >= WHOLE_CONFIDENCE) if whole}
         wide = [i for i in wide if i not in sure]
