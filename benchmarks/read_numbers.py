@@ -52,7 +52,7 @@ GRID = {
     "SMALL_SHARE": [0.04, 0.08, 0.15],
     "SPLIT_CANDIDATE": [0.9, 1.1, 1.3],
     "SPLIT_PENALTY": [0.0, 0.1, 0.3, 0.6, 1.0],
-    "READER_CANDIDATE": [0.0, 0.5, 0.9],
+    "READER_CANDIDATE": [0.0, 0.3, 0.5, 0.9],
     "WHOLE_WIDTH": [0.9, 1.1, 1.3],
     "WHOLE_CONFIDENCE": [0.7, 0.8, 0.9, 1.01],
     "APART_GROUPS": [2, 3, 4, 99],

@@ -29,8 +29,8 @@ benchmarks/README.md, "Reading numbers"), never on the test digits the goals are
    benchmarks/README.md, "Reading numbers"). Without a judge nothing is split.
 
 With a touching-digit reader (`touching.py`; the shipped `mnist` model has one), step 6
-changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower) is read whole
-by the reader, which says how many digits it holds and where each one lies; the ink is cut
+changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower; two touching
+1s are not, though they may be narrower than half a digit's height) is read whole by the reader, which says how many digits it holds and where each one lies; the ink is cut
 at the column of least ink between neighbouring digits' centres, and each piece keeps the
 reader's answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays
 whole for the digit model. Cuts through overlapping digits are only for boxes and images:
@@ -48,7 +48,8 @@ neighbour is often read surely as that neighbour alone. Measured on numbers of M
 the apart rules read 0.15-0.2 points more numbers apart, touching ones the same to 5 in
 8,000, and WHOLE_WIDTH 1.1 (0.9 before) spared the reader enough groups to save 0.5-0.7 ms
 a number apart; asking the reader about every wide group of a number of one or two groups
-read 0.25 points more touching numbers (20 in 8,000) for 1 apart.
+read 0.25 points more touching numbers (20 in 8,000) for 1 apart, and READER_CANDIDATE 0.3
+(0.5 before) 0.2 points more (16 in 8,000: touching 1s) for 1 apart.
 
 NumPy and SciPy (a scikit-learn dependency) only; nothing runs at import.
 """
@@ -72,7 +73,7 @@ MIN_DIGIT_ASPECT = 0.45  # ... of at most width / (this * height) digits (and at
 MAX_PIECES = 4
 SPLIT_PENALTY = 0.1  # per extra piece, the pieces' mean log-confidence must beat the whole's by this
 
-READER_CANDIDATE = 0.5  # with a reader: groups wider than this many median heights are read by it ...
+READER_CANDIDATE = 0.3  # with a reader: groups wider than this many median heights are read by it ...
 APART_GROUPS = 3  # ... but in a number of at least this many groups (written apart) ...
 WHOLE_WIDTH = 1.1  # ... one no wider than this many median heights ...
 WHOLE_CONFIDENCE = 0.9  # ... that the digit model reads this surely stays whole, and ...
