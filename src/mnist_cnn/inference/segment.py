@@ -30,9 +30,10 @@ benchmarks/README.md, "Reading numbers"), never on the test digits the goals are
 
 With a touching-digit reader (`touching.py`; the shipped `mnist` model has one), step 6
 changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower; two touching
-1s are not, though they may be narrower than half a digit's height) is read whole by the reader, which says how many digits it holds and where each one lies; the ink is cut
-at the column of least ink between neighbouring digits' centres, and each piece keeps the
-reader's answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays
+1s are not, though they may be narrower than half a digit's height) is read whole by the
+reader, which says how many digits it holds and where each one lies; the ink is cut at the
+column of least ink between neighbouring digits' centres, and each piece keeps the reader's
+answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays
 whole for the digit model. Cuts through overlapping digits are only for boxes and images:
 the digits themselves come from the reader, which saw the group uncut.
 
@@ -255,14 +256,14 @@ def _overrule_doubtful_splits(readings: dict[int, list[tuple[int, float, float]]
     Where most of a number's digits stand apart, a wide group is more often one digit than two:
     of the groups in 6,000 numbers of MNIST *training* digits written apart and 6,000 touching
     (two seeds), this kept 27 single digits whole that the reader had split and the digit model
-    then read right, and merged one touching pair (benchmarks/README.md, "Reading touching digits").
+    then read right, and merged one touching pair (benchmarks/README.md, "A number written apart").
     """
     doubtful = [i for i, digits in readings.items()
                 if len(digits) == 2 and min(probability for _, probability, _ in digits) < SPLIT_DOUBT]
     if not doubtful:
         return readings
-    whole = judge([owns[i] for i in doubtful]) >= DOUBT_WHOLE
-    return {i: [] if i in doubtful and whole[doubtful.index(i)] else digits for i, digits in readings.items()}
+    one_digit = {i for i, whole in zip(doubtful, judge([owns[i] for i in doubtful]) >= DOUBT_WHOLE) if whole}
+    return {i: [] if i in one_digit else digits for i, digits in readings.items()}  # []: left whole
 
 
 def _read_pieces(own: np.ndarray, digits: list[tuple[int, float, float]]
