@@ -261,3 +261,33 @@ def test_whole_command_names_a_baseline_row_by_its_commit_and_the_docs_say_whose
 def test_timing_tables_name_the_cpu_family_beside_its_vector_units(environment, shown):
     tables = load_benchmark_script("benchmark_tables", folder="tools")
     assert tables.where_ran(environment) == shown
+
+
+def test_backend_speed_skips_a_backend_it_cannot_import_and_records_why(tmp_path, monkeypatch, capsys):
+    backend_speed = load_benchmark_script("backend_speed")
+    ran: list[str] = []
+
+    def fake_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        backend = command[command.index("--child") + 1]
+        ran.append(backend)
+        if backend == "torch":  # not installed: the child dies importing it
+            return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nModuleNotFoundError: No module named 'torch'\n")
+        line = {"backend": backend, "import_s": 3.0, "first_step_s": 1.5, "other_steps_s": 7.0,
+                "after_steps_s": 0.1, "epoch_s": 8.6, "test_accuracy": 0.99}
+        return subprocess.CompletedProcess(command, 0, "a log line\n" + json.dumps(line) + "\n", "")
+
+    monkeypatch.setattr(backend_speed.subprocess, "run", fake_run)
+    def write_result(stem: str, payload: dict, folder: Path) -> Path:  # no machine record: no Keras import
+        (folder / "r.json").write_text(json.dumps(payload))
+        return folder / "r.json"
+
+    monkeypatch.setattr(backend_speed, "write_result", write_result)
+    assert backend_speed.main(["--backends", "tensorflow", "torch", "--rounds", "2", "--out", str(tmp_path)]) == 0
+    assert ran == ["tensorflow", "torch", "tensorflow"]  # turns reversed in round 2; a skipped one is not retried
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert [r["backend"] for r in result["runs"]] == ["tensorflow", "tensorflow"]
+    assert result["skipped"] == {"torch": "ModuleNotFoundError: No module named 'torch'"}
+    assert result["medians"]["tensorflow"]["epoch_s"] == 8.6 and "torch" not in result["medians"]
+    assert "torch: skipped (ModuleNotFoundError" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        backend_speed.main(["--rounds", "0"])
