@@ -4,8 +4,8 @@
 
 Each run is a fresh process (a Keras backend is fixed once Keras is imported) that trains the
 `fast` architecture for one epoch of 54,000 MNIST training images as the `fast` recipe does
-(batch 128, Adam with betas 0.8 / 0.99, a quarter-epoch warmup to 1e-2 then cosine to 0, label
-smoothing 0.1) from in-memory arrays, then scores the 10,000 test images. Keras' own batch
+(its batch size, Adam betas, warmup then cosine to 0 and label smoothing, read from the
+recipe) from in-memory arrays, then scores the 10,000 test images. Keras' own batch
 norm in all, since the recipe's fused batch norm is TensorFlow's; `tensorflow-xla` is TensorFlow
 with the train step compiled by XLA (`jit_compile=True`; Keras' default under TensorFlow is a
 traced graph without XLA, and under JAX always XLA). The backends take turns,
@@ -38,7 +38,8 @@ BACKENDS = ("tensorflow", "tensorflow-xla", "jax", "torch")
 
 def child(backend: str, seed: int) -> dict:
     """One epoch under `backend` in this process (KERAS_BACKEND is set before Keras is imported)."""
-    os.environ["KERAS_BACKEND"] = backend.removesuffix("-xla")
+    keras_backend = backend.removesuffix("-xla")
+    os.environ["KERAS_BACKEND"] = keras_backend
     import numpy as np
 
     started = time.perf_counter()
@@ -46,20 +47,24 @@ def child(backend: str, seed: int) -> dict:
 
     from mnist_cnn.data.load import load_dataset
     from mnist_cnn.training.models import fast
+    from mnist_cnn.training.recipes import RECIPES
 
     import_s = time.perf_counter() - started
+    recipe = RECIPES["fast"].settings  # the recipe's own numbers, so the two cannot drift apart
+    batch = recipe["batch_size"]
     dataset = load_dataset("mnist", data_dir())
     order = np.random.default_rng(seed).permutation(len(dataset.train_images))[:TRAIN_IMAGES]
     x = (dataset.train_images[order].astype(np.float32) / 255.0)[..., None]
     y = np.eye(10, dtype=np.float32)[dataset.train_labels[order]]
     keras.utils.set_random_seed(seed)
-    steps = -(-len(x) // 128)
-    warmup = steps // 4
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=1e-2, warmup_steps=warmup)
+    steps = -(-len(x) // batch)
+    warmup = int(steps * recipe["warmup_epochs"])
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps - warmup, warmup_target=recipe["learning_rate"],
+                                                      warmup_steps=warmup)
     model = fast()
-    model.compile(optimizer=keras.optimizers.Adam(schedule, beta_1=0.8, beta_2=0.99),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1), metrics=["accuracy"],
-                  jit_compile=True if backend.endswith("-xla") else "auto")
+    model.compile(optimizer=keras.optimizers.Adam(schedule, beta_1=recipe["adam_beta_1"], beta_2=recipe["adam_beta_2"]),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe["label_smoothing"]),
+                  metrics=["accuracy"], jit_compile=True if backend.endswith("-xla") else "auto")
 
     ends: list[float] = []
 
@@ -68,11 +73,11 @@ def child(backend: str, seed: int) -> dict:
             ends.append(time.perf_counter())
 
     start = time.perf_counter()
-    model.fit(x, y, batch_size=128, epochs=1, shuffle=True, verbose=0, callbacks=[StepClock()])
+    model.fit(x, y, batch_size=batch, epochs=recipe["epochs"], shuffle=True, verbose=0, callbacks=[StepClock()])
     epoch_s = time.perf_counter() - start
     test_x = (dataset.test_images.astype(np.float32) / 255.0)[..., None]
     predicted = model.predict(test_x, batch_size=1000, verbose=0).argmax(axis=1)
-    return {"backend": backend, "keras": keras.__version__, "backend_version": _version(backend.removesuffix("-xla")),
+    return {"backend": backend, "keras": keras.__version__, "backend_version": _version(keras_backend),
             "import_s": round(import_s, 2), "first_step_s": round(ends[0] - start, 3),
             "other_steps_s": round(ends[-1] - ends[0], 2), "after_steps_s": round(epoch_s - (ends[-1] - start), 2),
             "epoch_s": round(epoch_s, 2),

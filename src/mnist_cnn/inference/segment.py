@@ -33,9 +33,9 @@ changes: a group wider than READER_CANDIDATE median heights (a 1 is narrower; tw
 1s are not, though they may be narrower than half a digit's height) is read whole by the
 reader, which says how many digits it holds and where each one lies; the ink is cut at the
 column of least ink between neighbouring digits' centres, and each piece keeps the reader's
-answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays
-whole for the digit model. Cuts through overlapping digits are only for boxes and images:
-the digits themselves come from the reader, which saw the group uncut.
+answer (`Segment.read_as`). A group the reader reads as one digit (or none) stays whole
+for the digit model. Cuts through overlapping digits are only for boxes and images: the
+digits themselves come from the reader, which saw the group uncut.
 
 A number of APART_GROUPS groups or more is written apart, and there a wide group is more
 often one broad digit than two touching ones (a 4 whose stroke the reader takes for a 1):
