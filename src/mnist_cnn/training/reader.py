@@ -17,9 +17,9 @@ of its neighbour depends on more than the next band); a dense layer scores the 1
 classes. The GRU is unrolled over the COLUMNS bands: the same arithmetic, but a graph
 LiteRT converts without TensorFlow's list ops, so the reader stays on LiteRT.
 
-The shipped reader was made in two steps (`make reader`): a "conv" reader from scratch
-(the defaults), then a "gru" reader started from its layers (`init`). A "gru" reader
-trained from scratch has not been measured, so "conv" stays the default.
+The shipped reader (`make reader`) is a width-32 "gru" reader trained from scratch on
+half-warped strips, then trained on twice (`init`) on new strips at lower rates. "conv"
+stays the default: four times cheaper to train, for a digit model of your own.
 """
 
 from __future__ import annotations
