@@ -109,3 +109,33 @@ def test_the_shipped_digit_model_serves_quantised_and_answers_as_keras_does(shar
     assert np.abs(after - before).max() < 0.05
     fashion = Predictor.from_path("fashion-mnist")
     assert quantized_record(fashion.file) is None  # its record shows 99.79% agreement: it stays float
+
+
+def test_a_litert_model_answers_every_batch_size_alike_with_few_interpreters(monkeypatch):
+    """One interpreter per small batch size (no tensor resizing between a number's calls), the
+    rest shared: each image's answer is the same whatever batch it comes in, and the count of
+    interpreters stays bounded however many sizes are asked for."""
+    from pathlib import Path
+
+    import mnist_cnn
+    from mnist_cnn.inference import runtimes
+
+    twin = Path(mnist_cnn.__file__).parent / "pretrained" / "mnist" / "reader.tflite"
+    opened = []
+    original = runtimes.open_interpreter
+
+    def counting(path, threads=None):
+        opened.append(path)
+        return original(path, threads)
+
+    monkeypatch.setattr(runtimes, "open_interpreter", counting)
+    monkeypatch.setattr(runtimes, "MAX_BATCH_SIZES", 3)
+    monkeypatch.setattr(runtimes, "MAX_KEPT_BATCH", 4)
+    interpreters = runtimes.SizedInterpreters(counting(twin, 1)[0], twin, 1)
+    strips = np.random.default_rng(0).random((9, 28, 112, 1)).astype(np.float32)
+    alone = np.concatenate([interpreters(strips[i:i + 1]) for i in range(len(strips))])
+    for size in (2, 3, 9, 4, 2, 6, 3, 9, 5, 1):  # kept: 1 (the first), 2, 3; shared: the rest
+        together = interpreters(strips[:size])
+        assert together.shape == (size, *alone.shape[1:])
+        assert np.allclose(together, alone[:size], atol=1e-5), size
+    assert len(opened) == 4  # the first, two more kept sizes, one shared: not one per size

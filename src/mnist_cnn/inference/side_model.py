@@ -47,18 +47,17 @@ class SideModel:
         self.source = str(source)
         self.what = what  # e.g. "touching-digit reader": names it in warnings
         self.shape = tuple(model.input_shape[1:]) if model is not None else ()
-        self._interpreter: Any = None  # a LiteRT interpreter once `use_litert` succeeded
-        self._batch = -1
+        self._interpreter: Any = None  # its LiteRT interpreters (`runtimes.SizedInterpreters`) once on LiteRT
         self.litert_file: Path | None = None  # the converted file, while this object lives
 
     @classmethod
     def converted(cls, path: Path, what: str) -> "SideModel":
         """The LiteRT file at `path` alone (ModelFileError if it cannot be opened); no Keras behind it."""
-        from .runtimes import open_interpreter
+        from .runtimes import SizedInterpreters, open_interpreter
 
         side = cls(None, path, what)
-        side._interpreter, _ = open_interpreter(path, threads=1)
-        side.shape = tuple(int(n) for n in side._interpreter.get_input_details()[0]["shape"][1:])
+        side._interpreter = SizedInterpreters(open_interpreter(path, threads=1)[0], path, threads=1)
+        side.shape = tuple(int(n) for n in side._interpreter.first.get_input_details()[0]["shape"][1:])
         return side
 
     @property
@@ -87,11 +86,11 @@ class SideModel:
     def open_litert(self, path: Path, probe: np.ndarray) -> None:
         """Answer from the LiteRT file at `path` (converted from this model, e.g. by another process);
         ValueError, and Keras keeps answering, if it differs from Keras on `probe`."""
-        from .runtimes import open_interpreter
+        from .runtimes import SizedInterpreters, open_interpreter
 
         interpreter, _ = open_interpreter(path, threads=1)  # one request, one core, as the classifier serves
         expected = self._keras(probe)
-        self._interpreter, self._batch = interpreter, -1
+        self._interpreter = SizedInterpreters(interpreter, path, threads=1)
         got = self._litert(probe)
         worst = float(np.abs(expected - got).max())
         if worst > MAX_DIFFERENCE or not (expected.argmax(-1) == got.argmax(-1)).all():
@@ -102,15 +101,7 @@ class SideModel:
         return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
 
     def _litert(self, batch: np.ndarray) -> np.ndarray:
-        interpreter = self._interpreter
-        (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(batch) != self._batch:  # the interpreter's tensors have one size at a time
-            interpreter.resize_tensor_input(source["index"], [len(batch), *self.shape])
-            interpreter.allocate_tensors()
-            self._batch = len(batch)
-        interpreter.set_tensor(source["index"], np.ascontiguousarray(batch, dtype=np.float32))
-        interpreter.invoke()
-        return np.array(interpreter.get_tensor(target["index"]), dtype=np.float64)
+        return self._interpreter(np.ascontiguousarray(batch, dtype=np.float32)).astype(np.float64)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, *shape) -> float64 outputs, from LiteRT when it is in use."""

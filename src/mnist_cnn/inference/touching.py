@@ -176,7 +176,7 @@ class TouchingReader:
         if side is None:
             shape = tuple(model.input_shape[1:3]), tuple(model.output_shape[1:])
         else:  # a LiteRT file alone
-            interpreter = side._interpreter
+            interpreter = side._interpreter.first
             shape = (tuple(int(n) for n in interpreter.get_input_details()[0]["shape"][1:3]),
                      tuple(int(n) for n in interpreter.get_output_details()[0]["shape"][1:]))
         bands = shape[1][0] if len(shape[1]) == 2 else None
