@@ -111,7 +111,7 @@ def test_the_shipped_digit_model_serves_quantised_and_answers_as_keras_does(shar
     assert quantized_record(fashion.file) is None  # its record shows 99.79% agreement: it stays float
 
 
-def test_a_litert_model_answers_every_batch_size_alike_with_few_interpreters(monkeypatch):
+def test_a_litert_model_answers_every_batch_size_alike_with_few_interpreters(monkeypatch, tmp_path):
     """One interpreter per small batch size (no tensor resizing between a number's calls), the
     rest shared: each image's answer is the same whatever batch it comes in, and the count of
     interpreters stays bounded however many sizes are asked for."""
@@ -124,14 +124,17 @@ def test_a_litert_model_answers_every_batch_size_alike_with_few_interpreters(mon
     opened = []
     original = runtimes.open_interpreter
 
-    def counting(path, threads=None):
+    def counting(path, threads=None, content=None):
         opened.append(path)
-        return original(path, threads)
+        return original(path, threads, content)
 
     monkeypatch.setattr(runtimes, "open_interpreter", counting)
     monkeypatch.setattr(runtimes, "MAX_BATCH_SIZES", 3)
     monkeypatch.setattr(runtimes, "MAX_KEPT_BATCH", 4)
-    interpreters = runtimes.SizedInterpreters(counting(twin, 1)[0], twin, 1)
+    copy = tmp_path / "reader.tflite"  # a converted file a server made, removed while it serves
+    copy.write_bytes(twin.read_bytes())
+    interpreters = runtimes.SizedInterpreters(counting(copy, 1)[0], copy, 1)
+    copy.unlink()  # later sizes open from the bytes read at the start
     strips = np.random.default_rng(0).random((9, 28, 112, 1)).astype(np.float32)
     alone = np.concatenate([interpreters(strips[i:i + 1]) for i in range(len(strips))])
     for size in (2, 3, 9, 4, 2, 6, 3, 9, 5, 1):  # kept: 1 (the first), 2, 3; shared: the rest

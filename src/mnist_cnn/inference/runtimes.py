@@ -215,9 +215,10 @@ class SavedModelRunner(InferenceModel):
         return np.asarray(result[self._output].numpy(), dtype=np.float32)
 
 
-def open_interpreter(path: Path, threads: int | None = None) -> tuple[Any, str]:
+def open_interpreter(path: Path, threads: int | None = None, content: bytes | None = None) -> tuple[Any, str]:
     """A .tflite file's LiteRT interpreter, tensors allocated (`ai_edge_litert` if installed, else
-    TensorFlow's), and what runs it. ModelFileError (one line) if it cannot be loaded."""
+    TensorFlow's), and what runs it. ModelFileError (one line) if it cannot be loaded.
+    `content`: the file's bytes, read before (`path` then only names it)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
         runtime = f"ai-edge-litert {(version_of('ai-edge-litert') or 'unknown')}"
@@ -228,7 +229,8 @@ def open_interpreter(path: Path, threads: int | None = None) -> tuple[Any, str]:
     try:
         with warnings.catch_warnings(), quiet_stderr():  # a deprecation note; the XNNPACK "INFO" line
             warnings.simplefilter("ignore")
-            interpreter = Interpreter(model_path=str(path), num_threads=threads or default_threads())
+            source = {"model_path": str(path)} if content is None else {"model_content": content}
+            interpreter = Interpreter(**source, num_threads=threads or default_threads())
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ModelFileError(f"cannot load {path} as a LiteRT model ({first_line(e)}); export it again") from None
@@ -246,11 +248,17 @@ class SizedInterpreters:
     at every change of size cost reading a number up to 8% of its time (its calls come in a
     few small sizes: 4.98 against 4.60 ms a touching number on one core, benchmarks/README.md
     "Reading numbers"). Larger batches, and sizes past the first MAX_BATCH_SIZES, share one
-    interpreter resized as before, so memory stays bounded whatever the sizes asked for.
+    interpreter resized as before, so memory stays bounded whatever the sizes asked for. The
+    file is read once, here: later interpreters open from its bytes, so a server's converted
+    file removed while it runs (a /tmp cleaner) costs nothing.
     """
 
     def __init__(self, interpreter: Any, path: Path, threads: int | None) -> None:
         self.path, self.threads = Path(path), threads
+        try:
+            self._content = self.path.read_bytes()
+        except OSError as e:
+            raise ModelFileError(f"cannot read {path} ({e.strerror}); export it again") from None
         self.first = interpreter  # as opened: its details say the model's shapes
         (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
         self.input, self.output = source["index"], target["index"]
@@ -271,10 +279,10 @@ class SizedInterpreters:
     def _for_size(self, size: int) -> Any:
         keep = size <= MAX_KEPT_BATCH and len(self._by_size) < MAX_BATCH_SIZES
         if keep:
-            interpreter = open_interpreter(self.path, self.threads)[0]
+            interpreter = open_interpreter(self.path, self.threads, self._content)[0]
         else:
             if self._shared is None:
-                self._shared = open_interpreter(self.path, self.threads)[0]
+                self._shared = open_interpreter(self.path, self.threads, self._content)[0]
             interpreter = self._shared
             if self._shared_size == size:
                 return interpreter
