@@ -124,7 +124,7 @@ def test_a_litert_model_answers_every_batch_size_alike_with_few_interpreters(mon
     opened = []
     original = runtimes.open_interpreter
 
-    def counting(path, threads=None, content=None):
+    def counting(path, threads, content):
         opened.append(path)
         return original(path, threads, content)
 
@@ -133,7 +133,7 @@ def test_a_litert_model_answers_every_batch_size_alike_with_few_interpreters(mon
     monkeypatch.setattr(runtimes, "MAX_KEPT_BATCH", 4)
     copy = tmp_path / "reader.tflite"  # a converted file a server made, removed while it serves
     copy.write_bytes(twin.read_bytes())
-    interpreters = runtimes.SizedInterpreters(counting(copy, 1)[0], copy, 1)
+    interpreters = runtimes.SizedInterpreters(copy, 1)
     copy.unlink()  # later sizes open from the bytes read at the start
     strips = np.random.default_rng(0).random((9, 28, 112, 1)).astype(np.float32)
     alone = np.concatenate([interpreters(strips[i:i + 1]) for i in range(len(strips))])
@@ -142,3 +142,9 @@ def test_a_litert_model_answers_every_batch_size_alike_with_few_interpreters(mon
         assert together.shape == (size, *alone.shape[1:])
         assert np.allclose(together, alone[:size], atol=1e-5), size
     assert len(opened) == 4  # the first, two more kept sizes, one shared: not one per size
+    with pytest.raises(MnistCnnError, match="cannot load .* as a LiteRT model"):  # gone before it was read
+        runtimes.SizedInterpreters(copy, 1)
+    for damaged in (b"", twin.read_bytes()[:1000], b"TFL3" + bytes(64)):  # empty, truncated, garbage
+        copy.write_bytes(damaged)
+        with pytest.raises(MnistCnnError, match="cannot load .* as a LiteRT model"):
+            runtimes.SizedInterpreters(copy, 1)

@@ -215,10 +215,10 @@ class SavedModelRunner(InferenceModel):
         return np.asarray(result[self._output].numpy(), dtype=np.float32)
 
 
-def open_interpreter(path: Path, threads: int | None = None, content: bytes | None = None) -> tuple[Any, str]:
-    """A .tflite file's LiteRT interpreter, tensors allocated (`ai_edge_litert` if installed, else
-    TensorFlow's), and what runs it. ModelFileError (one line) if it cannot be loaded.
-    `content`: the file's bytes, read before (`path` then only names it)."""
+def open_interpreter(path: Path, threads: int | None, content: bytes) -> tuple[Any, str]:
+    """A LiteRT interpreter of `content` (the bytes of the .tflite file `path`), tensors allocated
+    (`ai_edge_litert` if installed, else TensorFlow's), and what runs it. ModelFileError (one
+    line) if it cannot be loaded."""
     try:
         from ai_edge_litert.interpreter import Interpreter
         runtime = f"ai-edge-litert {(version_of('ai-edge-litert') or 'unknown')}"
@@ -229,8 +229,7 @@ def open_interpreter(path: Path, threads: int | None = None, content: bytes | No
     try:
         with warnings.catch_warnings(), quiet_stderr():  # a deprecation note; the XNNPACK "INFO" line
             warnings.simplefilter("ignore")
-            source = {"model_path": str(path)} if content is None else {"model_content": content}
-            interpreter = Interpreter(**source, num_threads=threads or default_threads())
+            interpreter = Interpreter(model_content=content, num_threads=threads or default_threads())
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ModelFileError(f"cannot load {path} as a LiteRT model ({first_line(e)}); export it again") from None
@@ -253,14 +252,20 @@ class SizedInterpreters:
     file removed while it runs (a /tmp cleaner) costs nothing.
     """
 
-    def __init__(self, interpreter: Any, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        """Open the file at `path` (ModelFileError, one line, if it cannot be read or loaded)."""
         self.path, self.threads = Path(path), threads
         try:
             self._content = self.path.read_bytes()
         except OSError as e:
-            raise ModelFileError(f"cannot read {path} ({e.strerror}); export it again") from None
+            raise ModelFileError(f"cannot load {path} as a LiteRT model ({e.strerror}); export it again") from None
+        interpreter, self.runtime = open_interpreter(self.path, threads, self._content)
         self.first = interpreter  # as opened: its details say the model's shapes
-        (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs, not one of each; "
+                                 f"export it again")
+        (source,), (target,) = inputs, outputs
         self.input, self.output = source["index"], target["index"]
         self._shape = [int(n) for n in source["shape"][1:]]
         self._by_size: dict[int, Any] = {int(source["shape"][0]): interpreter}
@@ -299,13 +304,12 @@ class LiteRtModel(InferenceModel):
     """A .tflite file in the LiteRT interpreter (`ai_edge_litert` if installed, else TensorFlow's)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        interpreter, runtime = open_interpreter(path, threads)
-        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        self._interpreters = SizedInterpreters(path, threads)
+        inputs, outputs = self._interpreters.first.get_input_details(), self._interpreters.first.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1 or tuple(inputs[0]["shape"][1:]) != INPUT_SHAPE:
             raise ModelFileError(f"{path} is not one (N, 28, 28, 1) image batch -> one probability vector; "
                                  f"export it again")
-        self._interpreters = SizedInterpreters(interpreter, path, threads)
-        self.name, self.runtime = Path(path).stem, runtime
+        self.name, self.runtime = Path(path).stem, self._interpreters.runtime
         self.source_file = ("litert", Path(path))
         self.num_classes = int(outputs[0]["shape"][-1])
 

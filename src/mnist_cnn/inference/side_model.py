@@ -53,10 +53,10 @@ class SideModel:
     @classmethod
     def converted(cls, path: Path, what: str) -> "SideModel":
         """The LiteRT file at `path` alone (ModelFileError if it cannot be opened); no Keras behind it."""
-        from .runtimes import SizedInterpreters, open_interpreter
+        from .runtimes import SizedInterpreters
 
         side = cls(None, path, what)
-        side._interpreter = SizedInterpreters(open_interpreter(path, threads=1)[0], path, threads=1)
+        side._interpreter = SizedInterpreters(path, threads=1)
         side.shape = tuple(int(n) for n in side._interpreter.first.get_input_details()[0]["shape"][1:])
         return side
 
@@ -86,11 +86,11 @@ class SideModel:
     def open_litert(self, path: Path, probe: np.ndarray) -> None:
         """Answer from the LiteRT file at `path` (converted from this model, e.g. by another process);
         ValueError, and Keras keeps answering, if it differs from Keras on `probe`."""
-        from .runtimes import SizedInterpreters, open_interpreter
+        from .runtimes import SizedInterpreters
 
-        interpreter, _ = open_interpreter(path, threads=1)  # one request, one core, as the classifier serves
+        interpreters = SizedInterpreters(path, threads=1)  # one request, one core, as the classifier serves
         expected = self._keras(probe)
-        self._interpreter = SizedInterpreters(interpreter, path, threads=1)
+        self._interpreter = interpreters
         got = self._litert(probe)
         worst = float(np.abs(expected - got).max())
         if worst > MAX_DIFFERENCE or not (expected.argmax(-1) == got.argmax(-1)).all():
