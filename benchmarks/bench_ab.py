@@ -1,7 +1,8 @@
 """Throughput and latency of `POST /predict` through the real `mnist-cnn serve`, beside `GET /healthz`.
 
-For each model, runtime and worker count asked, starts `mnist-cnn serve MODEL --runtime R
---workers W` on a free port and loads it with one of two clients:
+For each model, runtime, worker count and batch asked, starts `mnist-cnn serve MODEL --runtime R
+--workers W --batch B` on a free port and loads it with one of two clients (`--cycles N`: every
+setting N times, the settings taking turns, for a side-by-side comparison):
 
 - `--client ab` (default; Debian's `apache2-utils`): alternating `ab -k -c C` rounds on
   /healthz (the HTTP stack's own ceiling) and /predict (a raw `image/png` body: MNIST test
@@ -18,7 +19,7 @@ Run it alone: this machine has 2 cores, and any other load skews it. Nothing her
 asserted by the tests.
 
     python benchmarks/bench_ab.py [--models mnist M.keras M.onnx] [--runtimes auto keras] [--workers 0 2]
-                                  [--requests 4000] [--rounds 3] [--client ab|httpx]
+                                  [--batches 1 4] [--cycles 3] [--requests 4000] [--rounds 3] [--client ab|httpx]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import time
 from pathlib import Path
 
 from common import RESULTS, digit_png, drawing_png, model_record, start_server, write_result
+
+from mnist_cnn.serving.workers import DEFAULT_BATCH as BATCH_DEFAULT
 
 WARMUP_REQUESTS = 50  # httpx client: before timing, so graphs are traced and connections open
 
@@ -127,9 +130,10 @@ async def httpx_load(url: str, body: bytes, concurrency: int, requests: int) -> 
             "mean_ms": float(ms.mean()), "requests_per_s": len(ms) / elapsed}
 
 
-def serve(model: str, runtime: str, workers: int | None) -> tuple[subprocess.Popen, str, int]:
+def serve(model: str, runtime: str, workers: int | None, batch: int | None) -> tuple[subprocess.Popen, str, int]:
     """Start `mnist-cnn serve`; its process, URL and the number of worker processes it reports."""
-    options = ["--runtime", runtime, *(["--workers", str(workers)] if workers is not None else [])]
+    options = ["--runtime", runtime, *(["--workers", str(workers)] if workers is not None else []),
+               *(["--batch", str(batch)] if batch is not None else [])]
     process, url = start_server(model, *options)
     count = re.search(r"(\d+) worker processes", process.first_line)
     return process, url, int(count.group(1)) if count else 0
@@ -182,6 +186,10 @@ def main() -> int:
     parser.add_argument("--runtimes", nargs="+", default=["auto"], help="serve --runtime values (default auto)")
     parser.add_argument("--workers", nargs="+", type=int, default=None,
                         help="serve --workers values (default: serve's own default)")
+    parser.add_argument("--batches", nargs="+", type=int, default=None,
+                        help="serve --batch values (default: serve's own default)")
+    parser.add_argument("--cycles", type=int, default=1,
+                        help="run every setting this many times, the settings taking turns (default 1)")
     parser.add_argument("--client", choices=("ab", "httpx"), default="ab")
     parser.add_argument("--requests", type=int, default=None, help="per round (default: ab 4000, httpx 600)")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -197,20 +205,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         body = Path(folder) / "digit.png"
         body.write_bytes(digit_png())
-        settings = [(m, r, w) for m in args.models for r in args.runtimes for w in (args.workers or [None])]
-        for model, runtime, workers in settings:
-            process, url, worker_count = serve(model, runtime, workers)
+        settings = [(m, r, w, b) for m in args.models for r in args.runtimes for w in (args.workers or [None])
+                    for b in (args.batches or [None])] * args.cycles
+        for model, runtime, workers, batch in settings:
+            process, url, worker_count = serve(model, runtime, workers, batch)
             try:
                 found = ab_rows(url, body, args, process.pid) if args.client == "ab" else {"rows": httpx_rows(url, args)}
             finally:
                 stop(process)
-            rows.append({**model_record(model), "runtime": runtime, "workers": worker_count, **found})
+            rows.append({**model_record(model), "runtime": runtime, "workers": worker_count,
+                         "batch": BATCH_DEFAULT if batch is None else batch, **found})
 
     if args.client == "ab":
-        print("| model | runtime | workers | /healthz req/s | /predict req/s | ratio | /predict p50 ms | p99 ms | failed |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| model | runtime | workers | batch | /healthz req/s | /predict req/s | ratio | /predict p50 ms | p99 ms "
+              "| failed |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {r['healthz_rps']:,.0f} | "
+            print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {r['batch']} | {r['healthz_rps']:,.0f} | "
                   f"{r['predict_rps']:,.0f} | {r['ratio']:.2f} | {r['predict_p50_ms']:.0f} | {r['predict_p99_ms']:.0f} | "
                   f"{r['failed']:.0f} |")
         print("\nCPU ms per request (median of rounds): server process, its workers, ab")

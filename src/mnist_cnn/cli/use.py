@@ -88,6 +88,9 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes that read the images, each with its own copy of the model; 0: threads of "
                         "the server process (default: one per core plus one, at most 4)")
+    s.add_argument("--batch", type=int, default=4, metavar="N",
+                   help="waiting /predict requests a worker answers together with one model call; 1: one "
+                        "at a time (default 4; a lone request never waits for others)")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -161,5 +164,5 @@ def run_serve(args: argparse.Namespace) -> int:
 
     serve(args.model_path, on_ready=ready, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
           allowed_hosts=args.allowed_hosts, runtime=args.runtime, max_connections=args.max_connections,
-          workers=args.workers)
+          workers=args.workers, batch=args.batch)
     return 0

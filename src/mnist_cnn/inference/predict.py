@@ -256,12 +256,19 @@ class Predictor:
     def predict_preprocessed(self, images: np.ndarray, names: Sequence[str],
                              top_k: int = DEFAULT_TOP_K, lang: str = DEFAULT_LANG) -> list[Prediction]:
         """float32 (N, 28, 28) from `preprocess` -> one Prediction each; top_k clamped to 1..num_classes."""
-        check_lang(lang)  # an unknown language fails every time, not only when an image is refused
+        return self.predict_requests(images, names, [top_k] * len(images), [lang] * len(images))
+
+    def predict_requests(self, images: np.ndarray, names: Sequence[str], top_ks: Sequence[int],
+                         langs: Sequence[str]) -> list[Prediction]:
+        """`predict_preprocessed` for images of different requests: one model call and one rule for all,
+        each image with its own top_k and language (a serve worker answering waiting requests together)."""
+        for lang in set(langs):
+            check_lang(lang)  # an unknown language fails every time, not only when an image is refused
         probabilities = self.probabilities(images)
-        k = max(1, min(int(top_k), self.num_classes))
         verdicts = self.acceptance_of(images, probabilities)
-        return [Prediction(name, p, self.class_names, to_uint8(img), k, v.accepted, v.reason_in(lang), self.calibrated)
-                for name, p, img, v in zip(names, probabilities, images, verdicts)]
+        return [Prediction(name, p, self.class_names, to_uint8(img), max(1, min(int(k), self.num_classes)),
+                           v.accepted, v.reason_in(lang), self.calibrated)
+                for name, p, img, v, k, lang in zip(names, probabilities, images, verdicts, top_ks, langs)]
 
 
 def collect_images(arguments: Sequence[str], stdin: BinaryIO | None = None,

@@ -31,7 +31,7 @@ from ..inference.convert import RUNTIMES
 from ..inference.predict import Predictor
 from .app import MULTIPART_OVERHEAD_BYTES, create_app
 from .guards import LoadShed, parse_hosts
-from .workers import WorkerPool, default_workers, spec_of
+from .workers import DEFAULT_BATCH, MAX_BATCH, WorkerPool, default_workers, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ MAX_WORKERS = 64  # --workers' ceiling: each worker holds a model
 STARTUP_TIMEOUT_S = 60.0  # `Server.in_thread` waits this long for uvicorn to listen
 
 
-def check_settings(max_upload_mb: float, max_connections: int, workers: int | None) -> None:
+def check_settings(max_upload_mb: float, max_connections: int, workers: int | None,
+                   batch: int = DEFAULT_BATCH) -> None:
     """One-line errors for settings no server can run with (NaN and infinity included)."""
     if not 0 < max_upload_mb <= MAX_UPLOAD_MB:  # no comparison holds for nan
         raise MnistCnnError(f"--max-upload-mb {max_upload_mb} must be a number in (0, {MAX_UPLOAD_MB}]")
@@ -54,6 +55,8 @@ def check_settings(max_upload_mb: float, max_connections: int, workers: int | No
         raise MnistCnnError(f"--max-connections {max_connections} must be >= 1")
     if workers is not None and not 0 <= workers <= MAX_WORKERS:
         raise MnistCnnError(f"--workers {workers} must be between 0 and {MAX_WORKERS} (0: no worker processes)")
+    if not 1 <= batch <= MAX_BATCH:
+        raise MnistCnnError(f"--batch {batch} must be between 1 and {MAX_BATCH} (1: one request at a time)")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -147,8 +150,9 @@ def server_config(app: FastAPI, log_level: str = "info", access_log: bool = True
                           timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=connection_ceiling(max_connections))
 
 
-def start_workers(predictor: Predictor, workers: int | None) -> WorkerPool | None:
-    """A started WorkerPool, or None for threads (0 workers, or a model with no file to load again)."""
+def start_workers(predictor: Predictor, workers: int | None, batch: int = DEFAULT_BATCH) -> WorkerPool | None:
+    """A started WorkerPool (each worker answering up to `batch` waiting /predict requests together), or
+    None for threads (0 workers, or a model with no file to load again)."""
     count = default_workers() if workers is None else workers
     if count == 0:
         return None
@@ -156,7 +160,7 @@ def start_workers(predictor: Predictor, workers: int | None) -> WorkerPool | Non
     if spec is None:
         log.warning("the model has no file the workers could load: serving with threads")
         return None
-    pool = WorkerPool(spec, count)
+    pool = WorkerPool(spec, count, batch)
     pool.start()
     return pool
 
@@ -236,12 +240,12 @@ class Server:
 def open_server(model: str | Path | Predictor = "mnist", *, host: str = "127.0.0.1", port: int = 8000,
                 max_upload_mb: float = 5.0, allowed_hosts: str | Sequence[str] | None = None,
                 runtime: str = "auto", max_connections: int = MAX_CONNECTIONS, workers: int | None = None,
-                header_timeout_s: float = HEADER_TIMEOUT_S, log_level: str = "info",
+                batch: int = DEFAULT_BATCH, header_timeout_s: float = HEADER_TIMEOUT_S, log_level: str = "info",
                 access_log: bool = True) -> Server:
     """Everything `mnist-cnn serve` does before it answers: the settings checked, the socket bound,
     the model loaded and converted, the workers started, the garbage collector told to skip the
     long-lived objects. `model`: a path, a shipped model's name, or a loaded Predictor."""
-    check_settings(max_upload_mb, max_connections, workers)
+    check_settings(max_upload_mb, max_connections, workers, batch)
     hosts = parse_hosts(allowed_hosts)
     if runtime not in RUNTIMES:
         raise MnistCnnError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
@@ -255,7 +259,7 @@ def open_server(model: str | Path | Predictor = "mnist", *, host: str = "127.0.0
                 quiet_tensorflow()
             predictor, name = Predictor.from_path(Path(model), max_bytes=int(max_upload_mb * 1024 * 1024)), str(model)
         predictor.serve_with(runtime)
-        pool = start_workers(predictor, workers)
+        pool = start_workers(predictor, workers, batch)
         app = create_app(predictor, allowed_hosts=hosts, pool=pool)
     except BaseException:
         if pool is not None:
