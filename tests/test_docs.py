@@ -152,8 +152,8 @@ def test_results_page_figures_are_the_result_files_figures(block, figure, edited
 
 # The generated blocks on the other pages: (page, block, a figure it prints, the same figure edited).
 PAGE_FIGURES = [
-    ("serving.md", "serving-throughput", "| auto | 3 | 1,070 | 0.39 | 7 | 12 | 0 | 5 |",
-     "| auto | 3 | 1,070 | 0.40 | 7 | 12 | 0 | 5 |"),  # ab-*.json: the shipped mnist as int8, 3 workers
+    ("serving.md", "serving-throughput", "| auto | 3 | 1 | 1,070 | 0.39 | 7 | 12 | 0 | 5 |",
+     "| auto | 3 | 1 | 1,070 | 0.40 | 7 | 12 | 0 | 5 |"),  # ab-*.json: the shipped mnist as int8, 3 workers
     ("export.md", "export-parity", "| 5.4e-07 |", "| 1.4e-07 |"),  # export-*.json
     ("tuning.md", "tuned-fast", "1.20x longer", "1.10x longer"),  # fast-hand-vs-tuned-*.md
 ]
@@ -189,3 +189,21 @@ def test_a_time_is_quoted_per_machine_newest_first():
              (Path("a.json"), {"environment": amd})]
     assert [path.name for path, _ in tables.per_machine(found)] == ["c.json", "b.json"]
     assert tables.per_machine([]) == []
+
+
+def test_a_serving_setting_run_in_several_cycles_is_one_row_of_medians():
+    tables = load_benchmark_script("benchmark_tables", "tools")
+
+    def row(workers: int, batch: int | None, ratio: float, rps: float) -> dict:
+        found = {"model": "mnist", "runtime": "auto", "workers": workers, "ratio": ratio, "predict_rps": rps,
+                 "predict_p50_ms": 7, "predict_p99_ms": 12, "failed": 0, "rounds": {"predict": [{}, {}, {}]}}
+        return found if batch is None else {**found, "batch": batch}
+
+    record = {"rows": [row(3, 1, 0.35, 1000), row(3, 4, 0.40, 1100), row(3, 1, 0.37, 1020), row(3, 4, 0.44, 1200),
+                       row(3, 1, 0.36, 1010)], "environment": {}}
+    cells = tables.serving_rows(Path("ab-x.json"), record)
+    assert [c[2:8] for c in cells] == [["3", "1", "1,010", "0.36 (0.35-0.37)", "7", "12"],
+                                       ["3", "4", "1,150", "0.42 (0.40-0.44)", "7", "12"]]
+    assert [c[9] for c in cells] == ["9", "6"]  # every cycle's rounds
+    older = tables.serving_rows(Path("ab-y.json"), {"rows": [row(2, None, 0.3, 900)], "environment": {}})
+    assert older[0][3] == "1" and older[0][5] == "0.30"  # no batch recorded: one request at a time

@@ -193,3 +193,12 @@ def test_the_cli_default_batch_is_the_pools():
 
     assert build_parser().parse_args(["serve"]).batch == DEFAULT_BATCH
     assert build_parser().parse_args(["serve", "--batch", "1"]).batch == 1
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 0), (2, 2), (3, 3), (16, 4)])
+def test_default_workers_is_one_per_core_at_most_four(monkeypatch, cores, workers):
+    from mnist_cnn.core import system
+    from mnist_cnn.serving.workers import default_workers
+
+    monkeypatch.setattr(system, "default_threads", lambda: cores)
+    assert default_workers() == workers

@@ -308,18 +308,34 @@ def _served(path: Path, row: dict[str, Any]) -> str:
     return EARLIER_SERVED.get((path.stem, key)) or EARLIER_SERVED.get(("*", key)) or f"`{key}`"
 
 
-def serving_table() -> str:
-    def rows_of(path: Path, record: dict[str, Any]) -> list[list[str]]:
-        return [[_served(path, row), row["runtime"], "" if row.get("workers") is None else str(row["workers"]),
-                 f"{row['predict_rps']:,.0f}", f"{row['ratio']:.2f}", f"{row['predict_p50_ms']:g}",
-                 f"{row['predict_p99_ms']:g}", f"{row['failed']:g}", str(len(row.get("rounds", {}).get("predict", []))),
-                 where_ran(record.get("environment", {}))]
-                for row in record["rows"]]
+def serving_rows(path: Path, record: dict[str, Any]) -> list[list[str]]:
+    """One row per setting of an ab-*.json file. A file of several cycles (`--cycles`) holds each
+    setting once a cycle: its row has the medians of the cycles (the ratio's spread in brackets)
+    and all their rounds. Files before 2026-12-08 have no batch: a worker answered one request at a time."""
+    settings: dict[tuple, list[dict[str, Any]]] = {}
+    for row in record["rows"]:
+        key = (_served(path, row), row["runtime"], row.get("workers"), row.get("batch", 1))
+        settings.setdefault(key, []).append(row)
+    cells = []
+    for (served, runtime, workers, batch), rows in settings.items():
+        def median(name: str) -> float:
+            return statistics.median(r[name] for r in rows)
 
-    return every_file_table("ab", "bench_ab.py", ["model served", "runtime", "workers", "/predict req/s",
+        ratios = sorted(r["ratio"] for r in rows)
+        ratio = f"{median('ratio'):.2f}" + (f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(rows) > 1 else "")
+        cells.append([served, runtime, "" if workers is None else str(workers), str(batch),
+                      f"{median('predict_rps'):,.0f}", ratio, f"{median('predict_p50_ms'):g}",
+                      f"{median('predict_p99_ms'):g}", f"{sum(r['failed'] for r in rows):g}",
+                      str(sum(len(r.get("rounds", {}).get("predict", [])) for r in rows)),
+                      where_ran(record.get("environment", {}))])
+    return cells
+
+
+def serving_table() -> str:
+    return every_file_table("ab", "bench_ab.py", ["model served", "runtime", "workers", "batch", "/predict req/s",
                                                   "ratio to /healthz", "p50 ms", "p99 ms", "failed", "rounds",
                                                   "CPU"],
-                            rows_of)
+                            serving_rows)
 
 
 # Tuning: fast-hand-vs-tuned-*.md (seed runs timed side by side, written as a table)

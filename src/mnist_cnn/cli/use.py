@@ -87,7 +87,7 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
                         "open connections are capped at 4 times that (at least 256)")
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes that read the images, each with its own copy of the model; 0: threads of "
-                        "the server process (default: one per core plus one, at most 4)")
+                        "the server process (default: one per core, at most 4)")
     s.add_argument("--batch", type=int, default=4, metavar="N",
                    help="waiting /predict requests a worker answers together with one model call; 1: one "
                         "at a time (default 4; a lone request never waits for others)")

@@ -51,16 +51,18 @@ MAX_DEFAULT_WORKERS = 4  # each holds a model and its runtime (~60 MB with ai-ed
 
 
 def default_workers() -> int:
-    """`serve --workers` unless given: one per core this process may use plus one, at most 4; 0 on one core.
+    """`serve --workers` unless given: one per core this process may use, at most 4; 0 on one core.
 
-    The extra worker has the next image ready while the HTTP process hands an answer over
-    (benchmarks/README.md, "Serving throughput with ApacheBench"). On one core a
-    worker would only add the hand-over to the same core's work.
+    One more than cores had the next image ready while the HTTP process handed an answer
+    over; since a free worker takes every waiting request (up to `--batch`), it has its
+    next images anyway, and on 2 cores 2 workers served more than 3 (benchmarks/README.md,
+    "Serving throughput with ApacheBench"). On one core a worker would only add the
+    hand-over to the same core's work.
     """
     from ..core.system import default_threads  # the usable cores, honouring taskset and cgroups
 
     cores = default_threads()
-    return 0 if cores < 2 else min(cores + 1, MAX_DEFAULT_WORKERS)
+    return 0 if cores < 2 else min(cores, MAX_DEFAULT_WORKERS)
 
 
 class WorkerDied(MnistCnnError):
