@@ -228,14 +228,14 @@ def main() -> int:
         for r in rows:
             for endpoint in ("healthz", "predict"):
                 cpu = r[f"{endpoint}_cpu_ms"]
-                print(f"  {Path(r['model']).name} {r['runtime']} {r['workers']} workers /{endpoint}: "
+                print(f"  {Path(r['model']).name} {r['runtime']} {r['workers']} workers, batch {r['batch']} /{endpoint}: "
                       f"server {cpu['server']:.3f}, workers {cpu['workers']:.3f}, ab {cpu['ab']:.3f}")
     else:
-        print("| model | runtime | workers | image | concurrency | p50 ms | p99 ms | requests/s |")
-        print("|---|---|---:|---|---:|---:|---:|---:|")
+        print("| model | runtime | workers | batch | image | concurrency | p50 ms | p99 ms | requests/s |")
+        print("|---|---|---:|---:|---|---:|---:|---:|---:|")
         for r in rows:
             for row in r["rows"]:
-                print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {row['image']} | "
+                print(f"| {Path(r['model']).name} | {r['runtime']} | {r['workers']} | {r['batch']} | {row['image']} | "
                       f"{row['concurrency']} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['requests_per_s']:.0f} |")
     out = write_result("ab" if args.client == "ab" else "api", {
         "client": args.client, "concurrency": args.concurrency, "requests": args.requests, "rows": rows}, args.out)
