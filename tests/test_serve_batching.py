@@ -155,7 +155,10 @@ def test_a_request_cancelled_while_waiting_is_skipped(pool, predictor, digits):
 
 
 def test_a_worker_killed_while_answering_a_batch_fails_only_that_batch(pool, predictor, digits):
-    slow = png(np.random.default_rng(0).integers(0, 256, (2000, 2000)))  # 4 MB of noise: ~0.15 s of work
+    bar = np.zeros((4000, 4000))
+    bar[1000:3000, 1900:2100] = 255
+    slow = png(bar)  # 20 KB, small enough to share a batch, but 16 MP: about half a second of work
+    assert len(slow) < 64 * 1024
     calls = [(predict_json, digits[0], "first", 3), (predict_json, slow, "slow", 3),
              *[(predict_json, digits[i], f"n{i}", 3) for i in range(1, 4)]]
 
@@ -202,3 +205,16 @@ def test_default_workers_is_one_per_core_at_most_four(monkeypatch, cores, worker
 
     monkeypatch.setattr(system, "default_threads", lambda: cores)
     assert default_workers() == workers
+
+
+def test_a_large_upload_goes_alone(pool, predictor, digits):
+    """A photo-sized upload costs a worker far more than the per-call share a batch saves: it never
+    holds small requests behind it in one worker."""
+    big = png(np.pad(np.asarray(Image.open(io.BytesIO(digits[5]))), 300) + np.random.default_rng(1).integers(
+        0, 3, (628, 628)).astype(np.uint8))  # a digit on 628x628 of faint noise: over 64 KB as a PNG
+    assert len(big) > 64 * 1024
+    calls = [(predict_json, digits[0], "p0", 3), (predict_json, digits[1], "p1", 3), (predict_json, big, "big", 3),
+             (predict_json, digits[2], "p2", 3), (predict_json, digits[4], "p3", 3)]
+    results = run_in_pool(pool, calls)
+    assert [json.loads(r)["source"] for r in results] == ["p0", "p1", "big", "p2", "p3"]
+    assert pool.batch_sizes == {1: 3, 2: 1}  # p0 | p1 | big | p2 + p3

@@ -46,6 +46,10 @@ STARTUP_TIMEOUT_S = 300.0  # a worker imports NumPy, Pillow and its runtime (Ten
 
 DEFAULT_BATCH = 4  # waiting /predict requests a worker answers together (serve --batch)
 MAX_BATCH = 64  # --batch's ceiling: a batch is one message and one model call
+# Only small uploads go together: a digit or a drawing (a few KB) costs a worker mostly per
+# call, which a batch shares; a photo costs tens of ms of its own, and batched it would hold
+# the requests behind it in one worker while another worker stood idle.
+BATCH_MAX_BYTES = 64 * 1024
 
 MAX_DEFAULT_WORKERS = 4  # each holds a model and its runtime (~60 MB with ai-edge-litert); past this, HTTP limits
 
@@ -67,6 +71,9 @@ def default_workers() -> int:
 
 class WorkerDied(MnistCnnError):
     """A worker process ended while it held a request (killed, out of memory); another replaces it."""
+
+
+DIED = "a worker process stopped while reading this image; send it again"
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,10 @@ def _answer(predictor: Predictor, task: Callable[..., bytes], args: tuple[Any, .
         return "error", RuntimeError(f"{type(e).__name__} in {getattr(task, '__name__', task)}")
 
 
-def _answer_all(predictor: Predictor, tasks: list[tuple[Callable[..., bytes], tuple[Any, ...]]]) -> list[tuple[str, Any]]:
+Call = tuple[Callable[..., bytes], tuple[Any, ...]]  # a task and its arguments, as a worker receives them
+
+
+def _answer_all(predictor: Predictor, tasks: list[Call]) -> list[tuple[str, Any]]:
     """One answer per task: several /predict requests together, anything else one at a time."""
     if len(tasks) > 1 and all(task is predict_json for task, _ in tasks):
         try:
@@ -227,6 +237,14 @@ class _Task:
     future: asyncio.Future[bytes]
 
 
+def _batchable(task: _Task) -> bool:
+    """Whether a waiting request may share a worker's message: a /predict of a small upload."""
+    if task.task is not predict_json:
+        return False
+    source = task.args[0]
+    return (len(source) if isinstance(source, (bytes, bytearray)) else getattr(source, "nbytes", 0)) <= BATCH_MAX_BYTES
+
+
 class _Worker:
     def __init__(self, process: BaseProcess, conn: Connection, pid: int) -> None:
         self.process, self.conn, self.pid = process, conn, pid
@@ -242,9 +260,9 @@ class WorkerPool:
     event loop itself (`add_reader`), and a request takes an idle worker or waits for one.
 
     Requests that wait go together: a worker that comes free takes up to `batch` waiting
-    /predict requests in one message and answers them with one model call and one "not a
-    digit" rule (`predict_json_together`), which costs a worker about a quarter less per
-    image in batches of 3-4. Nothing waits for a batch to fill: an idle worker takes a
+    /predict requests of small uploads (`BATCH_MAX_BYTES`) in one message and answers them
+    with one model call and one "not a digit" rule (`predict_json_together`), which costs a
+    worker about a quarter less per image in batches of 3-4. Nothing waits for a batch to fill: an idle worker takes a
     request at once, so a lone request is answered as before (benchmarks/README.md,
     "Serving throughput with ApacheBench").
     """
@@ -334,7 +352,7 @@ class WorkerPool:
         worker.conn.close()
         for task in worker.pending:
             if not task.future.done():
-                task.future.set_exception(WorkerDied("a worker process stopped while reading this image; send it again"))
+                task.future.set_exception(WorkerDied(DIED))
         worker.pending = []
         self._all.remove(worker)
         if worker in self._idle:
@@ -374,8 +392,8 @@ class WorkerPool:
             if first.future.done():  # cancelled while it waited (client gone)
                 continue
             tasks = [first]
-            while (first.task is predict_json and len(tasks) < self.batch and self._waiting
-                   and self._waiting[0].task is predict_json):
+            while (len(tasks) < self.batch and self._waiting and _batchable(first)
+                   and _batchable(self._waiting[0])):
                 task = self._waiting.popleft()
                 if not task.future.done():
                     tasks.append(task)
@@ -388,8 +406,7 @@ class WorkerPool:
             except OSError:  # its pipe is gone: the reader sees the EOF and replaces it
                 worker.pending = []
                 for task in tasks:
-                    task.future.set_exception(WorkerDied("a worker process stopped while reading this image; "
-                                                         "send it again"))
+                    task.future.set_exception(WorkerDied(DIED))
 
     def pids(self) -> list[int]:
         """Process ids of the running workers (for tests and diagnostics)."""
