@@ -79,14 +79,15 @@ def test_requests_answered_together_answer_as_alone(predictor, digits):
     square[2:26, 2:26] = 255  # refused by a calibrated rule; its reason in the request's language
     requests = [(digits[0], "a", 3), (b"not an image", "b", 3), (digits[1], "c", 10, "pt-BR"),
                 (png(np.zeros((28, 28))), "d", 1), (png(square), "e", 2, "pt-BR"), (digits[2], "f", 1, "en"),
-                (digits[3], "g", 3, "xx")]
+                (digits[3], "g", 3, "xx"),
+                (np.asarray(Image.open(io.BytesIO(digits[4])), dtype=np.float32), "h", 3)]  # JSON pixels
     together = predict_json_together(predictor, requests)
     assert len(together) == len(requests)
     for (kind, value), request in zip(together, requests):
         answer = json.loads(value) if kind == "ok" else f"{type(value).__name__}: {value}"
         assert same(answer, alone(predictor, *request)), request[1]
     kinds = [kind for kind, _ in together]
-    assert kinds == ["ok", "error", "ok", "error", "ok", "ok", "error"]  # only the bad ones fail
+    assert kinds == ["ok", "error", "ok", "error", "ok", "ok", "error", "ok"]  # only the bad ones fail
     assert isinstance(together[1][1], ImageError) and "blank" in str(together[3][1])
     assert len(json.loads(together[2][1])["top"]) == 10 and len(json.loads(together[5][1])["top"]) == 1
     refused = json.loads(together[4][1])
@@ -112,6 +113,24 @@ def test_a_shared_call_that_fails_answers_each_request_alone(predictor, digits, 
     together = predict_json_together(predictor, [(d, "x", 3) for d in digits[:3]])
     assert [kind for kind, _ in together] == ["ok", "error", "ok"]
     assert "non-finite" in str(together[1][1])
+
+
+def test_a_bug_on_one_image_fails_only_its_request(predictor, digits, monkeypatch):
+    """An unexpected exception (a bug, not a bad image) in the shared path: the worker answers each
+    request alone, so only the image that hits it gets an error (the server's 500)."""
+    from mnist_cnn.serving.workers import _answer_all
+
+    real = predictor.preprocess
+
+    def buggy(source):
+        if source == digits[1]:
+            raise ValueError("a bug")
+        return real(source)
+
+    monkeypatch.setattr(predictor, "preprocess", buggy)
+    answers = _answer_all(predictor, [(predict_json, (d, "x", 3)) for d in digits[:3]])
+    assert [kind for kind, _ in answers] == ["ok", "error", "ok"]
+    assert isinstance(answers[1][1], RuntimeError) and "ValueError" in str(answers[1][1])
 
 
 def run_in_pool(pool: WorkerPool, calls: list[tuple], cancel: int | None = None) -> list:
