@@ -237,3 +237,15 @@ def test_a_large_upload_goes_alone(pool, predictor, digits):
     results = run_in_pool(pool, calls)
     assert [json.loads(r)["source"] for r in results] == ["p0", "p1", "big", "p2", "p3"]
     assert pool.batch_sizes == {1: 3, 2: 1}  # p0 | p1 | big | p2 + p3
+
+
+def test_a_request_that_cannot_be_sent_fails_alone(pool, predictor, digits):
+    """Arguments that do not pickle fail their own request (the server's 500), not the pool."""
+    import threading
+
+    calls = [(predict_json, digits[0], "p0", 3), (predict_json, digits[1], "p1", 3),
+             (predict_json, digits[2], threading.Lock(), 3), (read_json, digits[3], "r")]
+    results = run_in_pool(pool, calls)
+    assert json.loads(results[0])["source"] == "p0" and json.loads(results[1])["source"] == "p1"
+    assert isinstance(results[2], RuntimeError) and "cannot send" in str(results[2])
+    assert json.loads(results[3])["source"] == "r"

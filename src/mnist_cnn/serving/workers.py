@@ -245,6 +245,23 @@ def _batchable(task: _Task) -> bool:
     return (len(source) if isinstance(source, (bytes, bytearray)) else getattr(source, "nbytes", 0)) <= BATCH_MAX_BYTES
 
 
+def _message(tasks: list[_Task]) -> tuple[list[_Task], bytes]:
+    """The tasks whose arguments pickle, and their message to a worker; each other one fails alone
+    (the server's 500) rather than its batch."""
+    try:
+        return tasks, pickle.dumps([(t.task, t.args) for t in tasks], protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001  (find which, below)
+        pass
+    sendable = []
+    for task in tasks:
+        try:
+            pickle.dumps((task.task, task.args))
+            sendable.append(task)
+        except Exception as e:  # noqa: BLE001
+            task.future.set_exception(RuntimeError(f"cannot send this request to a worker ({type(e).__name__})"))
+    return sendable, pickle.dumps([(t.task, t.args) for t in sendable], protocol=pickle.HIGHEST_PROTOCOL)
+
+
 class _Worker:
     def __init__(self, process: BaseProcess, conn: Connection, pid: int) -> None:
         self.process, self.conn, self.pid = process, conn, pid
@@ -262,10 +279,9 @@ class WorkerPool:
     Requests that wait go together: a worker that comes free takes up to `batch` waiting
     /predict requests of small uploads (`BATCH_MAX_BYTES`) in one message and answers them
     with one model call and one "not a digit" rule (`predict_json_together`), which costs a
-    worker about a quarter less per image in batches of 3-4. Nothing waits for a batch to fill: an idle worker takes a
-    request at once, so a lone request is answered as before (benchmarks/README.md,
-    "Serving throughput with ApacheBench").
-    """
+    worker about a quarter less per image in batches of 3-4. Nothing waits for a batch to
+    fill: an idle worker takes a request at once, so a lone request is answered as before
+    (benchmarks/README.md, "Serving throughput with ApacheBench")."""
 
     def __init__(self, spec: PredictorSpec, workers: int, batch: int = DEFAULT_BATCH) -> None:
         if workers < 1:
@@ -386,7 +402,7 @@ class WorkerPool:
         return await waiting.future
 
     def _dispatch(self) -> None:
-        """Give waiting requests to idle workers, in order; consecutive /predict requests go up to `batch` at once."""
+        """Give waiting requests to idle workers in order, consecutive small /predict ones up to `batch` at once."""
         while self._idle and self._waiting:
             first = self._waiting.popleft()
             if first.future.done():  # cancelled while it waited (client gone)
@@ -397,12 +413,14 @@ class WorkerPool:
                 task = self._waiting.popleft()
                 if not task.future.done():
                     tasks.append(task)
+            tasks, message = _message(tasks)
+            if not tasks:
+                continue
             worker = self._idle.popleft()
             worker.pending = tasks
             self.batch_sizes[len(tasks)] += 1
             try:
-                worker.conn.send_bytes(pickle.dumps([(t.task, t.args) for t in tasks],
-                                                    protocol=pickle.HIGHEST_PROTOCOL))
+                worker.conn.send_bytes(message)
             except OSError:  # its pipe is gone: the reader sees the EOF and replaces it
                 worker.pending = []
                 for task in tasks:
