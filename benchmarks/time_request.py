@@ -4,9 +4,9 @@
 
 Loads MODEL (default: the shipped mnist) as `serve` does, builds the Predictor a worker
 process builds (one thread), and times `serving.workers.predict_json` on a 28x28 PNG of
-MNIST test digit 0 (a drawn bar if the data is not found), then its parts: preprocessing
-alone, the model call alone, and the model call's cost per image in a batch of 8 (what
-micro-batching requests could save). Prints medians of 5 repeats, in ms, and writes
+MNIST test digit 0 (a drawn bar if the data is not found), the same for 4 requests answered
+together (as `serve --batch 4` answers waiting ones), then its parts: preprocessing alone,
+the model call alone, and the model call's cost per image in a batch of 8. Prints medians of 5 repeats, in ms, and writes
 `results/request-cost-<time>.json` (with the machine: the model call's cost depends on the
 CPU's vector units, which a VM's model name does not say). Run it alone.
 """
@@ -25,10 +25,11 @@ from common import RESULTS, digit_png, model_record, write_result
 
 from mnist_cnn.inference.predict import Predictor
 from mnist_cnn.inference.runtimes import reload
-from mnist_cnn.serving.workers import predict_json
+from mnist_cnn.serving.workers import predict_json, predict_json_together
 
 
 BATCH = 8  # images in one model call, as a worker batching the requests of `ab -c 8` would make
+TOGETHER = 4  # requests a worker answers together (serve's default --batch)
 
 
 def per_call_ms(function, calls: int) -> float:
@@ -59,7 +60,11 @@ def main() -> int:
     png = digit_png()
     image = predictor.preprocess(png)[np.newaxis]
     batch = np.repeat(image, BATCH, axis=0)
+    together = [(png, "upload", 3)] * TOGETHER
     rows = {"whole answer (predict_json)": (lambda: predict_json(predictor, png, "upload", 3), 1),
+            # what `serve --batch` does with waiting requests: one model call and one rule for all
+            f"whole answer per request, {TOGETHER} together": (lambda: predict_json_together(predictor, together),
+                                                              TOGETHER),
             "preprocessing": (lambda: predictor.preprocess(png), 1),
             "model call": (lambda: predictor.probabilities(image), 1),
             # what micro-batching across requests could save at most: the call's cost per image
