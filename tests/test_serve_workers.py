@@ -148,7 +148,7 @@ def test_serve_with_workers_leaves_no_process_behind(trained_model, digits, stop
                                "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = server.stdout.readline()
-        assert "2 worker processes" in line, line
+        assert "2 worker processes, batch 4" in line, line  # the default --batch, said where it serves
         url = line.split(" on ")[1].split()[0]
         answer = httpx.post(f"{url}/predict", content=digits[0], headers={"content-type": "image/png"}, timeout=30)
         assert answer.json()["predicted"] == "7"

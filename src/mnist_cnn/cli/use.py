@@ -89,8 +89,8 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
                    help="processes that read the images, each with its own copy of the model; 0: threads of "
                         "the server process (default: one per core, at most 4)")
     s.add_argument("--batch", type=int, default=4, metavar="N",
-                   help="waiting /predict requests a worker answers together with one model call; 1: one "
-                        "at a time (default 4; a lone request never waits for others)")
+                   help="waiting /predict requests a worker process answers together with one model call; 1: "
+                        "one at a time (default 4; a lone request never waits for others)")
 
 
 def run_predict(args: argparse.Namespace) -> int:

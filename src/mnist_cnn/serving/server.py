@@ -271,7 +271,7 @@ def open_server(model: str | Path | Predictor = "mnist", *, host: str = "127.0.0
     # "Serving throughput with ApacheBench").
     gc.collect()
     gc.freeze()
-    where = f"{predictor.backend.runtime}, " + (f"{pool.workers} worker processes" if pool else "no workers")
+    where = f"{predictor.backend.runtime}, " + (f"{pool.workers} worker processes, batch {pool.batch}" if pool else "no workers")
     return Server(app, sock, pool, max_connections, header_timeout_s, log_level, access_log,
                   description=f"{name} ({where})", max_body_bytes=predictor.max_bytes + MULTIPART_OVERHEAD_BYTES)
 
