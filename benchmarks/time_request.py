@@ -6,8 +6,8 @@ Loads MODEL (default: the shipped mnist) as `serve` does, builds the Predictor a
 process builds (one thread), and times `serving.workers.predict_json` on a 28x28 PNG of
 MNIST test digit 0 (a drawn bar if the data is not found), the same for 4 requests answered
 together (as `serve --batch 4` answers waiting ones), then its parts: preprocessing alone,
-the model call alone, and the model call's cost per image in a batch of 8. Prints medians of 5 repeats, in ms, and writes
-`results/request-cost-<time>.json` (with the machine: the model call's cost depends on the
+the model call alone, and the model call's cost per image in a batch of 8. Prints medians
+of 5 repeats, in ms, and writes `results/request-cost-<time>.json` (with the machine: the model call's cost depends on the
 CPU's vector units, which a VM's model name does not say). Run it alone.
 """
 

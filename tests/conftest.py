@@ -81,6 +81,29 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
+def png_bytes(image: np.ndarray) -> bytes:
+    """A 2-D array of 0..255 values as the bytes of an 8-bit grayscale PNG (an upload)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def digit_pngs() -> list[bytes]:
+    """The first 8 MNIST test digits as PNG uploads (0 is a 7)."""
+    from mnist_cnn.data.idx import load_split
+    from mnist_cnn.data.registry import get_spec
+
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set MNIST_CNN_TEST_DATA)")
+    images, _, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
+    return [png_bytes(images[i]) for i in range(8)]
+
+
 def make_tiny_arrays(n_train: int = 120, n_test: int = 40, num_classes: int = 10, seed: int = 0):
     """Images whose class is readable from a bright square's position, so tiny models can learn."""
     rng = np.random.default_rng(seed)

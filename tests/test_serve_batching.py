@@ -19,23 +19,9 @@ import pytest
 from PIL import Image
 
 from mnist_cnn.core.errors import ImageError, MnistCnnError
-from mnist_cnn.data.idx import load_split
-from mnist_cnn.data.registry import get_spec
 from mnist_cnn.serving.workers import (DEFAULT_BATCH, WorkerDied, WorkerPool, predict_json, predict_json_together,
                                        read_json, spec_of)
-from tests.conftest import SHARED_DATA
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image.astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def digits() -> list[bytes]:
-    images, _, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
-    return [png(images[i]) for i in range(8)]
+from tests.conftest import png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +60,14 @@ def same(answer: dict | str, expected: dict | str) -> bool:
             and [t["class"] for t in answer["top"]] == [t["class"] for t in expected["top"]])
 
 
-def test_requests_answered_together_answer_as_alone(predictor, digits):
+def test_requests_answered_together_answer_as_alone(predictor, digit_pngs):
     square = np.zeros((28, 28))
     square[2:26, 2:26] = 255  # refused by a calibrated rule; its reason in the request's language
-    requests = [(digits[0], "a", 3), (b"not an image", "b", 3), (digits[1], "c", 10, "pt-BR"),
-                (png(np.zeros((28, 28))), "d", 1), (png(square), "e", 2, "pt-BR"), (digits[2], "f", 1, "en"),
-                (digits[3], "g", 3, "xx"),
-                (np.asarray(Image.open(io.BytesIO(digits[4])), dtype=np.float32), "h", 3)]  # JSON pixels
+    requests = [(digit_pngs[0], "a", 3), (b"not an image", "b", 3), (digit_pngs[1], "c", 10, "pt-BR"),
+                (png_bytes(np.zeros((28, 28))), "d", 1), (png_bytes(square), "e", 2, "pt-BR"),
+                (digit_pngs[2], "f", 1, "en"),
+                (digit_pngs[3], "g", 3, "xx"),
+                (np.asarray(Image.open(io.BytesIO(digit_pngs[4])), dtype=np.float32), "h", 3)]  # JSON pixels
     together = predict_json_together(predictor, requests)
     assert len(together) == len(requests)
     for (kind, value), request in zip(together, requests):
@@ -94,7 +81,7 @@ def test_requests_answered_together_answer_as_alone(predictor, digits):
     assert not refused["accepted"] and refused["reason"].startswith("não ")  # the trained model is calibrated
 
 
-def test_a_shared_call_that_fails_answers_each_request_alone(predictor, digits, monkeypatch):
+def test_a_shared_call_that_fails_answers_each_request_alone(predictor, digit_pngs, monkeypatch):
     """A model giving NaN for one image must fail that request only, not the requests beside it."""
     from mnist_cnn.inference import predict as predict_module
 
@@ -105,17 +92,17 @@ def test_a_shared_call_that_fails_answers_each_request_alone(predictor, digits, 
         out = np.array(real(backend, batch), dtype=np.float64)
         if len(batch) > 1:
             out[nan_row] = np.nan
-        elif np.array_equal(batch[0], predictor.preprocess(digits[nan_row])[..., np.newaxis]):
+        elif np.array_equal(batch[0], predictor.preprocess(digit_pngs[nan_row])[..., np.newaxis]):
             out[0] = np.nan
         return out
 
     monkeypatch.setattr(predict_module, "predict_probabilities", some_nan)
-    together = predict_json_together(predictor, [(d, "x", 3) for d in digits[:3]])
+    together = predict_json_together(predictor, [(d, "x", 3) for d in digit_pngs[:3]])
     assert [kind for kind, _ in together] == ["ok", "error", "ok"]
     assert "non-finite" in str(together[1][1])
 
 
-def test_a_bug_on_one_image_fails_only_its_request(predictor, digits, monkeypatch):
+def test_a_bug_on_one_image_fails_only_its_request(predictor, digit_pngs, monkeypatch):
     """An unexpected exception (a bug, not a bad image) in the shared path: the worker answers each
     request alone, so only the image that hits it gets an error (the server's 500)."""
     from mnist_cnn.serving.workers import _answer_all
@@ -123,12 +110,12 @@ def test_a_bug_on_one_image_fails_only_its_request(predictor, digits, monkeypatc
     real = predictor.preprocess
 
     def buggy(source):
-        if source == digits[1]:
+        if source == digit_pngs[1]:
             raise ValueError("a bug")
         return real(source)
 
     monkeypatch.setattr(predictor, "preprocess", buggy)
-    answers = _answer_all(predictor, [(predict_json, (d, "x", 3)) for d in digits[:3]])
+    answers = _answer_all(predictor, [(predict_json, (d, "x", 3)) for d in digit_pngs[:3]])
     assert [kind for kind, _ in answers] == ["ok", "error", "ok"]
     assert isinstance(answers[1][1], RuntimeError) and "ValueError" in str(answers[1][1])
 
@@ -146,8 +133,8 @@ def run_in_pool(pool: WorkerPool, calls: list[tuple], cancel: int | None = None)
     return asyncio.run(asyncio.wait_for(main(), 120))
 
 
-def test_waiting_requests_go_to_the_worker_together_and_in_order(pool, predictor, digits):
-    calls = [(predict_json, digits[i % 8], f"n{i}", 3) for i in range(9)]
+def test_waiting_requests_go_to_the_worker_together_and_in_order(pool, predictor, digit_pngs):
+    calls = [(predict_json, digit_pngs[i % 8], f"n{i}", 3) for i in range(9)]
     results = run_in_pool(pool, calls)
     for result, call in zip(results, calls):
         assert same(json.loads(result), alone(predictor, *call[1:])), call[2]
@@ -156,30 +143,31 @@ def test_waiting_requests_go_to_the_worker_together_and_in_order(pool, predictor
     assert pool.batch_sizes == {1: 1, 4: 2}
 
 
-def test_a_number_is_never_read_in_a_batch(pool, predictor, digits):
-    calls = [(predict_json, digits[0], "p0", 3), (predict_json, digits[1], "p1", 3), (read_json, digits[3], "r"),
-             (predict_json, digits[2], "p2", 3), (predict_json, digits[4], "p3", 3)]
+def test_a_number_is_never_read_in_a_batch(pool, predictor, digit_pngs):
+    calls = [(predict_json, digit_pngs[0], "p0", 3), (predict_json, digit_pngs[1], "p1", 3),
+             (read_json, digit_pngs[3], "r"),
+             (predict_json, digit_pngs[2], "p2", 3), (predict_json, digit_pngs[4], "p3", 3)]
     results = run_in_pool(pool, calls)
     assert [json.loads(r)["source"] for r in results] == ["p0", "p1", "r", "p2", "p3"]
-    assert json.loads(results[2]) == json.loads(read_json(predictor, digits[3], "r"))
+    assert json.loads(results[2]) == json.loads(read_json(predictor, digit_pngs[3], "r"))
     assert pool.batch_sizes == {1: 3, 2: 1}  # p0 | p1 | the read | p2 + p3
 
 
-def test_a_request_cancelled_while_waiting_is_skipped(pool, predictor, digits):
-    calls = [(predict_json, digits[i], f"n{i}", 3) for i in range(5)]
+def test_a_request_cancelled_while_waiting_is_skipped(pool, predictor, digit_pngs):
+    calls = [(predict_json, digit_pngs[i], f"n{i}", 3) for i in range(5)]
     results = run_in_pool(pool, calls, cancel=2)
     assert isinstance(results[2], asyncio.CancelledError)
     assert [json.loads(results[i])["source"] for i in (0, 1, 3, 4)] == ["n0", "n1", "n3", "n4"]
     assert pool.batch_sizes == {1: 1, 3: 1}  # the cancelled one was never sent
 
 
-def test_a_worker_killed_while_answering_a_batch_fails_only_that_batch(pool, predictor, digits):
+def test_a_worker_killed_while_answering_a_batch_fails_only_that_batch(pool, predictor, digit_pngs):
     bar = np.zeros((4000, 4000))
     bar[1000:3000, 1900:2100] = 255
-    slow = png(bar)  # 20 KB, small enough to share a batch, but 16 MP: about half a second of work
+    slow = png_bytes(bar)  # 20 KB, small enough to share a batch, but 16 MP: about half a second of work
     assert len(slow) < 64 * 1024
-    calls = [(predict_json, digits[0], "first", 3), (predict_json, slow, "slow", 3),
-             *[(predict_json, digits[i], f"n{i}", 3) for i in range(1, 4)]]
+    calls = [(predict_json, digit_pngs[0], "first", 3), (predict_json, slow, "slow", 3),
+             *[(predict_json, digit_pngs[i], f"n{i}", 3) for i in range(1, 4)]]
 
     async def main():
         first = asyncio.ensure_future(pool.run(*calls[0]))
@@ -192,7 +180,7 @@ def test_a_worker_killed_while_answering_a_batch_fails_only_that_batch(pool, pre
         deadline = time.monotonic() + 120
         while not pool.pids() and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        after = await pool.run(predict_json, digits[5], "after", 3)
+        after = await pool.run(predict_json, digit_pngs[5], "after", 3)
         return first.result(), died, after
 
     first, died, after = asyncio.run(asyncio.wait_for(main(), 180))
@@ -226,25 +214,26 @@ def test_default_workers_is_one_per_core_at_most_four(monkeypatch, cores, worker
     assert default_workers() == workers
 
 
-def test_a_large_upload_goes_alone(pool, predictor, digits):
+def test_a_large_upload_goes_alone(pool, predictor, digit_pngs):
     """A photo-sized upload costs a worker far more than the per-call share a batch saves: it never
     holds small requests behind it in one worker."""
-    big = png(np.pad(np.asarray(Image.open(io.BytesIO(digits[5]))), 300) + np.random.default_rng(1).integers(
-        0, 3, (628, 628)).astype(np.uint8))  # a digit on 628x628 of faint noise: over 64 KB as a PNG
+    digit = np.pad(np.asarray(Image.open(io.BytesIO(digit_pngs[5]))), 300)  # on 628x628 ...
+    big = png_bytes(digit + np.random.default_rng(1).integers(0, 3, digit.shape).astype(np.uint8))  # ... faint noise
     assert len(big) > 64 * 1024
-    calls = [(predict_json, digits[0], "p0", 3), (predict_json, digits[1], "p1", 3), (predict_json, big, "big", 3),
-             (predict_json, digits[2], "p2", 3), (predict_json, digits[4], "p3", 3)]
+    calls = [(predict_json, digit_pngs[0], "p0", 3), (predict_json, digit_pngs[1], "p1", 3),
+             (predict_json, big, "big", 3),
+             (predict_json, digit_pngs[2], "p2", 3), (predict_json, digit_pngs[4], "p3", 3)]
     results = run_in_pool(pool, calls)
     assert [json.loads(r)["source"] for r in results] == ["p0", "p1", "big", "p2", "p3"]
     assert pool.batch_sizes == {1: 3, 2: 1}  # p0 | p1 | big | p2 + p3
 
 
-def test_a_request_that_cannot_be_sent_fails_alone(pool, predictor, digits):
+def test_a_request_that_cannot_be_sent_fails_alone(pool, predictor, digit_pngs):
     """Arguments that do not pickle fail their own request (the server's 500), not the pool."""
     import threading
 
-    calls = [(predict_json, digits[0], "p0", 3), (predict_json, digits[1], "p1", 3),
-             (predict_json, digits[2], threading.Lock(), 3), (read_json, digits[3], "r")]
+    calls = [(predict_json, digit_pngs[0], "p0", 3), (predict_json, digit_pngs[1], "p1", 3),
+             (predict_json, digit_pngs[2], threading.Lock(), 3), (read_json, digit_pngs[3], "r")]
     results = run_in_pool(pool, calls)
     assert json.loads(results[0])["source"] == "p0" and json.loads(results[1])["source"] == "p1"
     assert isinstance(results[2], RuntimeError) and "cannot send" in str(results[2])

@@ -18,25 +18,11 @@ import pytest
 from PIL import Image
 
 from mnist_cnn.core.errors import MnistCnnError
-from mnist_cnn.data.idx import load_split
-from mnist_cnn.data.registry import get_spec
 from mnist_cnn.serving.workers import PredictorSpec, WorkerPool, spec_of
-from tests.conftest import SHARED_DATA
+from tests.conftest import png_bytes
 from tests.servers import running_server
 
 pytest.importorskip("fastapi")
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image.astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def digits() -> list[bytes]:
-    images, _, _ = load_split(get_spec("mnist"), SHARED_DATA / "mnist", "test")
-    return [png(images[i]) for i in range(6)]
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +52,25 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_workers_answer_exactly_as_threads_do(served, digits):
+def test_workers_answer_exactly_as_threads_do(served, digit_pngs):
     from mnist_cnn.serving.app import create_app
 
     predictor, pool = served
-    requests = [dict(content=digits[0], headers={"content-type": "image/png"}),
-                dict(files={"file": ("d.png", digits[1], "image/png")}),
-                dict(json={"image": np.asarray(Image.open(io.BytesIO(digits[2]))).tolist()})]
+    requests = [dict(content=digit_pngs[0], headers={"content-type": "image/png"}),
+                dict(files={"file": ("d.png", digit_pngs[1], "image/png")}),
+                dict(json={"image": np.asarray(Image.open(io.BytesIO(digit_pngs[2]))).tolist()})]
     answers = {}
     for mode, app in (("threads", create_app(predictor)), ("workers", create_app(predictor, pool=pool))):
         with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
             answers[mode] = [client.post("/predict?top_k=5", **r) for r in requests]
-            answers[mode].append(client.post("/read", content=digits[3], headers={"content-type": "image/png"}))
-            answers[mode].append(client.post("/predict", content=b"not an image", headers={"content-type": "image/png"}))
-            answers[mode].append(client.post("/predict", content=png(np.zeros((28, 28))),
+            answers[mode].append(client.post("/read", content=digit_pngs[3], headers={"content-type": "image/png"}))
+            answers[mode].append(client.post("/predict", content=b"not an image",
+                                             headers={"content-type": "image/png"}))
+            answers[mode].append(client.post("/predict", content=png_bytes(np.zeros((28, 28))),
                                              headers={"content-type": "image/png"}))
             square = np.zeros((28, 28))
             square[2:26, 2:26] = 255  # refused: its reason, in Portuguese, crosses to the worker and back
-            answers[mode].append(client.post("/predict", content=png(square),
+            answers[mode].append(client.post("/predict", content=png_bytes(square),
                                              headers={"content-type": "image/png", "accept-language": "pt-BR"}))
     for threads, workers in zip(answers["threads"], answers["workers"]):
         assert (threads.status_code, threads.json()) == (workers.status_code, workers.json())
@@ -97,21 +84,21 @@ def test_an_image_over_the_pixel_cap_is_413_from_a_worker(served):
     from mnist_cnn.serving.app import create_app
 
     predictor, pool = served
-    big = png(np.zeros((6000, 6000)))  # a small file of 36 M pixels: over the 25 M cap
+    big = png_bytes(np.zeros((6000, 6000)))  # a small file of 36 M pixels: over the 25 M cap
     with running_server(create_app(predictor, pool=pool)) as url:
         response = httpx.post(f"{url}/predict", content=big, headers={"content-type": "image/png"}, timeout=30)
     assert response.status_code == 413 and "pixels" in response.json()["detail"]
 
 
-def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(served, digits):
+def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(served, digit_pngs):
     from mnist_cnn.serving.app import create_app
 
     predictor, pool = served
     with running_server(create_app(predictor, pool=pool)) as url, httpx.Client(base_url=url, timeout=30) as client:
-        assert client.post("/predict", content=digits[0], headers={"content-type": "image/png"}).status_code == 200
+        assert client.post("/predict", content=digit_pngs[0], headers={"content-type": "image/png"}).status_code == 200
         before = pool.pids()
         os.kill(before[0], signal.SIGKILL)
-        codes = [client.post("/predict", content=digits[0], headers={"content-type": "image/png"}).status_code
+        codes = [client.post("/predict", content=digit_pngs[0], headers={"content-type": "image/png"}).status_code
                  for _ in range(6)]
         assert set(codes) <= {200, 503}, codes  # a request on the dead worker may get 503, never a 500
         deadline = time.monotonic() + 120
@@ -120,8 +107,9 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(served, digi
             time.sleep(0.2)
         after = pool.pids()
         assert len(after) == 2 and before[0] not in after
-        codes = [client.post("/predict", content=d, headers={"content-type": "image/png"}).status_code for d in digits]
-        assert codes == [200] * len(digits)
+        codes = [client.post("/predict", content=d, headers={"content-type": "image/png"}).status_code
+                 for d in digit_pngs]
+        assert codes == [200] * len(digit_pngs)
 
 
 def test_a_worker_that_cannot_load_the_model_is_one_line_before_serving(served, tmp_path):
@@ -143,14 +131,14 @@ def test_a_model_only_in_memory_has_no_spec(trained_model):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
-def test_serve_with_workers_leaves_no_process_behind(trained_model, digits, stop):
+def test_serve_with_workers_leaves_no_process_behind(trained_model, digit_pngs, stop):
     server = subprocess.Popen([sys.executable, "-m", "mnist_cnn", "serve", str(trained_model), "--port", "0",
                                "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = server.stdout.readline()
         assert "2 worker processes, batch 4" in line, line  # the default --batch, said where it serves
         url = line.split(" on ")[1].split()[0]
-        answer = httpx.post(f"{url}/predict", content=digits[0], headers={"content-type": "image/png"}, timeout=30)
+        answer = httpx.post(f"{url}/predict", content=digit_pngs[0], headers={"content-type": "image/png"}, timeout=30)
         assert answer.json()["predicted"] == "7"
         workers = children_of(server.pid)
         assert len(workers) >= 2

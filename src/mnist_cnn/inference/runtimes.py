@@ -260,14 +260,15 @@ class SizedInterpreters:
         except OSError as e:
             raise ModelFileError(f"cannot load {path} as a LiteRT model ({e.strerror}); export it again") from None
         interpreter, self.runtime = open_interpreter(self.path, threads, self._content)
-        self.first = interpreter  # as opened: its details say the model's shapes
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs, not one of each; "
                                  f"export it again")
         (source,), (target,) = inputs, outputs
         self.input, self.output = source["index"], target["index"]
-        self._shape = [int(n) for n in source["shape"][1:]]
+        # one example's shapes (the batch axis left out), as the file declares them
+        self.input_shape = tuple(int(n) for n in source["shape"][1:])
+        self.output_shape = tuple(int(n) for n in target["shape"][1:])
         self._by_size: dict[int, Any] = {int(source["shape"][0]): interpreter}
         self._shared: Any = None  # the one for every other size, and the size its tensors have now
         self._shared_size = -1
@@ -291,7 +292,7 @@ class SizedInterpreters:
             interpreter = self._shared
             if self._shared_size == size:
                 return interpreter
-        interpreter.resize_tensor_input(self.input, [size, *self._shape])
+        interpreter.resize_tensor_input(self.input, [size, *self.input_shape])
         interpreter.allocate_tensors()
         if keep:
             self._by_size[size] = interpreter
@@ -304,14 +305,13 @@ class LiteRtModel(InferenceModel):
     """A .tflite file in the LiteRT interpreter (`ai_edge_litert` if installed, else TensorFlow's)."""
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        self._interpreters = SizedInterpreters(path, threads)
-        inputs, outputs = self._interpreters.first.get_input_details(), self._interpreters.first.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1 or tuple(inputs[0]["shape"][1:]) != INPUT_SHAPE:
+        self._interpreters = SizedInterpreters(path, threads)  # one input and one output, or ModelFileError
+        if self._interpreters.input_shape != INPUT_SHAPE:
             raise ModelFileError(f"{path} is not one (N, 28, 28, 1) image batch -> one probability vector; "
                                  f"export it again")
         self.name, self.runtime = Path(path).stem, self._interpreters.runtime
         self.source_file = ("litert", Path(path))
-        self.num_classes = int(outputs[0]["shape"][-1])
+        self.num_classes = self._interpreters.output_shape[-1]
 
     def count_params(self) -> None:
         return None

@@ -57,7 +57,7 @@ class SideModel:
 
         side = cls(None, path, what)
         side._interpreter = SizedInterpreters(path, threads=1)
-        side.shape = tuple(int(n) for n in side._interpreter.first.get_input_details()[0]["shape"][1:])
+        side.shape = side._interpreter.input_shape
         return side
 
     @property

@@ -176,9 +176,7 @@ class TouchingReader:
         if side is None:
             shape = tuple(model.input_shape[1:3]), tuple(model.output_shape[1:])
         else:  # a LiteRT file alone
-            interpreter = side._interpreter.first
-            shape = (tuple(int(n) for n in interpreter.get_input_details()[0]["shape"][1:3]),
-                     tuple(int(n) for n in interpreter.get_output_details()[0]["shape"][1:]))
+            shape = side._interpreter.input_shape[:2], side._interpreter.output_shape
         bands = shape[1][0] if len(shape[1]) == 2 else None
         if shape[0] != (STRIP_HEIGHT, STRIP_WIDTH) or shape[1][-1:] != (11,) or not bands or STRIP_WIDTH % bands:
             raise ModelFileError(f"{source} is not a touching-digit reader: it takes {shape[0]} and gives {shape[1]}, "

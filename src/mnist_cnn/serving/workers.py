@@ -36,7 +36,7 @@ import orjson
 from ..core.errors import MnistCnnError, first_line
 from ..core.messages import DEFAULT_LANG, check_lang
 from ..inference.acceptance import Acceptance
-from ..inference.predict import Predictor
+from ..inference.predict import Prediction, Predictor
 from ..runs.run import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,11 @@ def _json(document: dict[str, Any]) -> bytes:
 def predict_json(predictor: Predictor, source: bytes | np.ndarray, name: str, top_k: int,
                  lang: str = DEFAULT_LANG) -> bytes:
     """The /predict answer for one image, as a JSON body (a refusal's reason in `lang`)."""
-    return _json(predictor.predict([source], top_k, [name], lang)[0].to_dict(include_image=True))
+    return _prediction_json(predictor.predict([source], top_k, [name], lang)[0])
+
+
+def _prediction_json(prediction: Prediction) -> bytes:
+    return _json(prediction.to_dict(include_image=True))  # the page shows the image the model saw
 
 
 def predict_json_together(predictor: Predictor, requests: list[tuple[Any, ...]]) -> list[tuple[str, Any]]:
@@ -140,12 +144,12 @@ def predict_json_together(predictor: Predictor, requests: list[tuple[Any, ...]])
         for i, image, name, top_k, lang in ready:
             try:
                 prediction = predictor.predict_preprocessed(image[np.newaxis], [name], top_k, lang)[0]
-                answers[i] = ("ok", _json(prediction.to_dict(include_image=True)))
+                answers[i] = ("ok", _prediction_json(prediction))
             except MnistCnnError as e:
                 answers[i] = ("error", e)
         return answers
     for i, prediction in zip(indices, predictions):
-        answers[i] = ("ok", _json(prediction.to_dict(include_image=True)))
+        answers[i] = ("ok", _prediction_json(prediction))
     return answers
 
 
