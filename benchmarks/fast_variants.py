@@ -23,12 +23,37 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def whitening_kernel(images, keep: int, eps: float, crop: int = 2, size: int = 4, stride: int = 2):
+    """A frozen first layer after airbench's: the `keep` leading eigenvectors of the covariance
+    of `size`x`size` patches of the cropped training images, each scaled by 1/sqrt(eigenvalue +
+    eps) and paired with its negative (so a ReLU after it drops nothing). Shape (size, size, 1, 2 * keep)."""
+    import numpy as np
+
+    x = images[:5000, crop:images.shape[1] - crop, crop:images.shape[2] - crop].astype(np.float32)
+    x = x / 255.0 if images.dtype == np.uint8 else x
+    patches = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    patches = patches.reshape(-1, size * size)
+    values, vectors = np.linalg.eigh(patches.T @ patches / len(patches))
+    order = np.argsort(values)[::-1][:keep]
+    filters = vectors[:, order] / np.sqrt(values[order] + eps)
+    return np.concatenate([filters, -filters], axis=1).reshape(size, size, 1, 2 * keep).astype(np.float32)
+
+
 def variants():
-    """Candidate feature extractors (a dense softmax is added on top), by name."""
+    """Candidate feature extractors (a dense softmax is added on top), by name. A layer named
+    "whiten" gets `whitening_kernel`'s weights and is not trained."""
     from keras import layers
+
+    def whiten(keep):
+        return [layers.Conv2D(2 * keep, 4, strides=2, padding="same", use_bias=False, trainable=False,
+                              name=f"whiten_{keep}"), layers.ReLU()]
 
     def cbr(filters, kernel, strides=1):
         return [layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False),
+                layers.BatchNormalization(momentum=0.9), layers.ReLU()]
+
+    def cpbr(filters, kernel):  # pooled before batch norm and ReLU: both then see a quarter of the values
+        return [layers.Conv2D(filters, kernel, padding="same", use_bias=False), layers.MaxPooling2D(),
                 layers.BatchNormalization(momentum=0.9), layers.ReLU()]
 
     pool = layers.MaxPooling2D
@@ -47,6 +72,16 @@ def variants():
         "crop24-stem16": lambda: [layers.Cropping2D(2), *cbr(16, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
         "crop24-stem24-24": lambda: [layers.Cropping2D(2), *cbr(24, 4, 2), *cbr(24, 3), pool(), *cbr(64, 3), pool()],
         "crop20-stem24": lambda: [layers.Cropping2D(4), *cbr(24, 4, 2), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        # airbench's frozen whitening stem: no gradient flows below block 1, so its input
+        # gradient and the stem's own backward pass are never computed.
+        "crop24-white16": lambda: [layers.Cropping2D(2), *whiten(16), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop24-white12": lambda: [layers.Cropping2D(2), *whiten(12), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop24-white8": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(32, 3), pool(), *cbr(64, 3), pool()],
+        "crop24-white8-48": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(48, 3), pool(), *cbr(64, 3), pool()],
+        "crop24-white8-32-96": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(32, 3), pool(), *cbr(96, 3), pool()],
+        "crop24-white8-poolfirst": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(32, 3), *cpbr(64, 3)],
+        "crop24-white12-poolfirst": lambda: [layers.Cropping2D(2), *whiten(12), *cpbr(32, 3), *cpbr(64, 3)],
+        "crop24-white12-24": lambda: [layers.Cropping2D(2), *whiten(12), *cbr(24, 3), pool(), *cbr(64, 3), pool()],
     }
 
 
@@ -64,6 +99,8 @@ def main() -> int:
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--inter-op-threads", type=int, default=0, help="0: TensorFlow's default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fused-batch-norm", action="store_true", help="the package's fused batch norm, as `fast`")
+    parser.add_argument("--whiten-eps", type=float, default=5e-4, help="added to each eigenvalue of a whitening stem")
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args()
 
@@ -92,6 +129,13 @@ def main() -> int:
 
     model = keras.Sequential([keras.Input((28, 28, 1)), *variants()[args.variant](), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax", dtype="float32")])
+    for layer in model.layers:
+        if layer.name.startswith("whiten_"):
+            layer.set_weights([whitening_kernel(data.x_train, int(layer.name.split("_")[1]), args.whiten_eps)])
+    if args.fused_batch_norm:
+        from mnist_cnn.training.batchnorm import fused_copy
+
+        model = fused_copy(model)
     steps = -(-len(data.x_train) // args.batch_size)
     warmup = int(args.warmup_epochs * steps)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -123,14 +167,16 @@ def main() -> int:
             accuracy = float((model.predict(x_test, batch_size=1000, verbose=0).argmax(1) == y_test).mean())
             self.curve.append([round(self.train_s, 2), accuracy])
             print(f"epoch {epoch + 1}: {elapsed:.2f} s, median step {1000 * statistics.median(self.steps):.1f} ms "
-                  f"(per {args.steps_per_execution} batch(es)), first {self.steps[0]:.2f} s, test {accuracy:.4f}",
+                  f"(per {args.steps_per_execution} batch(es)), first {self.steps[0]:.2f} s, "
+                  f"after the last {elapsed - sum(self.steps):.2f} s (validation), test {accuracy:.4f}",
                   file=sys.stderr, flush=True)
 
     clock = Clock()
-    model.fit(make_batches(data.x_train, y_train, args.batch_size, shuffle_seed=args.seed), epochs=args.epochs,
+    history = model.fit(make_batches(data.x_train, y_train, args.batch_size, shuffle_seed=args.seed), epochs=args.epochs,
               validation_data=make_batches(data.x_val, y_val, args.batch_size), verbose=0, callbacks=[clock])
     print(json.dumps({**vars(args), "data_dir": str(args.data_dir), "params": model.count_params(),
-                      "epoch_s": clock.epoch_s, "curve": clock.curve, "train_s": round(clock.train_s, 2)}))
+                      "epoch_s": clock.epoch_s, "curve": clock.curve,
+                      "val_accuracy": [round(v, 4) for v in history.history["val_accuracy"]], "train_s": round(clock.train_s, 2)}))
     return 0
 
 

@@ -12,7 +12,7 @@ from mnist_cnn.inference.keras_file import load_saved_model  # noqa: E402
 from mnist_cnn.training.models import MODELS, build_model
 
 # Changing an architecture changes these on purpose: update them in the same commit.
-PINNED_PARAMS = {"keras-example": 34_826, "compact": 57_578, "cnn": 156_074, "fast": 31_978, "strong": 279_722, "resnet": 464_810,
+PINNED_PARAMS = {"keras-example": 34_826, "compact": 57_578, "cnn": 156_074, "fast": 29_450, "strong": 279_722, "resnet": 464_810,
                  "wide": 1_021_762, "deep": 830_274}
 
 

@@ -33,6 +33,7 @@ from ..runs.run import Run, TrainState, history_columns
 from . import tensorboard_logs
 from .augment import augmenter
 from .batchnorm import FusedBatchNormalization, fused_copy
+from .whitening import whiten
 from .callbacks import (
     AveragedWeights,
     HistoryLogger,
@@ -237,7 +238,8 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
         seed_everything(config)
         data = prepare_data(config, dataset, scale=False)  # uint8: make_batches scales each batch
         steps = steps_per_epoch(config, len(data.x_train))
-        model = compile_model(build_for_training(config, dataset.num_classes), config, steps)
+        # A frozen whitening stem is set from the data first (a resumed run's checkpoint then restores it as saved).
+        model = compile_model(whiten(build_for_training(config, dataset.num_classes), data.x_train), config, steps)
         state, rows = (run.resume_point(config, dataset.name, dataset.source, dataset.sha256, changed) if resume
                        else (None, []))
         if state is not None:
