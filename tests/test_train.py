@@ -432,3 +432,20 @@ def test_training_clothes_on_the_default_model_says_it_was_made_for_digits(share
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert ("made for digits" in out and "--model cnn" in out) is noted
+
+
+def test_resume_of_a_run_whose_architecture_changed_is_one_line_and_changes_nothing(
+        tiny_dataset, isolated_env, capsys, monkeypatch):
+    """A run made before its model's architecture changed (as `fast`'s did on 2026-12-08)."""
+    from mnist_cnn.training.models import MODELS
+
+    assert main(["train", "--dataset", "tiny", "--data-dir", str(tiny_dataset), "--epochs", "1",
+                 "--model", "fast"]) == 0
+    run_dir = only_run(isolated_env / "runs")
+    before = {name: (run_dir / name).read_bytes() for name in ("config.json", "history.csv", "state.json")}
+    monkeypatch.setitem(MODELS, "fast", MODELS["keras-example"])  # "fast" now builds other shapes
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tiny_dataset), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not fit the 'fast' model" in err and "start a new run" in err
+    assert {name: (run_dir / name).read_bytes() for name in before} == before  # not even the resume recorded

@@ -58,6 +58,14 @@ def test_an_impossible_filter_count_is_refused(filters):
         whitening_kernel(correlated_images(n=10), (3, 3), (1, 1), filters)
 
 
+@pytest.mark.parametrize("images", [np.zeros((3, 12, 12, 1), np.float32), np.ones((1, 4, 4, 1), np.float32)],
+                         ids=["blank", "one-flat-image"])
+def test_degenerate_images_give_a_finite_kernel(images):
+    # a blank or flat dataset has (nearly) no variance in most directions: eps keeps the kernel finite
+    kernel = whitening_kernel(images, (4, 4), (2, 2), 16)
+    assert np.isfinite(kernel).all() and np.abs(kernel).max() <= 1 / np.sqrt(EPS) + 1e-3
+
+
 def test_whiten_sets_the_fast_stem_from_the_images_as_the_model_sees_them():
     model = build_model("fast")
     (layer,) = whitening_layers(model)

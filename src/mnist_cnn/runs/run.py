@@ -333,20 +333,19 @@ class Run:
         state = self.read_state()
         return state is None or (state.epoch < config.epochs and state.wait < config.patience)
 
-    def resume_point(self, config: TrainConfig, dataset_name: str, dataset_source: Any, dataset_sha256: dict[str, str],
-                     changed: dict[str, tuple[Any, Any]] | None = None) -> tuple[TrainState | None, list[dict[str, float]]]:
+    def resume_point(self, dataset_name: str, dataset_source: Any,
+                     dataset_sha256: dict[str, str]) -> tuple[TrainState | None, list[dict[str, float]]]:
         """Reconcile the folder for a resumed training: the data must be what it was trained on,
-        temporary files a kill left are removed, changed settings are recorded, and history rows
-        of an epoch killed before its commit are dropped. Returns the committed state (None if
-        no epoch was committed) and the history rows up to it."""
+        temporary files a kill left are removed, and history rows of an epoch killed before its
+        commit are dropped. Returns the committed state (None if no epoch was committed) and the
+        history rows up to it. Changed settings are recorded by `record_resume`, once the
+        checkpoint has loaded."""
         recorded = self.read_config().get("data", {}).get("sha256")
         if recorded and recorded != dataset_sha256:
             raise MnistCnnError(f"the {dataset_name} files in {dataset_source} differ from those {self.path} was "
                                 f"trained on; resume with the same data or start a new run")
         for leftover in self.clean_temp_files():
             log.info("removed %s, left by an interrupted write", leftover)
-        if changed:
-            self.record_resume(config, changed)
         state = self.read_state()
         if state is None:
             return None, []

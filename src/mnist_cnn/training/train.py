@@ -240,11 +240,19 @@ def train(config: TrainConfig, dataset: Dataset, run_dir: Path, *, verbose: int 
         steps = steps_per_epoch(config, len(data.x_train))
         # A frozen whitening stem is set from the data first (a resumed run's checkpoint then restores it as saved).
         model = compile_model(whiten(build_for_training(config, dataset.num_classes), data.x_train), config, steps)
-        state, rows = (run.resume_point(config, dataset.name, dataset.source, dataset.sha256, changed) if resume
+        state, rows = (run.resume_point(dataset.name, dataset.source, dataset.sha256) if resume
                        else (None, []))
         if state is not None:
-            load_checkpoint(model, run.path / state.last_checkpoint)
+            try:
+                load_checkpoint(model, run.path / state.last_checkpoint)
+            except ValueError:  # Keras: the saved weights' shapes do not fit the model built now
+                raise MnistCnnError(
+                    f"{run.path / state.last_checkpoint} does not fit the {config.model!r} model of this version "
+                    f"of mnist-cnn (its architecture changed since the run was made); the run cannot be resumed: "
+                    f"start a new run") from None
             log.info("resuming %s after epoch %d", run.path, state.epoch)
+        if resume and changed:  # only once the checkpoint is known to fit: a refused resume changes nothing
+            run.record_resume(config, changed)
         if not resume:
             run.write_config(config, data_info(config, dataset, data))
         if state is None:
