@@ -80,6 +80,9 @@ def variants():
         "crop24-white8-48": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(48, 3), pool(), *cbr(64, 3), pool()],
         "crop24-white8-32-96": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(32, 3), pool(), *cbr(96, 3), pool()],
         "crop24-white8-poolfirst": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(32, 3), *cpbr(64, 3)],
+        "crop24-white8-poolfirst-32-48": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(32, 3), *cpbr(48, 3)],
+        "crop24-white8-poolfirst-24-64": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(24, 3), *cpbr(64, 3)],
+        "crop24-white8-poolfirst-24-48": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(24, 3), *cpbr(48, 3)],
         "crop24-white12-poolfirst": lambda: [layers.Cropping2D(2), *whiten(12), *cpbr(32, 3), *cpbr(64, 3)],
         "crop24-white12-24": lambda: [layers.Cropping2D(2), *whiten(12), *cbr(24, 3), pool(), *cbr(64, 3), pool()],
     }
