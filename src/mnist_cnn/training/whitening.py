@@ -36,8 +36,9 @@ def whitening_kernel(inputs: np.ndarray, kernel_size: tuple[int, int], strides: 
     if filters % 2 or not 0 < filters // 2 <= dims:
         raise ValueError(f"a whitening layer needs an even number of filters up to {2 * dims}, not {filters}")
     windows = np.lib.stride_tricks.sliding_window_view(inputs, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
-    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, dims).astype(np.float64)  # (kh, kw, C) as a kernel
-    values, vectors = np.linalg.eigh(patches.T @ patches / len(patches))
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, dims).astype(np.float32)  # (kh, kw, C) as a kernel
+    # float32 products (3-4x faster than float64 on 600,000 patches), the eigenproblem in float64
+    values, vectors = np.linalg.eigh((patches.T @ patches).astype(np.float64) / len(patches))
     leading = np.argsort(values)[::-1][:filters // 2]
     scaled = vectors[:, leading] / np.sqrt(values[leading] + eps)
     return np.concatenate([scaled, -scaled], axis=1).reshape(kh, kw, inputs.shape[-1], filters).astype(np.float32)
