@@ -87,6 +87,11 @@ def variants():
         "crop24-white8-poolfirst-32-48": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(32, 3), *cpbr(48, 3)],
         "crop24-white8-poolfirst-24-64": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(24, 3), *cpbr(64, 3)],
         "crop24-white8-poolfirst-24-48": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(24, 3), *cpbr(48, 3)],
+        # block 2 strided instead of pooled: a quarter of its arithmetic
+        "crop24-white8-poolfirst-s2": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(32, 3), *cbr(64, 3, 2)],
+        "crop24-white8-poolfirst-s2-96": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(32, 3), *cbr(96, 3, 2)],
+        "crop24-white8-s2-s2": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(32, 3, 2), *cbr(64, 3, 2)],
+        "crop24-white8-s2-s2-48-96": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(48, 3, 2), *cbr(96, 3, 2)],
         "crop24-white12-poolfirst": lambda: [layers.Cropping2D(2), *whiten(12), *cpbr(32, 3), *cpbr(64, 3)],
         "crop24-white12-24": lambda: [layers.Cropping2D(2), *whiten(12), *cbr(24, 3), pool(), *cbr(64, 3), pool()],
     }
