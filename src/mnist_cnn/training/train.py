@@ -33,7 +33,6 @@ from ..runs.run import Run, TrainState, history_columns
 from . import tensorboard_logs
 from .augment import augmenter
 from .batchnorm import FusedBatchNormalization, fused_copy
-from .whitening import whiten
 from .callbacks import (
     AveragedWeights,
     HistoryLogger,
@@ -43,6 +42,7 @@ from .callbacks import (
     save_model,
 )
 from .models import build_model
+from .whitening import whiten
 
 log = logging.getLogger(__name__)
 
