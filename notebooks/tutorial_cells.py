@@ -1396,7 +1396,8 @@ Every command has `--help` with an example. Things to try next:
 - **Other models and recipes**: `mnist-cnn models` lists the architectures and the named
   recipes; train the seed's `keras-example` and compare its curves with `compact`'s.
   `mnist-cnn train --recipe fast` passes 99% in one short epoch (the image cropped to
-  24 × 24, narrow layers, a high peak learning rate); `mnist-cnn train --recipe
+  24 × 24, a first layer computed from the data and never trained, narrow layers, a high
+  peak learning rate); `mnist-cnn train --recipe
   strong` trains a deeper model with augmentation (small shifts, rotations and zooms) for the
   best accuracy, much longer.
 - **Fashion-MNIST** on your own: chapter 10 showed the way; on the command line,
@@ -1422,7 +1423,8 @@ Todo comando tem `--help` com um exemplo. O que experimentar em seguida:
 - **Outros modelos e receitas**: `mnist-cnn models` lista as arquiteturas e as receitas com
   nome; treine o `keras-example` do notebook original e compare as curvas dele com as do
   `compact`. `mnist-cnn train --recipe fast` passa de 99% em uma só época curta (a imagem
-  recortada para 24 × 24, camadas estreitas, uma taxa de aprendizado de pico alta); `mnist-cnn train --recipe strong` treina um modelo mais profundo com aumento de dados (pequenos deslocamentos,
+  recortada para 24 × 24, uma primeira camada calculada a partir dos dados e nunca treinada,
+  camadas estreitas, uma taxa de aprendizado de pico alta); `mnist-cnn train --recipe strong` treina um modelo mais profundo com aumento de dados (pequenos deslocamentos,
   rotações e zooms) para a melhor acurácia, por muito mais tempo.
 - **Fashion-MNIST** por conta própria: o capítulo 10 mostrou o caminho; na linha de comando,
   `mnist-cnn train --recipe strong --dataset fashion-mnist --lang pt-BR` treina as 20 épocas
