@@ -27,30 +27,16 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def whitening_kernel(images, keep: int, eps: float, crop: int = 2, size: int = 4, stride: int = 2):
-    """A frozen first layer after airbench's: the `keep` leading eigenvectors of the covariance
-    of `size`x`size` patches of the cropped training images, each scaled by 1/sqrt(eigenvalue +
-    eps) and paired with its negative (so a ReLU after it drops nothing). Shape (size, size, 1, 2 * keep)."""
-    import numpy as np
-
-    x = images[:5000, crop:images.shape[1] - crop, crop:images.shape[2] - crop].astype(np.float32)
-    x = x / 255.0 if images.dtype == np.uint8 else x
-    patches = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
-    patches = patches.reshape(-1, size * size)
-    values, vectors = np.linalg.eigh(patches.T @ patches / len(patches))
-    order = np.argsort(values)[::-1][:keep]
-    filters = vectors[:, order] / np.sqrt(values[order] + eps)
-    return np.concatenate([filters, -filters], axis=1).reshape(size, size, 1, 2 * keep).astype(np.float32)
-
-
 def variants():
     """Candidate feature extractors (a dense softmax is added on top), by name. A layer named
-    "whiten" gets `whitening_kernel`'s weights and is not trained."""
+    "whiten_N" is frozen and set from the training images (`training.whitening`)."""
     from keras import layers
 
-    def whiten(keep):
-        return [layers.Conv2D(2 * keep, 4, strides=2, padding="same", use_bias=False, trainable=False,
-                              name=f"whiten_{keep}"), layers.ReLU()]
+    count = iter(range(100))
+
+    def whiten(keep, kernel=4, strides=2):  # set by `training.whitening.whiten` before training
+        return [layers.Conv2D(2 * keep, kernel, strides=strides, padding="same", use_bias=False, trainable=False,
+                              name=f"whiten_{next(count)}"), layers.ReLU()]
 
     def cbr(filters, kernel, strides=1):
         return [layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False),
@@ -92,6 +78,12 @@ def variants():
         "crop24-white8-poolfirst-s2-96": lambda: [layers.Cropping2D(2), *whiten(8), *cpbr(32, 3), *cbr(96, 3, 2)],
         "crop24-white8-s2-s2": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(32, 3, 2), *cbr(64, 3, 2)],
         "crop24-white8-s2-s2-48-96": lambda: [layers.Cropping2D(2), *whiten(8), *cbr(48, 3, 2), *cbr(96, 3, 2)],
+        # block 1 frozen too (a second whitening, of its 3x3x16 input patches; PCANet's idea):
+        # then only block 2 and the classifier train, and no gradient reaches below block 2
+        "crop24-white8-white16-pf": lambda: [layers.Cropping2D(2), *whiten(8), *whiten(16, 3, 1), pool(),
+                                             *cpbr(64, 3)],
+        "crop24-white8-white16-pf-96": lambda: [layers.Cropping2D(2), *whiten(8), *whiten(16, 3, 1), pool(),
+                                                *cpbr(96, 3)],
         "crop24-white12-poolfirst": lambda: [layers.Cropping2D(2), *whiten(12), *cpbr(32, 3), *cpbr(64, 3)],
         "crop24-white12-24": lambda: [layers.Cropping2D(2), *whiten(12), *cbr(24, 3), pool(), *cbr(64, 3), pool()],
     }
@@ -123,6 +115,7 @@ def main() -> int:
     from mnist_cnn.data.prepare import normalize, prepare_data
     from mnist_cnn.runs.config import TrainConfig
     from mnist_cnn.training.train import make_batches
+    from mnist_cnn.training.whitening import whiten
 
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
@@ -141,9 +134,7 @@ def main() -> int:
 
     model = keras.Sequential([keras.Input((28, 28, 1)), *variants()[args.variant](), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax", dtype="float32")])
-    for layer in model.layers:
-        if layer.name.startswith("whiten_"):
-            layer.set_weights([whitening_kernel(data.x_train, int(layer.name.split("_")[1]), args.whiten_eps)])
+    whiten(model, data.x_train, args.whiten_eps)
     if args.fused_batch_norm:
         from mnist_cnn.training.batchnorm import fused_copy
 

@@ -110,3 +110,24 @@ def test_training_sets_the_stem_and_never_changes_it(tiny_dataset, isolated_env)
     # ... while the layers after it did learn
     assert not np.allclose(keras.ops.convert_to_numpy(saved.get_layer("block1_conv").kernel),
                            keras.ops.convert_to_numpy(fresh.get_layer("block1_conv").kernel))
+
+
+def test_stacked_whitening_layers_are_set_in_order_each_from_what_it_sees():
+    model = keras.Sequential([keras.Input((12, 12, 1)),
+                              keras.layers.Conv2D(8, 2, use_bias=False, trainable=False, name="whiten_a"),
+                              keras.layers.ReLU(),
+                              keras.layers.Conv2D(6, 2, use_bias=False, trainable=False, name="whiten_b"),
+                              keras.layers.Conv2D(4, 2, use_bias=False, trainable=False, name="whitened"),  # not one
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    assert [layer.name for layer in whitening_layers(model)] == ["whiten_a", "whiten_b"]
+    untouched = keras.ops.convert_to_numpy(model.get_layer("whitened").kernel).copy()
+    images = correlated_images(n=60)
+    whiten(model, images, eps=1e-3)
+    first = keras.ops.convert_to_numpy(model.get_layer("whiten_a").kernel)
+    np.testing.assert_allclose(first, whitening_kernel(images, (2, 2), (1, 1), 8, 1e-3), rtol=1e-4, atol=1e-5)
+    seen = np.maximum(keras.ops.convert_to_numpy(keras.ops.conv(images, first, strides=1, padding="valid")), 0)
+    # the second whitens what the first gives it (compared by effect: eigenvectors' signs are arbitrary)
+    second = keras.ops.convert_to_numpy(model.get_layer("whiten_b").kernel)
+    moment = second_moment(keras.ops.convert_to_numpy(keras.ops.conv(seen, second, strides=1, padding="valid"))[..., :3])
+    assert np.abs(moment - np.diag(np.diag(moment))).max() < 1e-3 and np.all(np.diag(moment) > 0.5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("whitened").kernel), untouched)

@@ -45,17 +45,20 @@ def whitening_kernel(inputs: np.ndarray, kernel_size: tuple[int, int], strides: 
 
 
 def whitening_layers(model: keras.Model) -> list[keras.layers.Conv2D]:
+    """The frozen convolutions named "whiten" or "whiten_<anything>", in call order."""
     return [layer for layer in model.layers
-            if isinstance(layer, keras.layers.Conv2D) and layer.name == NAME and not layer.trainable]
+            if isinstance(layer, keras.layers.Conv2D) and not layer.trainable
+            and (layer.name == NAME or layer.name.startswith(NAME + "_"))]
 
 
-def whiten(model: keras.Model, images: np.ndarray) -> keras.Model:
+def whiten(model: keras.Model, images: np.ndarray, eps: float = EPS) -> keras.Model:
     """`model` with each whitening layer set from the first `SAMPLE` of `images` (uint8 0..255
-    or floats in [0, 1], as the model is fed) as that layer sees them."""
+    or floats in [0, 1], as the model is fed) as that layer sees them: in call order, so a
+    later one sees the earlier ones' whitened output."""
     for layer in whitening_layers(model):
         sample = images[:SAMPLE]
         sample = sample.astype(np.float32) / 255.0 if sample.dtype == np.uint8 else sample.astype(np.float32)
         seen = keras.ops.convert_to_numpy(keras.Model(model.inputs, layer.input)([sample]))
-        layer.kernel.assign(whitening_kernel(seen, layer.kernel_size, layer.strides, layer.filters))
+        layer.kernel.assign(whitening_kernel(seen, layer.kernel_size, layer.strides, layer.filters, eps))
         log.info("set %s's frozen whitening layer from %d training images", model.name, len(sample))
     return model
