@@ -103,6 +103,7 @@ def main() -> int:
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--inter-op-threads", type=int, default=0, help="0: TensorFlow's default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-limit", type=int, help="train on the first N training images only")
     parser.add_argument("--fused-batch-norm", action="store_true", help="the package's fused batch norm, as `fast`")
     parser.add_argument("--whiten-eps", type=float, default=5e-4, help="added to each eigenvalue of a whitening stem")
     parser.add_argument("--data-dir", type=Path)
@@ -123,7 +124,7 @@ def main() -> int:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     keras.utils.set_random_seed(args.seed)
     dataset = load_dataset("mnist", args.data_dir)
-    data = prepare_data(TrainConfig(seed=args.seed, labels="sparse"), dataset)
+    data = prepare_data(TrainConfig(seed=args.seed, labels="sparse", train_limit=args.train_limit), dataset)
     x_test, y_test = normalize(dataset.test_images), dataset.test_labels
     y_train, y_val = data.y_train, data.y_val
     if args.label_smoothing:  # Keras smooths one-hot targets only
