@@ -6,7 +6,7 @@ got to one epoch") were measured; the recipe itself is then checked with compare
     python benchmarks/fast_variants.py --variant stem24 --epochs 1 --batch-size 128 --label-smoothing 0.1
     python benchmarks/fast_variants.py --variant base --epochs 2 --batch-size 256 --bf16
 
-    python benchmarks/fast_variants.py --variant crop24-white8-poolfirst --batch-size 256 --learning-rate 0.04 \
+    python benchmarks/fast_variants.py --variant crop24-white8-poolfirst-s2 --batch-size 256 --learning-rate 0.04 \
         --label-smoothing 0.1 --fused-batch-norm                     # today's `fast`
 
 The JSON line has the validation accuracy after each epoch (`val_accuracy`): choose among

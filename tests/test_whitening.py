@@ -128,6 +128,7 @@ def test_stacked_whitening_layers_are_set_in_order_each_from_what_it_sees():
     seen = np.maximum(keras.ops.convert_to_numpy(keras.ops.conv(images, first, strides=1, padding="valid")), 0)
     # the second whitens what the first gives it (compared by effect: eigenvectors' signs are arbitrary)
     second = keras.ops.convert_to_numpy(model.get_layer("whiten_b").kernel)
-    moment = second_moment(keras.ops.convert_to_numpy(keras.ops.conv(seen, second, strides=1, padding="valid"))[..., :3])
+    outputs = keras.ops.convert_to_numpy(keras.ops.conv(seen, second, strides=1, padding="valid"))
+    moment = second_moment(outputs[..., :3])
     assert np.abs(moment - np.diag(np.diag(moment))).max() < 1e-3 and np.all(np.diag(moment) > 0.5)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("whitened").kernel), untouched)

@@ -77,8 +77,9 @@ DEFAULT_STEPS = [("cnn-mnist", "`cnn`: the `default` recipe's model until 2026-1
 FAST_STEPS = [("fast-kerasbn-mnist", "Keras' batch norm layer (before the 24x24 crop)"),
               ("fast-fusedbn-mnist", "fused batch norm (before the 24x24 crop)"),
               ("fast-fusedbn-before-whitening-mnist", "the recipe of 2026-12-07 (24x24 crop), beside the next row"),
-              ("fast-whitened-mnist", ("**a frozen whitening stem, pooling before batch norm, batch 256: "
-                                       "the `fast` recipe now**"))]
+              ("fast-whitened-mnist", "a frozen whitening stem, pooling before batch norm, batch 256"),
+              ("fast-whitened-pooled-mnist", "the same, an hour later, beside the next row"),
+              ("fast-whitened-strided-mnist", "**block 2 a stride-2 convolution: the `fast` recipe now**")]
 
 
 def _json(path: Path) -> dict[str, Any]:
