@@ -3,9 +3,9 @@
     python benchmarks/backend_speed.py [--backends tensorflow tensorflow-xla jax] [--rounds 2] [--seed 0]
 
 Each run is a fresh process (a Keras backend is fixed once Keras is imported) that trains the
-`fast` architecture (its frozen stem whitened first) for one epoch of 54,000 MNIST training images as the `fast` recipe does
-(its batch size, Adam betas, warmup then cosine to 0 and label smoothing, read from the
-recipe) from in-memory arrays, then scores the 10,000 test images. Keras' own batch
+`fast` architecture (its frozen stem whitened first) for one epoch of 54,000 MNIST training
+images as the `fast` recipe does (its batch size, Adam betas, warmup then cosine to 0 and
+label smoothing, read from the recipe) from in-memory arrays, then scores the 10,000 test images. Keras' own batch
 norm in all, since the recipe's fused batch norm is TensorFlow's; `tensorflow-xla` is TensorFlow
 with the train step compiled by XLA (`jit_compile=True`; Keras' default under TensorFlow is a
 traced graph without XLA, and under JAX always XLA). The backends take turns,

@@ -105,7 +105,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-limit", type=int, help="train on the first N training images only")
     parser.add_argument("--fused-batch-norm", action="store_true", help="the package's fused batch norm, as `fast`")
-    parser.add_argument("--whiten-eps", type=float, default=5e-4, help="added to each eigenvalue of a whitening stem")
+    parser.add_argument("--whiten-eps", type=float,
+                        help="added to each eigenvalue of a whitening stem (default: the package's, as `fast`)")
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args()
 
@@ -116,7 +117,7 @@ def main() -> int:
     from mnist_cnn.data.prepare import normalize, prepare_data
     from mnist_cnn.runs.config import TrainConfig
     from mnist_cnn.training.train import make_batches
-    from mnist_cnn.training.whitening import whiten
+    from mnist_cnn.training.whitening import EPS, whiten
 
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
@@ -135,7 +136,7 @@ def main() -> int:
 
     model = keras.Sequential([keras.Input((28, 28, 1)), *variants()[args.variant](), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax", dtype="float32")])
-    whiten(model, data.x_train, args.whiten_eps)
+    whiten(model, data.x_train, EPS if args.whiten_eps is None else args.whiten_eps)
     if args.fused_batch_norm:
         from mnist_cnn.training.batchnorm import fused_copy
 
@@ -176,11 +177,13 @@ def main() -> int:
                   file=sys.stderr, flush=True)
 
     clock = Clock()
-    history = model.fit(make_batches(data.x_train, y_train, args.batch_size, shuffle_seed=args.seed), epochs=args.epochs,
-              validation_data=make_batches(data.x_val, y_val, args.batch_size), verbose=0, callbacks=[clock])
+    history = model.fit(make_batches(data.x_train, y_train, args.batch_size, shuffle_seed=args.seed),
+                        epochs=args.epochs, validation_data=make_batches(data.x_val, y_val, args.batch_size),
+                        verbose=0, callbacks=[clock])
     print(json.dumps({**vars(args), "data_dir": str(args.data_dir), "params": model.count_params(),
                       "epoch_s": clock.epoch_s, "curve": clock.curve,
-                      "val_accuracy": [round(v, 4) for v in history.history["val_accuracy"]], "train_s": round(clock.train_s, 2)}))
+                      "val_accuracy": [round(v, 4) for v in history.history["val_accuracy"]],
+                      "train_s": round(clock.train_s, 2)}))
     return 0
 
 

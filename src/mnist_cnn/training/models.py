@@ -117,9 +117,9 @@ def fast(num_classes: int = 10) -> keras.Model:
     leading directions of the training images' 4x4 patches (and their negatives) before
     training, so no gradient is computed below block 1. Block 1 pools before its batch norm
     and ReLU; block 2 is a stride-2 convolution (a quarter of a pooled one's arithmetic). The
-    stages are as narrow as still reach 99% in one epoch. No dropout:
-    in so short a run it only slows learning. Made for digits: clothes fill the whole frame.
-    Built alone (not by `mnist-cnn train`), the stem holds Keras' random initial weights.
+    stages are as narrow as still reach 99% in one epoch. No dropout: in so short a run it
+    only slows learning. Made for digits: clothes fill the whole frame. Built alone (not by
+    `mnist-cnn train`), the stem holds Keras' random initial weights.
     The measurements behind each choice: benchmarks/README.md, "How `fast` got to one epoch".
     """
     return keras.Sequential(

@@ -55,9 +55,12 @@ def whiten(model: keras.Model, images: np.ndarray, eps: float = EPS) -> keras.Mo
     """`model` with each whitening layer set from the first `SAMPLE` of `images` (uint8 0..255
     or floats in [0, 1], as the model is fed) as that layer sees them: in call order, so a
     later one sees the earlier ones' whitened output."""
-    for layer in whitening_layers(model):
-        sample = images[:SAMPLE]
-        sample = sample.astype(np.float32) / 255.0 if sample.dtype == np.uint8 else sample.astype(np.float32)
+    layers = whitening_layers(model)
+    if not layers:
+        return model
+    sample = images[:SAMPLE]
+    sample = sample.astype(np.float32) / 255.0 if sample.dtype == np.uint8 else sample.astype(np.float32)
+    for layer in layers:
         seen = keras.ops.convert_to_numpy(keras.Model(model.inputs, layer.input)([sample]))
         layer.kernel.assign(whitening_kernel(seen, layer.kernel_size, layer.strides, layer.filters, eps))
         log.info("set %s's frozen whitening layer from %d training images", model.name, len(sample))
